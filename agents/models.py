@@ -1,0 +1,513 @@
+"""What the agent did: work items, runs and their traces, proposals, escalations, executions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+
+from console.models import AutonomyLevel, Workflow
+
+
+class RiskClass(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    MONEY = "money", "Money"
+    ACCESS = "access", "Access change"
+    EXTERNAL_MESSAGE = "external_message", "External message"
+    DELETE = "delete", "Delete"
+
+
+# Classes that always need a human approval, whatever the autonomy level.
+HIGH_IMPACT_RISKS = frozenset({RiskClass.ACCESS, RiskClass.EXTERNAL_MESSAGE, RiskClass.DELETE})
+
+
+class WorkItemQuerySet(models.QuerySet):
+    def open(self) -> WorkItemQuerySet:
+        return self.exclude(status__in=WorkItem.TERMINAL)
+
+
+class WorkItem(models.Model):
+    class Source(models.TextChoices):
+        API = "api", "API"
+        CONSOLE = "console", "Console"
+        COMMAND = "command", "Command"
+        DEMO = "demo", "Demo seed"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        RUNNING = "running", "Agent running"
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+        ESCALATED = "escalated", "Escalated"
+        EXECUTING = "executing", "Executing"
+        RESOLVED = "resolved", "Resolved"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    TERMINAL = (Status.RESOLVED, Status.FAILED, Status.CANCELLED)
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="work_items")
+    external_id = models.CharField(max_length=200)
+    title = models.CharField(max_length=300, blank=True)
+    payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.API)
+    source_principal = models.CharField(max_length=150, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED)
+    succeeded = models.BooleanField(
+        null=True, blank=True, help_text="Set when resolved: did the item end in a good outcome?"
+    )
+    sla_due_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WorkItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "external_id"], name="workitem_unique_external_id"
+            ),
+        ]
+        indexes = [models.Index(fields=["workflow", "status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.slug}/{self.external_id}"
+
+    @property
+    def text(self) -> str:
+        """The untrusted free text the item carries (shown escaped, prompted as data)."""
+        return str(self.payload.get("text", "")) if isinstance(self.payload, dict) else ""
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PROPOSED = "proposed", "Proposed"
+        ESCALATED = "escalated", "Escalated"
+        FAILED = "failed", "Failed"
+
+    class StopReason(models.TextChoices):
+        COMPLETED = "completed", "Completed with proposals"
+        NO_ACTION = "no_action", "Agent proposed no action"
+        BUDGET_TOOL_CALLS = "budget_tool_calls", "Tool-call budget"
+        BUDGET_TOKENS = "budget_tokens", "Token budget"
+        BUDGET_SECONDS = "budget_seconds", "Wall-clock budget"
+        BUDGET_COST = "budget_cost", "Cost budget"
+        LOOP = "loop", "Loop detected"
+        INVALID_ARGUMENTS = "invalid_arguments", "Invalid tool arguments"
+        UNGRANTED_TOOL = "ungranted_tool", "Tool not granted"
+        POLICY_DENIED = "policy_denied", "Denied by policy"
+        PAUSED = "paused", "Workflow paused"
+        MODEL_ERROR = "model_error", "Model error"
+        REFUSAL = "refusal", "Model refused"
+
+    BUDGET_REASONS = (
+        StopReason.BUDGET_TOOL_CALLS,
+        StopReason.BUDGET_TOKENS,
+        StopReason.BUDGET_SECONDS,
+        StopReason.BUDGET_COST,
+        StopReason.LOOP,
+    )
+
+    work_item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="runs")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    stop_reason = models.CharField(max_length=24, choices=StopReason.choices, blank=True)
+    autonomy_level = models.CharField(
+        max_length=16,
+        choices=AutonomyLevel.choices,
+        help_text="The workflow's level when the run started.",
+    )
+    model = models.CharField(max_length=100, blank=True)
+    agent_version = models.CharField(max_length=40, blank=True)
+    prompt_version = models.CharField(max_length=40, blank=True)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    tool_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    tool_calls = models.PositiveIntegerField(default=0)
+    retries = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    cache_misses = models.PositiveIntegerField(default=0)
+    wall_ms = models.PositiveIntegerField(default=0)
+    state = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["work_item", "attempt"], name="run_one_per_attempt"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.work_item}"
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+
+class Step(models.Model):
+    """One entry of a run's trace. Inputs and outputs are stored redacted."""
+
+    class Kind(models.TextChoices):
+        MODEL_CALL = "model_call", "Model call"
+        TOOL_CALL = "tool_call", "Tool call"
+        VALIDATION = "validation", "Validation"
+        POLICY = "policy", "Policy"
+        BUDGET = "budget", "Budget"
+        RETRIEVAL = "retrieval", "Retrieval"
+        NOTE = "note", "Note"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="steps")
+    index = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=120)
+    input = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    output = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    error = models.TextField(blank=True)
+    is_retry = models.BooleanField(default=False)
+    cached = models.BooleanField(default=False)
+    model = models.CharField(max_length=100, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    tokens_in = models.PositiveIntegerField(default=0)
+    tokens_out = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "index"], name="step_unique_index_in_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}.{self.index} {self.kind} {self.name}"
+
+
+class ProposalQuerySet(models.QuerySet):
+    def pending(self) -> ProposalQuerySet:
+        return self.filter(status=Proposal.Status.PENDING)
+
+
+class Proposal(models.Model):
+    class Verdict(models.TextChoices):
+        ALLOW = "allow", "Allow"
+        NEEDS_APPROVAL = "needs_approval", "Needs approval"
+        DENY = "deny", "Deny"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting review"
+        ACCEPTED = "accepted", "Accepted"
+        EDITED = "edited", "Edited"
+        REJECTED = "rejected", "Rejected"
+        EXECUTED = "executed", "Executed"
+        EXECUTION_FAILED = "execution_failed", "Execution failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    DECIDED = (Status.ACCEPTED, Status.EDITED, Status.REJECTED)
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="proposals")
+    # Denormalised from the run so queue queries touch one table.
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="proposals")
+    work_item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="proposals")
+    sequence = models.PositiveSmallIntegerField(default=1, help_text="Position in the run's plan.")
+    tool = models.CharField(max_length=100)
+    arguments = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    arguments_hash = models.CharField(max_length=64)
+    rationale = models.TextField(blank=True)
+    confidence = models.DecimalField(max_digits=4, decimal_places=3, null=True, blank=True)
+    citations = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    risk_class = models.CharField(max_length=20, choices=RiskClass.choices)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    verdict_rule = models.TextField(help_text="The rule text that produced the verdict.")
+    injection_flags = models.JSONField(default=list, blank=True)
+    flagged_injection = models.BooleanField(default=False)
+    autonomy_level = models.CharField(
+        max_length=16,
+        choices=AutonomyLevel.choices,
+        help_text="The tool's effective level when the proposal was made.",
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    auto_executed = models.BooleanField(default=False)
+    sampled_for_review = models.BooleanField(default=False)
+    priority = models.SmallIntegerField(
+        default=0, help_text="Higher first: high-risk actions and items near their SLA."
+    )
+    sla_due_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ProposalQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "sequence"], name="proposal_unique_sequence_in_run"
+            ),
+        ]
+        indexes = [
+            # The reviewer queue: pending items of a workflow, by priority then age.
+            models.Index(
+                fields=["workflow", "-priority", "created_at"],
+                condition=Q(status="pending"),
+                name="proposal_queue_idx",
+            ),
+            models.Index(fields=["workflow", "status", "decided_at"]),
+            models.Index(fields=["work_item", "sequence"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"proposal {self.pk}: {self.tool}"
+
+
+class Escalation(models.Model):
+    class Reason(models.TextChoices):
+        BUDGET = "budget", "Budget tripped"
+        LOOP = "loop", "Loop detected"
+        INVALID_ARGUMENTS = "invalid_arguments", "Invalid arguments after retry"
+        UNGRANTED_TOOL = "ungranted_tool", "Tool not granted"
+        POLICY_DENIED = "policy_denied", "Denied by policy"
+        PAUSED = "paused", "Workflow paused mid-run"
+        MODEL_ERROR = "model_error", "Model error"
+        HARD_CASE = "hard_case", "Agent could not decide"
+        EXECUTION_FAILED = "execution_failed", "Execution failed"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        RESOLVED = "resolved", "Resolved"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="escalations")
+    work_item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="escalations")
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, null=True, blank=True, related_name="escalations"
+    )
+    reason = models.CharField(max_length=24, choices=Reason.choices)
+    detail = models.TextField(blank=True)
+    packet = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [
+            models.Index(
+                fields=["workflow", "created_at"],
+                condition=Q(status="open"),
+                name="escalation_open_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"escalation {self.pk}: {self.reason}"
+
+
+class Execution(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    proposal = models.ForeignKey(Proposal, on_delete=models.PROTECT, related_name="executions")
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    arguments = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    arguments_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    error = models.TextField(blank=True)
+    principal = models.CharField(max_length=150, blank=True)
+    auto = models.BooleanField(default=False, help_text="Executed without a human approval.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"execution {self.idempotency_key} ({self.status})"
+
+
+# --- Context and identity -----------------------------------------------------
+
+
+class KnowledgeDocument(models.Model):
+    """A workflow's policies, runbooks and FAQ, searched by the agent's read tool."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="documents")
+    slug = models.SlugField(max_length=100)
+    title = models.CharField(max_length=200)
+    body = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workflow", "title"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "slug"], name="document_unique_slug"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ConnectorCredential(models.Model):
+    """A workflow's secret for one connector, encrypted at rest and never shown again."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="credentials")
+    name = models.SlugField(max_length=100)
+    ciphertext = models.BinaryField()
+    fingerprint = models.CharField(
+        max_length=16, help_text="Last characters of a hash, to tell keys apart."
+    )
+    version = models.PositiveIntegerField(default=1)
+    rotated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "name"], name="credential_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.slug}:{self.name} v{self.version}"
+
+
+class ToolDefinition(models.Model):
+    """A tool registered from an OpenAI function definition (JSON schema), handled by
+    an HTTP connector: an existing agent's tools in shadow mode without Python."""
+
+    workflow = models.ForeignKey(
+        Workflow, on_delete=models.CASCADE, related_name="tool_definitions"
+    )
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    parameters = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    risk_class = models.CharField(max_length=20, choices=RiskClass.choices)
+    endpoint_url = models.URLField(max_length=500)
+    credential_name = models.SlugField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "name"], name="tooldefinition_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.slug}:{self.name}"
+
+
+# --- Sandbox systems of record (the demo's real side effects) --------------------
+
+
+class SandboxOrder(models.Model):
+    number = models.CharField(max_length=32, unique=True)
+    customer_name = models.CharField(max_length=200)
+    customer_email = models.EmailField()
+    total = models.DecimalField(max_digits=10, decimal_places=2)
+    refunded = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    status = models.CharField(max_length=32, default="delivered")
+    items = models.JSONField(default=list, encoder=DjangoJSONEncoder)
+    placed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(refunded__lte=models.F("total")) & Q(refunded__gte=0),
+                name="sandboxorder_refund_within_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class SandboxRefund(models.Model):
+    order = models.ForeignKey(SandboxOrder, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    reason = models.CharField(max_length=300)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.order.number} -{self.amount}"
+
+
+class SandboxMessage(models.Model):
+    """An outbound customer message 'sent' by the demo (kept, never delivered)."""
+
+    to = models.EmailField()
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"to {self.to}: {self.subject}"
+
+
+class DirectoryGroup(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    privileged = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DirectoryUser(models.Model):
+    username = models.CharField(max_length=100, unique=True)
+    full_name = models.CharField(max_length=200)
+    email = models.EmailField()
+    department = models.CharField(max_length=100)
+    manager = models.CharField(max_length=100, blank=True)
+    active = models.BooleanField(default=True)
+    groups = models.ManyToManyField(
+        DirectoryGroup, through="GroupMembership", related_name="members"
+    )
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class GroupMembership(models.Model):
+    user = models.ForeignKey(DirectoryUser, on_delete=models.CASCADE)
+    group = models.ForeignKey(DirectoryGroup, on_delete=models.CASCADE)
+    granted_by_key = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "group"], name="membership_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.group}"
+
+
+class CrmContact(models.Model):
+    name = models.CharField(max_length=200)
+    email = models.EmailField()
+    company = models.CharField(max_length=200, blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    merged_into = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="merged_from"
+    )
+    merge_key = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["email"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"

@@ -1,0 +1,101 @@
+"""The tamper-evident audit log: one hash chain per workflow.
+
+Appending locks only the head row of that workflow's chain, so decisions in
+different workflows never wait on each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from console.models import AuditChain, AuditEvent, Workflow
+
+GLOBAL_CHAIN = "global"
+
+
+def chain_key(workflow: Workflow | None) -> str:
+    return f"workflow:{workflow.pk}" if workflow is not None else GLOBAL_CHAIN
+
+
+def actor_label_for(actor: AbstractBaseUser | AnonymousUser | str | None) -> str:
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    if not actor.is_authenticated:
+        return "anonymous"
+    return f"user:{actor.get_username()}"
+
+
+def _user_or_none(actor: Any) -> AbstractBaseUser | None:
+    if actor is None or isinstance(actor, str) or not actor.is_authenticated:
+        return None
+    return actor
+
+
+def audit_append(
+    *,
+    action: str,
+    actor: AbstractBaseUser | AnonymousUser | str | None,
+    workflow: Workflow | None = None,
+    obj: Any = None,
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to its workflow's chain. Call inside the transaction
+    that makes the change, so the event and the change commit together."""
+    key = chain_key(workflow)
+    with transaction.atomic():
+        AuditChain.objects.get_or_create(key=key)
+        head = AuditChain.objects.select_for_update().get(key=key)
+        event = AuditEvent(
+            chain=key,
+            seq=head.seq + 1,
+            workflow=workflow,
+            actor=_user_or_none(actor),
+            actor_label=actor_label_for(actor),
+            action=action,
+            object_type=type(obj).__name__ if obj is not None else "",
+            object_id=str(obj.pk) if obj is not None else "",
+            data=data or {},
+            created_at=timezone.now(),
+            prev_hash=head.head_hash,
+        )
+        event.hash = event.compute_hash()
+        event.save(force_insert=True)
+        head.seq, head.head_hash = event.seq, event.hash
+        head.save(update_fields=["seq", "head_hash"])
+    return event
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    chain: str
+    seq: int
+    problem: str
+
+
+def audit_verify(*, chain: str | None = None) -> list[BrokenLink]:
+    """Walk every chain (or one) and return the first broken link of each."""
+    keys = [chain] if chain else list(AuditChain.objects.values_list("key", flat=True))
+    broken: list[BrokenLink] = []
+    for key in keys:
+        expected_prev = "0" * 64
+        expected_seq = 1
+        for event in AuditEvent.objects.filter(chain=key).order_by("seq").iterator(2000):
+            problem = ""
+            if event.seq != expected_seq:
+                problem = f"sequence gap: expected {expected_seq}, found {event.seq}"
+            elif event.prev_hash != expected_prev:
+                problem = "previous-hash does not match the event before it"
+            elif event.compute_hash() != event.hash:
+                problem = "event content does not match its hash"
+            if problem:
+                broken.append(BrokenLink(chain=key, seq=event.seq, problem=problem))
+                break
+            expected_prev, expected_seq = event.hash, event.seq + 1
+    return broken

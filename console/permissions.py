@@ -1,0 +1,96 @@
+"""Who may see and do what: roles are groups, workflows are granted per object."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404
+from guardian.shortcuts import assign_perm, get_objects_for_user
+
+from console.models import Workflow
+
+User = AbstractBaseUser | AnonymousUser
+
+VIEW = "console.view_workflow"
+REVIEW = "console.review_workflow"
+MANAGE = "console.manage_workflow"
+OPERATE = "console.operate_workflow"
+
+
+class Role:
+    REVIEWER = "reviewer"
+    MANAGER = "manager"
+    OPS = "ops"
+    ADMIN = "admin"
+    ALL = (REVIEWER, MANAGER, OPS, ADMIN)
+
+
+# Global permissions a role holds on every workflow. Reviewers and managers hold
+# none: they are granted workflows one by one (see workflow_grant_role).
+GLOBAL_ROLE_PERMS: dict[str, tuple[str, ...]] = {
+    Role.REVIEWER: (),
+    Role.MANAGER: (),
+    Role.OPS: (VIEW, OPERATE),
+    Role.ADMIN: (VIEW, REVIEW, MANAGE, OPERATE),
+}
+# Object permissions a role receives when granted one workflow.
+OBJECT_ROLE_PERMS: dict[str, tuple[str, ...]] = {
+    Role.REVIEWER: (VIEW, REVIEW),
+    Role.MANAGER: (VIEW, MANAGE),
+    Role.OPS: (VIEW, OPERATE),
+    Role.ADMIN: (VIEW, REVIEW, MANAGE, OPERATE),
+}
+
+ERR_NO_SUCH_WORKFLOW = "There is no workflow called “{slug}”."
+ERR_NOT_ALLOWED = "You do not have permission to {what} this workflow."
+
+
+def roles_ensure() -> dict[str, Group]:
+    """Create the role groups with their global permissions (idempotent)."""
+    groups = {}
+    for role in Role.ALL:
+        group, _ = Group.objects.get_or_create(name=role)
+        codenames = [perm.split(".", 1)[1] for perm in GLOBAL_ROLE_PERMS[role]]
+        group.permissions.set(
+            Permission.objects.filter(content_type__app_label="console", codename__in=codenames)
+        )
+        groups[role] = group
+    return groups
+
+
+def workflow_grant_role(*, user: AbstractBaseUser, workflow: Workflow, role: str) -> None:
+    for perm in OBJECT_ROLE_PERMS[role]:
+        assign_perm(perm, user, workflow)
+
+
+def workflows_for(user: User, perm: str = VIEW) -> QuerySet[Workflow]:
+    if not user.is_authenticated:
+        return Workflow.objects.none()
+    return get_objects_for_user(user, perm, klass=Workflow, accept_global_perms=True)
+
+
+def user_roles(user: User) -> set[str]:
+    if not user.is_authenticated:
+        return set()
+    names = set(user.groups.values_list("name", flat=True))
+    if user.is_superuser:
+        names.add(Role.ADMIN)
+    return names & set(Role.ALL)
+
+
+def access_workflow(*, user: User, slug: str, perm: str = VIEW, what: str = "view") -> Workflow:
+    """Fetch a workflow the user may act on, or raise 404 / 403.
+
+    A workflow the user cannot even view is reported as missing, so slugs do
+    not leak; one they can view but not act on is a 403 with the reason.
+    """
+    try:
+        workflow = Workflow.objects.get(slug=slug)
+    except Workflow.DoesNotExist:
+        raise Http404(ERR_NO_SUCH_WORKFLOW.format(slug=slug)) from None
+    if not user.has_perm(VIEW, workflow) and not user.has_perm(VIEW):
+        raise Http404(ERR_NO_SUCH_WORKFLOW.format(slug=slug))
+    if perm != VIEW and not (user.has_perm(perm, workflow) or user.has_perm(perm)):
+        raise PermissionDenied(ERR_NOT_ALLOWED.format(what=what))
+    return workflow

@@ -1,0 +1,92 @@
+"""Reads across the apps for the console's pages. Aggregates run in SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Min, Q, QuerySet
+from django.utils import timezone
+
+from agents.models import Escalation, Proposal, WorkItem
+from console.models import Workflow
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    pending: int
+    escalations: int
+    oldest_pending_at: datetime | None
+
+    @property
+    def oldest_age_seconds(self) -> int | None:
+        if self.oldest_pending_at is None:
+            return None
+        return int((timezone.now() - self.oldest_pending_at).total_seconds())
+
+
+def queue_counts_for(workflows: QuerySet[Workflow]) -> dict[int, QueueCounts]:
+    """Pending proposals, open escalations and the oldest pending item, per workflow:
+    two grouped queries whatever the number of workflows."""
+    ids = list(workflows.values_list("pk", flat=True))
+    pending = {
+        row["workflow"]: row
+        for row in Proposal.objects.filter(workflow__in=ids, status=Proposal.Status.PENDING)
+        .values("workflow")
+        .annotate(n=Count("pk"), oldest=Min("created_at"))
+    }
+    escalations = dict(
+        Escalation.objects.filter(workflow__in=ids, status=Escalation.Status.OPEN)
+        .values("workflow")
+        .annotate(n=Count("pk"))
+        .values_list("workflow", "n")
+    )
+    return {
+        pk: QueueCounts(
+            pending=pending.get(pk, {}).get("n", 0),
+            escalations=escalations.get(pk, 0),
+            oldest_pending_at=pending.get(pk, {}).get("oldest"),
+        )
+        for pk in ids
+    }
+
+
+def queue_totals(workflows: QuerySet[Workflow]) -> QueueCounts:
+    counts = queue_counts_for(workflows).values()
+    oldest = [c.oldest_pending_at for c in counts if c.oldest_pending_at]
+    return QueueCounts(
+        pending=sum(c.pending for c in counts),
+        escalations=sum(c.escalations for c in counts),
+        oldest_pending_at=min(oldest) if oldest else None,
+    )
+
+
+def work_item_status_counts(workflow: Workflow) -> dict[str, int]:
+    return dict(
+        WorkItem.objects.filter(workflow=workflow)
+        .values("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+
+
+def recent_work_items(workflow: Workflow, limit: int = 25) -> QuerySet[WorkItem]:
+    return WorkItem.objects.filter(workflow=workflow).order_by("-created_at")[:limit]
+
+
+def proposal_status_counts(workflow: Workflow) -> dict[str, int]:
+    return dict(
+        Proposal.objects.filter(workflow=workflow)
+        .values("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+
+
+def decided_counts(workflow: Workflow) -> dict[str, int]:
+    row = Proposal.objects.filter(workflow=workflow).aggregate(
+        accepted=Count("pk", filter=Q(status=Proposal.Status.ACCEPTED)),
+        edited=Count("pk", filter=Q(status=Proposal.Status.EDITED)),
+        rejected=Count("pk", filter=Q(status=Proposal.Status.REJECTED)),
+    )
+    return row

@@ -1,0 +1,216 @@
+"""Governance writes: autonomy changes and the kill switch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from console.audit import audit_append
+from console.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
+
+ERR_SAME_LEVEL = "The workflow is already at {level}."
+ERR_SKIPS_A_STEP = (
+    "Promotion goes one step at a time: {frm} can only be promoted to {next}, not {to}."
+)
+ERR_UNKNOWN_LEVEL = "“{level}” is not an autonomy level."
+ERR_GRANT_ABOVE_WORKFLOW = "A tool cannot be above its workflow: the workflow is at {level}."
+ERR_FOUR_EYES = "A second manager must approve: you requested this change yourself."
+ERR_NOT_REQUESTED = "This change is no longer waiting for approval (it is {status})."
+ERR_ALREADY_PAUSED = "The workflow is already paused."
+ERR_NOT_PAUSED = "The workflow is not paused."
+
+# Promotions to these levels need a second manager (four eyes).
+FOUR_EYES_LEVELS = frozenset({AutonomyLevel.LIMITED, AutonomyLevel.AUTONOMOUS})
+
+
+def autonomy_transition_check(*, current: str, target: str) -> str:
+    """The one place that says which autonomy transitions are legal.
+
+    Up the ladder one step at a time; down by any number of steps. Returns the
+    kind of change, or raises ValidationError with a message a user can read.
+    """
+    if target not in AutonomyLevel.values:
+        raise ValidationError(ERR_UNKNOWN_LEVEL.format(level=target), code="unknown_level")
+    if target == current:
+        raise ValidationError(
+            ERR_SAME_LEVEL.format(level=AutonomyLevel(current).label), code="same_level"
+        )
+    current_rank, target_rank = AutonomyLevel.rank(current), AutonomyLevel.rank(target)
+    if target_rank < current_rank:
+        return AutonomyChange.Kind.DEMOTION
+    if target_rank != current_rank + 1:
+        raise ValidationError(
+            ERR_SKIPS_A_STEP.format(
+                frm=AutonomyLevel(current).label,
+                next=AutonomyLevel(AutonomyLevel.ladder()[current_rank + 1]).label,
+                to=AutonomyLevel(target).label,
+            ),
+            code="skips_a_step",
+        )
+    return AutonomyChange.Kind.PROMOTION
+
+
+def _apply_level(change: AutonomyChange) -> None:
+    if change.grant_id:
+        grant = ToolGrant.objects.select_for_update().get(pk=change.grant_id)
+        grant.autonomy_level = change.to_level
+        grant.save(update_fields=["autonomy_level", "updated_at"])
+    else:
+        workflow = Workflow.objects.select_for_update().get(pk=change.workflow_id)
+        workflow.autonomy_level = change.to_level
+        workflow.save(update_fields=["autonomy_level", "updated_at"])
+        # A tool never exceeds its workflow: demoting the workflow caps its grants.
+        if change.kind == AutonomyChange.Kind.DEMOTION:
+            over = [
+                level
+                for level in AutonomyLevel.ladder()
+                if AutonomyLevel.rank(level) > AutonomyLevel.rank(change.to_level)
+            ]
+            workflow.grants.filter(autonomy_level__in=over).update(
+                autonomy_level=change.to_level, updated_at=timezone.now()
+            )
+
+
+def autonomy_change_request(
+    *,
+    workflow: Workflow,
+    to_level: str,
+    actor: AbstractBaseUser | None,
+    reason: str = "",
+    grant: ToolGrant | None = None,
+    evidence: dict[str, Any] | None = None,
+) -> AutonomyChange:
+    """Request (and, where one manager suffices, apply) a change of autonomy.
+
+    Demotions apply at once. Promotions to limited or autonomous wait for a
+    second manager's approval (four eyes); lower promotions apply at once.
+    """
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        if grant is not None:
+            grant = ToolGrant.objects.select_for_update().get(pk=grant.pk, workflow=workflow)
+            current = grant.autonomy_level
+            above_workflow = to_level in AutonomyLevel.values and AutonomyLevel.rank(
+                to_level
+            ) > AutonomyLevel.rank(workflow.autonomy_level)
+            if above_workflow:
+                raise ValidationError(
+                    ERR_GRANT_ABOVE_WORKFLOW.format(
+                        level=AutonomyLevel(workflow.autonomy_level).label
+                    ),
+                    code="grant_above_workflow",
+                )
+        else:
+            current = workflow.autonomy_level
+        kind = autonomy_transition_check(current=current, target=to_level)
+        change = AutonomyChange.objects.create(
+            workflow=workflow,
+            grant=grant,
+            kind=kind,
+            from_level=current,
+            to_level=to_level,
+            requested_by=actor,
+            evidence=evidence or {},
+            reason=reason,
+        )
+        needs_second = kind == AutonomyChange.Kind.PROMOTION and to_level in FOUR_EYES_LEVELS
+        audit_append(
+            action=f"autonomy.{kind}.requested",
+            actor=actor,
+            workflow=workflow,
+            obj=change,
+            data={"from": current, "to": to_level, "tool": grant.tool if grant else None},
+        )
+        if not needs_second:
+            _apply_level(change)
+            change.status = AutonomyChange.Status.APPLIED
+            change.decided_at = timezone.now()
+            change.save(update_fields=["status", "decided_at"])
+            audit_append(
+                action=f"autonomy.{kind}.applied",
+                actor=actor,
+                workflow=workflow,
+                obj=change,
+                data={"from": current, "to": to_level, "tool": grant.tool if grant else None},
+            )
+    return change
+
+
+def autonomy_change_approve(*, change: AutonomyChange, actor: AbstractBaseUser) -> AutonomyChange:
+    with transaction.atomic():
+        change = AutonomyChange.objects.select_for_update().get(pk=change.pk)
+        if change.status != AutonomyChange.Status.REQUESTED:
+            raise ValidationError(
+                ERR_NOT_REQUESTED.format(status=change.get_status_display().lower()),
+                code="not_requested",
+            )
+        if change.requested_by_id == actor.pk:
+            raise ValidationError(ERR_FOUR_EYES, code="four_eyes")
+        # Re-check against the current level: the ladder may have moved meanwhile.
+        current = (
+            ToolGrant.objects.get(pk=change.grant_id).autonomy_level
+            if change.grant_id
+            else Workflow.objects.get(pk=change.workflow_id).autonomy_level
+        )
+        autonomy_transition_check(current=current, target=change.to_level)
+        _apply_level(change)
+        change.status = AutonomyChange.Status.APPLIED
+        change.approved_by = actor
+        change.decided_at = timezone.now()
+        change.save(update_fields=["status", "approved_by", "decided_at"])
+        audit_append(
+            action=f"autonomy.{change.kind}.applied",
+            actor=actor,
+            workflow=change.workflow,
+            obj=change,
+            data={"from": change.from_level, "to": change.to_level},
+        )
+    return change
+
+
+def workflow_pause(
+    *, workflow: Workflow, actor: AbstractBaseUser | str | None, reason: str
+) -> Workflow:
+    """The kill switch. Once this commits, no model call or tool execution starts:
+    the runner and execute_action re-read the flag before each step."""
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        if workflow.paused:
+            raise ValidationError(ERR_ALREADY_PAUSED, code="already_paused")
+        workflow.paused = True
+        workflow.paused_at = timezone.now()
+        workflow.paused_reason = reason[:500]
+        workflow.save(update_fields=["paused", "paused_at", "paused_reason", "updated_at"])
+        audit_append(
+            action="workflow.paused",
+            actor=actor,
+            workflow=workflow,
+            obj=workflow,
+            data={"reason": reason},
+        )
+    return workflow
+
+
+def workflow_resume(
+    *, workflow: Workflow, actor: AbstractBaseUser | str | None, reason: str = ""
+) -> Workflow:
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        if not workflow.paused:
+            raise ValidationError(ERR_NOT_PAUSED, code="not_paused")
+        workflow.paused = False
+        workflow.paused_at = None
+        workflow.paused_reason = ""
+        workflow.save(update_fields=["paused", "paused_at", "paused_reason", "updated_at"])
+        audit_append(
+            action="workflow.resumed",
+            actor=actor,
+            workflow=workflow,
+            obj=workflow,
+            data={"reason": reason},
+        )
+    return workflow

@@ -1,0 +1,21 @@
+"""Test settings: PostgreSQL and Redis on loopback, as in production."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tenure")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret-" + "x" * 40)
+os.environ.setdefault("CACHE_KEY_PREFIX", "tenure-test")
+os.environ.setdefault("TENURE_HTTPS", "0")
+# Each checkout gets its own queue, so workers started by parallel test runs never
+# take each other's tasks.
+os.environ.setdefault("CELERY_QUEUE", "tenure-" + os.environ.get("TENURE_TEST_DB", "test_tenure"))
+
+from console.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# Parallel checkouts on one machine set TENURE_TEST_DB to keep their databases apart.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TENURE_TEST_DB", "test_tenure")}  # noqa: F405

@@ -1,0 +1,168 @@
+"""Shared fixtures: roles, workflows, and a real Celery worker process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from console.permissions import Role, roles_ensure, workflow_grant_role
+from tests.factories import PASSWORD, UserFactory, WorkflowFactory
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def roles(db):
+    return roles_ensure()
+
+
+def _user_with_role(roles, username: str, role: str):
+    user = UserFactory(username=username)
+    user.groups.add(roles[role])
+    return user
+
+
+@pytest.fixture
+def workflow(db):
+    return WorkflowFactory(slug="refunds", name="Refunds")
+
+
+@pytest.fixture
+def other_workflow(db):
+    return WorkflowFactory(slug="access", name="Access requests")
+
+
+@pytest.fixture
+def reviewer(roles, workflow):
+    user = _user_with_role(roles, "rita", Role.REVIEWER)
+    workflow_grant_role(user=user, workflow=workflow, role=Role.REVIEWER)
+    return user
+
+
+@pytest.fixture
+def manager(roles, workflow):
+    user = _user_with_role(roles, "mona", Role.MANAGER)
+    workflow_grant_role(user=user, workflow=workflow, role=Role.MANAGER)
+    return user
+
+
+@pytest.fixture
+def second_manager(roles, workflow):
+    user = _user_with_role(roles, "max", Role.MANAGER)
+    workflow_grant_role(user=user, workflow=workflow, role=Role.MANAGER)
+    return user
+
+
+@pytest.fixture
+def ops(roles):
+    return _user_with_role(roles, "otto", Role.OPS)
+
+
+@pytest.fixture
+def admin_user(roles):
+    return _user_with_role(roles, "ada", Role.ADMIN)
+
+
+def login(user) -> Client:
+    client = Client(enforce_csrf_checks=False)
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def client_for():
+    return login
+
+
+def _worker_env() -> dict[str, str]:
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="console.settings_test",
+        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        REDIS_URL=settings.REDIS_URL,
+        CELERY_QUEUE=settings.CELERY_TASK_DEFAULT_QUEUE,
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess on the test database and Redis."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, concurrency: int = 1) -> None:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "console", "worker",
+                "--loglevel=INFO", f"--concurrency={concurrency}", "--pool=prefork",
+                "-Q", settings.CELERY_TASK_DEFAULT_QUEUE, "--without-gossip", "--without-mingle",
+                "--without-heartbeat", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=_worker_env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Celery worker exited early; see {self.log_path}")
+            if b"ready." in self.log_path.read_bytes():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"Celery worker did not become ready; see {self.log_path}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill the whole worker (main process and its pool children)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+def _purge_queue() -> None:
+    from console.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path) -> Iterator[WorkerProcess]:
+    """Start a real worker for one test. Tests using it commit their data
+    (transactional_db), since the worker reads through its own connection."""
+    # A queue that does not exist yet is fine: there is nothing stale to purge.
+    with contextlib.suppress(Exception):
+        _purge_queue()
+    worker = WorkerProcess(tmp_path / "worker.log")
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
