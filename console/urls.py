@@ -25,6 +25,7 @@ urlpatterns = [
         views.autonomy_change_approve,
         name="autonomy-change-approve",
     ),
+    path("", include("console.evidence_urls")),
     path("", include("reviews.urls")),
     path("", include("agents.urls")),
     path("admin/", admin.site.urls),
