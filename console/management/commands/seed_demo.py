@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from console.demo_users import demo_password, demo_users_seed
+
+
+class Command(BaseCommand):
+    help = "Seed the three demo workflows, their work items and one user per role (idempotent)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--items", type=int, default=30, help="Work items per workflow.")
+
+    def handle(self, *args, items: int, **options) -> None:
+        from agents.demo import demo_seed
+
+        workflows = demo_seed(items_per_workflow=items)
+        users = demo_users_seed()
+        self.stdout.write(
+            self.style.SUCCESS(f"Demo workflows: {', '.join(w.slug for w in workflows)}")
+        )
+        self.stdout.write(f"Logins (password for all: {demo_password()}):")
+        for user in users:
+            self.stdout.write(f"  {user.username:<6} {user.description}")

@@ -1,0 +1,77 @@
+"""Run the whole console: migrate, seed the demo, then web and a Celery worker.
+
+The embedded default needs nothing installed: SQLite and Celery's filesystem
+broker under data/. With DATABASE_URL and REDIS_URL set, the same command runs
+against PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Start the whole Tenure console (web + Celery worker) with the demo seeded."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--bind", default=os.environ.get("TENURE_BIND", "127.0.0.1:8000"))
+        parser.add_argument("--no-seed", action="store_true")
+
+    def handle(self, *args, bind: str, no_seed: bool, **options) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("Database migrated.")
+        if not no_seed:
+            call_command("seed_demo", stdout=self.stdout)
+        children = [
+            self._spawn(
+                [sys.executable, "-m", "celery", "-A", "console", "worker", "--beat",
+                 "--loglevel=INFO", "--concurrency=2",
+                 "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
+                 "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]
+            ),
+            self._spawn(
+                [sys.executable, "-m", "gunicorn", "console.wsgi:application", "--bind", bind,
+                 "--workers", "2", "--threads", "4", "--access-logfile", "-"]
+            ),
+        ]  # fmt: skip
+        engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+        broker = "redis" if settings.REDIS_URL else "filesystem"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nTenure is running at http://{bind}/  (database: {engine}, broker: {broker})"
+            )
+        )
+        self.stdout.write("Press Ctrl-C to stop web and worker.\n")
+        stop = {"now": False}
+
+        def request_stop(signum, frame) -> None:
+            stop["now"] = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        try:
+            while not stop["now"]:
+                if any(child.poll() is not None for child in children):
+                    self.stderr.write("A process exited; stopping the console.")
+                    break
+                time.sleep(0.5)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            for child in children:
+                try:
+                    child.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+    def _spawn(self, argv: list[str]) -> subprocess.Popen:
+        return subprocess.Popen(argv, cwd=settings.BASE_DIR, env=dict(os.environ))
