@@ -214,3 +214,17 @@ def workflow_resume(
             data={"reason": reason},
         )
     return workflow
+
+
+def workflow_pause_all(*, actor: AbstractBaseUser | str | None, reason: str) -> list[Workflow]:
+    """Ops' global stop: pause every running workflow in one transaction."""
+    paused = []
+    with transaction.atomic():
+        for workflow in Workflow.objects.select_for_update().filter(paused=False).order_by("pk"):
+            paused.append(workflow_pause(workflow=workflow, actor=actor, reason=reason))
+        audit_append(
+            action="workflow.paused_all",
+            actor=actor,
+            data={"reason": reason, "workflows": [w.slug for w in paused]},
+        )
+    return paused

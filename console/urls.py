@@ -16,6 +16,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("pause-all/", views.workflow_pause_all, name="workflow-pause-all"),
     path("w/<slug:slug>/", views.workflow_detail, name="workflow-detail"),
     path("w/<slug:slug>/pause/", views.workflow_pause, name="workflow-pause"),
     path("w/<slug:slug>/resume/", views.workflow_resume, name="workflow-resume"),

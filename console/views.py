@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -12,6 +12,8 @@ from console import selectors, services
 from console.forms import AutonomyChangeForm, PauseForm, ResumeForm
 from console.models import AutonomyChange
 from console.permissions import MANAGE, OPERATE, REVIEW, access_workflow, workflows_for
+
+ERR_PAUSE_ALL_NOT_ALLOWED = "Only ops and admins can pause every workflow at once."
 
 
 def _page_or_partial(request: HttpRequest, template: str, partial: str) -> str:
@@ -26,7 +28,8 @@ def home(request: HttpRequest) -> HttpResponse:
     counts = selectors.queue_counts_for(workflows)
     rows = [(workflow, counts[workflow.pk]) for workflow in workflows]
     template = _page_or_partial(request, "console/home.html", "workflow-table")
-    response = render(request, template, {"rows": rows})
+    context = {"rows": rows, "can_pause_all": request.user.has_perm(OPERATE)}
+    response = render(request, template, context)
     response["Vary"] = "HX-Request"
     return response
 
@@ -83,6 +86,22 @@ def workflow_pause(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         messages.success(request, f"{workflow.name} is paused. No new model call or tool runs.")
     return redirect("workflow-detail", slug=slug)
+
+
+@require_POST
+def workflow_pause_all(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm(OPERATE):
+        raise PermissionDenied(ERR_PAUSE_ALL_NOT_ALLOWED)
+    form = PauseForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, form.errors["reason"][0])
+        return redirect("home")
+    paused = services.workflow_pause_all(actor=request.user, reason=form.cleaned_data["reason"])
+    messages.success(
+        request,
+        f"Paused {len(paused)} workflow(s). No new model call or tool execution starts.",
+    )
+    return redirect("home")
 
 
 @require_POST

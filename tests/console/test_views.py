@@ -170,3 +170,21 @@ def test_manager_granted_one_workflow_cannot_manage_another(roles, workflow, cli
         {"to_level": AutonomyLevel.SUPERVISED, "reason": "x"},
     )
     assert response.status_code == 404
+
+
+def test_ops_pauses_every_workflow_at_once(ops, workflow, other_workflow, client_for):
+    response = client_for(ops).post(
+        reverse("workflow-pause-all"), {"reason": "incident 42"}, follow=True
+    )
+    assert "Paused 2 workflow(s)" in response.content.decode()
+    workflow.refresh_from_db()
+    other_workflow.refresh_from_db()
+    assert workflow.paused
+    assert other_workflow.paused
+
+
+def test_a_manager_cannot_pause_everything(manager, workflow, client_for):
+    response = client_for(manager).post(reverse("workflow-pause-all"), {"reason": "x"})
+    assert response.status_code == 403
+    workflow.refresh_from_db()
+    assert not workflow.paused
