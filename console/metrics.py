@@ -52,7 +52,12 @@ from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, Step, WorkItem
 from console.models import Workflow
-from reviews.models import CRITICAL_REJECT_REASONS, Decision, EscalationResolution
+from reviews.models import (
+    CRITICAL_REJECT_REASONS,
+    Decision,
+    EscalationResolution,
+    RejectReason,
+)
 
 ZERO = Decimal("0")
 SECONDS_PER_HOUR = Decimal("3600")
@@ -219,7 +224,7 @@ class Agreement:
 @dataclass(frozen=True)
 class FieldAgreement:
     field: str
-    edited_decisions: int  # edited decisions whose proposal or edit carried the field
+    edited_decisions: int  # edited decisions whose proposal or edit named the field
     changed: int
 
     @property
@@ -359,9 +364,10 @@ def reject_reasons_for(scope: Scope) -> dict[str, int]:
 
 # JSON object keys as rows: a set-returning function each database spells its own way.
 _KEYS_SQL = {
-    "postgresql": "jsonb_object_keys(CASE WHEN jsonb_typeof({col}) = 'object' "
-    "THEN {col} ELSE '{{}}'::jsonb END)",
-    "sqlite": "json_each({col})",
+    "postgresql": "CROSS JOIN LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof({col}) = 'object' "
+    "THEN {col} ELSE '{{}}'::jsonb END) AS k",
+    "sqlite": "CROSS JOIN json_each(CASE WHEN json_type({col}) = 'object' "
+    "THEN {col} ELSE '{{}}' END) AS k",
 }
 _KEY_NAME = {"postgresql": "k", "sqlite": "k.key"}
 
@@ -369,36 +375,32 @@ _KEY_NAME = {"postgresql": "k", "sqlite": "k.key"}
 def field_agreement_for(scope: Scope) -> list[FieldAgreement]:
     """For edited decisions: per argument, how often the reviewer changed it.
 
-    Two grouped SQL queries (argument keys of the proposals, and keys of the
-    diffs), whatever the number of decisions.
+    A decision counts for a field when its proposal carried the field or its
+    edit touched it; it counts as changed when the diff names the field. One
+    grouped SQL query whatever the number of decisions.
     """
     vendor = connection.vendor
     if vendor not in _KEYS_SQL:
         return []
     edited = decisions_rows(scope).filter(verdict=Decision.Verdict.EDIT)
-    ids_sql, ids_params = edited.values("pk").query.sql_with_params()
+    ids_sql, ids_params = edited.order_by().values("pk").query.sql_with_params()
     decision, proposal = Decision._meta.db_table, Proposal._meta.db_table
-    counts: dict[str, list[int]] = {}
-    for column, slot in (("p.arguments", 0), ("d.diff", 1)):
-        keys = _KEYS_SQL[vendor].format(col=column)
-        name = _KEY_NAME[vendor]
-        sql = (
-            f"SELECT {name}, COUNT(DISTINCT d.id) FROM {decision} d "
-            f"JOIN {proposal} p ON p.id = d.proposal_id "
-            f"CROSS JOIN {keys} AS k "
-            f"WHERE d.id IN ({ids_sql}) GROUP BY {name}"
-        )
-        if vendor == "postgresql":
-            sql = sql.replace(
-                "CROSS JOIN jsonb_object_keys", "CROSS JOIN LATERAL jsonb_object_keys"
-            )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, ids_params)
-            for key, n in cursor.fetchall():
-                counts.setdefault(key, [0, 0])[slot] = n
+    key = _KEY_NAME[vendor]
+    sql = (
+        "SELECT field, COUNT(DISTINCT id), COUNT(DISTINCT CASE WHEN src = 'diff' THEN id END) "
+        f"FROM (SELECT d.id AS id, {key} AS field, 'args' AS src FROM {decision} d "
+        f"JOIN {proposal} p ON p.id = d.proposal_id {_KEYS_SQL[vendor].format(col='p.arguments')} "
+        f"WHERE d.id IN ({ids_sql}) "
+        f"UNION ALL SELECT d.id, {key}, 'diff' FROM {decision} d "
+        f"{_KEYS_SQL[vendor].format(col='d.diff')} WHERE d.id IN ({ids_sql})) AS t "
+        "GROUP BY field"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, (*ids_params, *ids_params))
+        rows = cursor.fetchall()
     return [
-        FieldAgreement(field=key, edited_decisions=max(carried, changed), changed=changed)
-        for key, (carried, changed) in sorted(counts.items(), key=lambda kv: (-kv[1][1], kv[0]))
+        FieldAgreement(field=name, edited_decisions=n, changed=changed)
+        for name, n, changed in sorted(rows, key=lambda row: (-row[2], row[0]))
     ]
 
 
@@ -463,10 +465,8 @@ def workflow_metrics(scope: Scope, workflow: Workflow | None = None) -> Workflow
     outcomes = outcomes_rows(scope).aggregate(
         resolved=Count("pk"), succeeded=Count("pk", filter=Q(succeeded=True))
     )
-    received = (
-        received_rows(scope)
-        .annotate(escalated=escalated_filter())
-        .aggregate(total=Count("pk"), escalated=Count("pk", filter=Q(escalated=True)))
+    received = received_rows(scope).aggregate(
+        total=Count("pk"), escalated=Count("pk", filter=escalated_filter())
     )
     runs = runs_rows(scope).aggregate(
         n=Count("pk"),
@@ -797,3 +797,99 @@ def ops_overview(
             )
         )
     return result
+
+
+# --- Drill-down: the rows behind each number ------------------------------------------
+
+ERR_UNKNOWN_METRIC = "“{metric}” is not a metric with rows to show."
+ERR_BAD_FILTER = "“{value}” is not a valid value for {name}."
+
+# metric -> (row set, time field that TruncDate groups daily rollups by)
+ROW_SETS = {
+    "decisions": (decisions_rows, "created_at"),
+    "outcomes": (outcomes_rows, "resolved_at"),
+    "received": (received_rows, "created_at"),
+    "runs": (runs_rows, "created_at"),
+    "tool_steps": (tool_steps_rows, "created_at"),
+    "escalations": (escalations_rows, "created_at"),
+    "resolutions": (resolutions_rows, "created_at"),
+}
+
+_YES = {"1", "true", "yes"}
+_NO = {"0", "false", "no"}
+
+
+def _flag(name: str, value: str) -> bool:
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise ValueError(ERR_BAD_FILTER.format(value=value, name=name))
+
+
+def _choice(name: str, value: str, allowed: Iterable[str]) -> str:
+    if value not in set(allowed):
+        raise ValueError(ERR_BAD_FILTER.format(value=value, name=name))
+    return value
+
+
+def drilldown_rows(
+    scope: Scope, metric: str, filters: dict[str, str], *, day: date | None = None
+) -> QuerySet:
+    """The rows a number was computed from. Raises ValueError on a bad metric or filter.
+
+    Filters narrow a row set the way the matching aggregate does (e.g. the
+    numerator of the escalation rate is ``received`` with ``escalated=1``).
+    """
+    if metric not in ROW_SETS:
+        raise ValueError(ERR_UNKNOWN_METRIC.format(metric=metric))
+    rows_for, time_field = ROW_SETS[metric]
+    qs = rows_for(scope)
+    if metric == "outcomes" and filters.get("succeeded"):
+        qs = qs.filter(succeeded=_flag("succeeded", filters["succeeded"]))
+    if metric == "decisions":
+        if filters.get("verdict"):
+            qs = qs.filter(verdict=_choice("verdict", filters["verdict"], Decision.Verdict.values))
+        if filters.get("reason"):
+            qs = qs.filter(
+                verdict=Decision.Verdict.REJECT,
+                reason=_choice("reason", filters["reason"], _reject_reason_values()),
+            )
+        if filters.get("critical") and _flag("critical", filters["critical"]):
+            qs = qs.filter(verdict=Decision.Verdict.REJECT, reason__in=CRITICAL_REJECT_REASONS)
+        if filters.get("kind"):
+            qs = qs.filter(kind=_choice("kind", filters["kind"], Decision.Kind.values))
+        if filters.get("field"):
+            field_name = filters["field"]
+            qs = qs.filter(verdict=Decision.Verdict.EDIT).filter(
+                Q(diff__has_key=field_name) | Q(proposal__arguments__has_key=field_name)
+            )
+            if filters.get("changed") and _flag("changed", filters["changed"]):
+                qs = qs.filter(diff__has_key=field_name)
+    if metric == "received" and filters.get("escalated"):
+        wanted = _flag("escalated", filters["escalated"])
+        qs = qs.filter(escalated_filter() if wanted else ~escalated_filter())
+    if metric == "runs":
+        if filters.get("retried") and _flag("retried", filters["retried"]):
+            qs = qs.filter(retries__gt=0)
+        if filters.get("budget") and _flag("budget", filters["budget"]):
+            qs = qs.filter(stop_reason__in=Run.BUDGET_REASONS)
+        if filters.get("stop_reason"):
+            qs = qs.filter(
+                stop_reason=_choice("stop_reason", filters["stop_reason"], Run.StopReason.values)
+            )
+    if metric == "tool_steps" and filters.get("errors") and _flag("errors", filters["errors"]):
+        qs = qs.exclude(error="")
+    if (
+        metric == "escalations"
+        and filters.get("with_run")
+        and _flag("with_run", filters["with_run"])
+    ):
+        qs = qs.filter(run__started_at__isnull=False)
+    if day is not None:
+        qs = qs.annotate(_day=TruncDate(time_field)).filter(_day=day)
+    return qs.order_by(f"-{time_field}", "-pk")
+
+
+def _reject_reason_values() -> list[str]:
+    return list(RejectReason.values)

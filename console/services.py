@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from console.audit import audit_append
+from console.gate import GateEvidence, gate_applies, gate_evaluate
 from console.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
 
 ERR_SAME_LEVEL = "The workflow is already at {level}."
@@ -22,6 +23,8 @@ ERR_FOUR_EYES = "A second manager must approve: you requested this change yourse
 ERR_NOT_REQUESTED = "This change is no longer waiting for approval (it is {status})."
 ERR_ALREADY_PAUSED = "The workflow is already paused."
 ERR_NOT_PAUSED = "The workflow is not paused."
+ERR_GATE_FAILED = "The evidence does not clear the promotion gate: {failed}."
+ERR_GATE_TURNED = "The evidence no longer clears the gate at approval time: {failed}."
 
 # Promotions to these levels need a second manager (four eyes).
 FOUR_EYES_LEVELS = frozenset({AutonomyLevel.LIMITED, AutonomyLevel.AUTONOMOUS})
@@ -52,6 +55,10 @@ def autonomy_transition_check(*, current: str, target: str) -> str:
             code="skips_a_step",
         )
     return AutonomyChange.Kind.PROMOTION
+
+
+def _failed_list(gate: GateEvidence) -> str:
+    return "; ".join(f"{c.label} is {c.value} (needs {c.threshold})" for c in gate.failed)
 
 
 def _apply_level(change: AutonomyChange) -> None:
@@ -107,6 +114,21 @@ def autonomy_change_request(
         else:
             current = workflow.autonomy_level
         kind = autonomy_transition_check(current=current, target=to_level)
+        if kind == AutonomyChange.Kind.PROMOTION and gate_applies(
+            from_level=current, to_level=to_level
+        ):
+            gate = gate_evaluate(
+                workflow=workflow,
+                tool=grant.tool if grant else "",
+                from_level=current,
+                to_level=to_level,
+            )
+            if not gate.passed:
+                raise ValidationError(
+                    ERR_GATE_FAILED.format(failed=_failed_list(gate)), code="gate_failed"
+                )
+            # The evidence the manager saw is frozen into the change.
+            evidence = {**(evidence or {}), "gate": gate.as_json()}
         change = AutonomyChange.objects.create(
             workflow=workflow,
             grant=grant,
@@ -157,11 +179,25 @@ def autonomy_change_approve(*, change: AutonomyChange, actor: AbstractBaseUser) 
             else Workflow.objects.get(pk=change.workflow_id).autonomy_level
         )
         autonomy_transition_check(current=current, target=change.to_level)
+        if change.kind == AutonomyChange.Kind.PROMOTION and gate_applies(
+            from_level=current, to_level=change.to_level
+        ):
+            gate = gate_evaluate(
+                workflow=change.workflow,
+                tool=change.grant.tool if change.grant_id else "",
+                from_level=current,
+                to_level=change.to_level,
+            )
+            if not gate.passed:
+                raise ValidationError(
+                    ERR_GATE_TURNED.format(failed=_failed_list(gate)), code="gate_turned"
+                )
+            change.evidence = {**change.evidence, "gate_at_approval": gate.as_json()}
         _apply_level(change)
         change.status = AutonomyChange.Status.APPLIED
         change.approved_by = actor
         change.decided_at = timezone.now()
-        change.save(update_fields=["status", "approved_by", "decided_at"])
+        change.save(update_fields=["status", "approved_by", "decided_at", "evidence"])
         audit_append(
             action=f"autonomy.{change.kind}.applied",
             actor=actor,

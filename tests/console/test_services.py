@@ -4,12 +4,20 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from console import services
+from console import gate, services
 from console.audit import audit_append, audit_verify
 from console.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant
+from tests.console.evidence import make_evidence
 from tests.factories import ToolGrantFactory, WorkflowFactory, WorkItemFactory
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def evidence_green(workflow, monkeypatch):
+    """Enough agreeing decisions and a green regression suite to clear the gate."""
+    monkeypatch.setattr(gate, "regression_status", lambda wf: gate.SuiteStatus(True, "green"))
+    make_evidence(workflow, accepted=60)
 
 
 def test_promotion_goes_one_step_at_a_time(workflow, manager):
@@ -25,7 +33,7 @@ def test_promotion_goes_one_step_at_a_time(workflow, manager):
     assert not AutonomyChange.objects.exists(), "a refused change leaves no record"
 
 
-def test_promotion_to_supervised_applies_with_one_manager(workflow, manager):
+def test_promotion_to_supervised_applies_with_one_manager(workflow, manager, evidence_green):
     change = services.autonomy_change_request(
         workflow=workflow, to_level=AutonomyLevel.SUPERVISED, actor=manager, reason="evidence ok"
     )
@@ -38,7 +46,9 @@ def test_promotion_to_supervised_applies_with_one_manager(workflow, manager):
     ]
 
 
-def test_promotion_to_limited_waits_for_a_second_manager(workflow, manager, second_manager):
+def test_promotion_to_limited_waits_for_a_second_manager(
+    workflow, manager, second_manager, evidence_green
+):
     workflow.autonomy_level = AutonomyLevel.SUPERVISED
     workflow.save()
     change = services.autonomy_change_request(

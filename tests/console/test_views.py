@@ -4,8 +4,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from console import gate
 from console.models import AutonomyLevel
 from console.permissions import Role, workflow_grant_role
+from tests.console.evidence import make_evidence
 from tests.factories import ProposalFactory, UserFactory, WorkflowFactory
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +124,9 @@ def test_unknown_level_in_the_form_is_a_form_error(manager, workflow, client_for
     assert "Select a valid choice" in response.content.decode()
 
 
-def test_four_eyes_through_the_pages(manager, second_manager, workflow, client_for):
+def test_four_eyes_through_the_pages(manager, second_manager, workflow, client_for, monkeypatch):
+    monkeypatch.setattr(gate, "regression_status", lambda wf: gate.SuiteStatus(True, "green"))
+    make_evidence(workflow, accepted=60)
     workflow.autonomy_level = AutonomyLevel.SUPERVISED
     workflow.save()
     client_for(manager).post(

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from console import gate, services
+from console.models import AutonomyChange, AutonomyLevel
+from reviews.models import RejectReason
+from tests.console.evidence import make_evidence
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def suite_green(monkeypatch):
+    monkeypatch.setattr(
+        gate, "regression_status", lambda workflow: gate.SuiteStatus(True, "12/12 cases agree")
+    )
+
+
+def evaluate(workflow, to=AutonomyLevel.SUPERVISED, tool=""):
+    return gate.gate_evaluate(
+        workflow=workflow, tool=tool, from_level=workflow.autonomy_level, to_level=to
+    )
+
+
+def by_key(evidence):
+    return {c.key: c for c in evidence.criteria}
+
+
+def test_gate_passes_at_exactly_the_minimum_sample(workflow, suite_green):
+    make_evidence(workflow, accepted=workflow.gate_min_decisions)
+    evidence = evaluate(workflow)
+    assert evidence.passed, evidence.failed
+    assert by_key(evidence)["sample_size"].value == "50"
+
+
+def test_gate_fails_one_decision_short_of_the_sample(workflow, suite_green):
+    make_evidence(workflow, accepted=workflow.gate_min_decisions - 1)
+    criteria = by_key(evaluate(workflow))
+    assert not criteria["sample_size"].passed
+    # 49/49 accepted still clears the agreement bound (49/52.84 = 92.7%): only the sample fails.
+    assert criteria["agreement"].passed
+
+
+def test_one_edit_in_fifty_pulls_the_wilson_bound_below_ninety_percent(workflow, suite_green):
+    # 49/50: Wilson 95% lower bound = 0.8950, just under the 0.900 threshold.
+    make_evidence(workflow, accepted=49, edited=1)
+    criterion = by_key(evaluate(workflow))["agreement"]
+    assert not criterion.passed
+    assert criterion.value == "89.5%"
+
+
+def test_cost_per_outcome_above_target_fails(workflow, suite_green):
+    workflow.cost_target_usd = Decimal("0.20")
+    workflow.save()
+    # Each outcome costs $0.01 model + 20 s x $45/h = $0.26.
+    make_evidence(workflow, accepted=60)
+    criterion = by_key(evaluate(workflow))["cost"]
+    assert not criterion.passed
+    assert criterion.value == "$0.2600"
+
+
+def test_a_critical_rejection_in_the_last_k_blocks_promotion(workflow, suite_green):
+    make_evidence(workflow, accepted=100)
+    make_evidence(workflow, rejected=1, reject_reason=RejectReason.UNSAFE)
+    criteria = by_key(evaluate(workflow))
+    assert not criteria["critical"].passed
+    assert criteria["critical"].value == "1"
+
+
+def test_an_old_critical_rejection_outside_the_last_k_does_not_block(workflow, suite_green):
+    make_evidence(workflow, rejected=1, reject_reason=RejectReason.UNSAFE)
+    make_evidence(workflow, accepted=120)
+    assert by_key(evaluate(workflow))["critical"].passed
+
+
+def test_no_regression_suite_fails_the_gate(workflow):
+    make_evidence(workflow, accepted=80)
+    criterion = by_key(evaluate(workflow))["regression"]
+    assert not criterion.passed
+    assert criterion.value in {"not run", "red"}
+
+
+def test_per_tool_gate_counts_only_that_tool(workflow, suite_green):
+    make_evidence(workflow, accepted=60, tool="create_refund")
+    make_evidence(workflow, rejected=30, tool="draft_customer_reply")
+    assert evaluate(workflow, tool="create_refund").passed
+    assert not evaluate(workflow, tool="draft_customer_reply").passed
+
+
+def test_promotion_request_freezes_the_evidence(workflow, manager, suite_green):
+    make_evidence(workflow, accepted=60)
+    change = services.autonomy_change_request(
+        workflow=workflow, to_level=AutonomyLevel.SUPERVISED, actor=manager, reason="ready"
+    )
+    frozen = change.evidence["gate"]
+    assert frozen["passed"] is True
+    assert {c["key"] for c in frozen["criteria"]} == {
+        "sample_size",
+        "agreement",
+        "cost",
+        "critical",
+        "regression",
+    }
+
+
+def test_promotion_without_evidence_is_refused_with_the_reasons(workflow, manager, suite_green):
+    with pytest.raises(ValidationError) as exc:
+        services.autonomy_change_request(
+            workflow=workflow, to_level=AutonomyLevel.SUPERVISED, actor=manager
+        )
+    assert "Reviewed decisions in the window is 0 (needs ≥ 50)" in exc.value.messages[0]
+    assert not AutonomyChange.objects.exists()
+
+
+def test_approval_rechecks_the_gate(workflow, manager, second_manager, suite_green):
+    workflow.autonomy_level = AutonomyLevel.SUPERVISED
+    workflow.save()
+    make_evidence(workflow, accepted=60)
+    change = services.autonomy_change_request(
+        workflow=workflow, to_level=AutonomyLevel.LIMITED, actor=manager, reason="ready"
+    )
+    make_evidence(workflow, rejected=1, reject_reason=RejectReason.POLICY)
+    with pytest.raises(ValidationError, match="no longer clears the gate"):
+        services.autonomy_change_approve(change=change, actor=second_manager)
+    workflow.refresh_from_db()
+    assert workflow.autonomy_level == AutonomyLevel.SUPERVISED
+
+
+def test_turning_a_workflow_on_needs_no_evidence(manager, roles):
+    from tests.factories import WorkflowFactory
+
+    workflow = WorkflowFactory(autonomy_level=AutonomyLevel.OFF)
+    services.autonomy_change_request(
+        workflow=workflow, to_level=AutonomyLevel.SHADOW, actor=manager
+    )
+    workflow.refresh_from_db()
+    assert workflow.autonomy_level == AutonomyLevel.SHADOW
