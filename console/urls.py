@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
-from console import views
+from console import promotion_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -18,6 +18,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("pause-all/", views.workflow_pause_all, name="workflow-pause-all"),
     path("w/<slug:slug>/", views.workflow_detail, name="workflow-detail"),
+    path("w/<slug:slug>/promote/", promotion_views.promotion_page, name="workflow-promote"),
     path("w/<slug:slug>/pause/", views.workflow_pause, name="workflow-pause"),
     path("w/<slug:slug>/resume/", views.workflow_resume, name="workflow-resume"),
     path("w/<slug:slug>/autonomy/", views.workflow_change_level, name="workflow-change-level"),
