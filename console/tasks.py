@@ -15,3 +15,25 @@ def worker_heartbeat() -> str:
     now = timezone.now().isoformat()
     cache.set(HEARTBEAT_KEY, now, timeout=600)
     return now
+
+
+@shared_task(name="console.breaker_check", ignore_result=True)
+def breaker_check_task(workflow_id: int, tool: str, decision_id: int | None = None) -> str:
+    """Run after a decision commits: a critical rejection trips the breaker at once."""
+    from console.breaker import breaker_check
+    from console.models import Workflow
+    from reviews.models import Decision
+
+    workflow = Workflow.objects.filter(pk=workflow_id).first()
+    if workflow is None:
+        return "no such workflow"
+    critical = Decision.objects.filter(pk=decision_id).first() if decision_id else None
+    trip = breaker_check(workflow=workflow, tool=tool, critical=critical)
+    return trip.action if trip else "ok"
+
+
+@shared_task(name="console.breaker_sweep", ignore_result=True)
+def breaker_sweep_task() -> int:
+    from console.breaker import breaker_sweep
+
+    return len(breaker_sweep())
