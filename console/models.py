@@ -300,3 +300,49 @@ class AuditEvent(models.Model):
             }
         )
         return hashlib.sha256(body.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """An integration's credential for the REST API: scoped to workflows and verbs.
+
+    Only the sha256 of the token is kept; the plain token is shown once, when it
+    is created. ``prefix`` is the public part used to find the row. Each
+    integration is its own principal in the audit log (``integration:<name>``).
+    """
+
+    class Verb(models.TextChoices):
+        WORK_ITEMS_WRITE = "work_items:write", "Create work items"
+        PROPOSALS_READ = "proposals:read", "Read proposals"
+        DECISIONS_READ = "decisions:read", "Read decisions"
+        EXECUTIONS_READ = "executions:read", "Read executions"
+        ACTIONS_REPORT = "actions:report", "Report the human's actual actions"
+        METRICS_READ = "metrics:read", "Read workflow metrics"
+        EXPORT_READ = "export:read", "Export decisions and eval cases"
+
+    name = models.SlugField(max_length=100, help_text="The integration's name.")
+    prefix = models.CharField(max_length=16, unique=True)
+    token_hash = models.CharField(max_length=64, help_text="sha256 of the whole token.")
+    workflows = models.ManyToManyField(Workflow, related_name="api_tokens", blank=True)
+    verbs = models.JSONField(default=list, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(default=600)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        indexes = [models.Index(fields=["name", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    @property
+    def principal(self) -> str:
+        return f"integration:{self.name}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -15,6 +15,9 @@ from pathlib import Path
 import dj_database_url
 from django.utils.csp import CSP
 
+from console.ops.beat import BEAT_SCHEDULE
+from console.ops.logging import build_logging
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("TENURE_DATA_DIR", BASE_DIR / "data"))
 
@@ -61,6 +64,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "console.ops.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -158,6 +162,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE
 
 # --- Auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
@@ -188,6 +193,8 @@ SECURE_HSTS_PRELOAD = HTTPS
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("TRUST_X_FORWARDED_PROTO", False) else None
 )
+# Plain-HTTP probes from the orchestrator must not be redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
@@ -221,14 +228,10 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Logging ----------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# JSON lines with request and run ids in production; plain text with DEBUG on.
+LOGGING = build_logging(
+    level=os.environ.get("LOG_LEVEL", "INFO"), json=env_bool("LOG_JSON", not DEBUG)
+)
 
 # --- Tenure ---------------------------------------------------------------
 # Reviewer time is part of the cost of an outcome.
@@ -246,5 +249,10 @@ TENURE_MODEL_PRICES = {
     "demo-small": (Decimal("0.15"), Decimal("0.60")),
     "demo-large": (Decimal("2.50"), Decimal("10.00")),
 }
+# Bearer token Prometheus presents to scrape /metrics (unset: loopback only).
+TENURE_METRICS_TOKEN = os.environ.get("TENURE_METRICS_TOKEN", "")
+TENURE_API_MAX_BODY_BYTES = int(os.environ.get("TENURE_API_MAX_BODY_BYTES", str(1024 * 1024)))
+# The readiness check fails when no worker has reported for this many seconds.
+TENURE_HEARTBEAT_MAX_AGE = int(os.environ.get("TENURE_HEARTBEAT_MAX_AGE", "120"))
 # Key for encrypting connector credentials at rest (Fernet); derived from SECRET_KEY if unset.
 TENURE_CREDENTIALS_KEY = os.environ.get("TENURE_CREDENTIALS_KEY", "")

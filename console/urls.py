@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
 from console import promotion_views, views
+from console.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -30,5 +31,7 @@ urlpatterns = [
     path("", include("console.evidence_urls")),
     path("", include("reviews.urls")),
     path("", include("agents.urls")),
+    path("api/v1/", api.urls),
+    path("", include("console.api.ui_urls")),
     path("admin/", admin.site.urls),
 ]

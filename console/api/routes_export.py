@@ -1,0 +1,58 @@
+"""Streamed exports for integrations (JSONL or CSV)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.http import HttpRequest, StreamingHttpResponse
+from ninja import Query, Router, Schema
+from pydantic import Field
+
+from console.api import errors
+from console.api.auth import access_workflow_api, token_of
+from console.api.export import ERR_UNKNOWN_EXPORT, ERR_UNKNOWN_FORMAT, EXPORTS, FORMATS
+from console.api.export import export_response as build_export
+from console.api.routes_reads import ERR_NAIVE_SINCE
+from console.api.routes_work_items import ERROR_RESPONSES
+from console.models import ApiToken
+
+router = Router(tags=["export"])
+
+
+class ExportQuery(Schema):
+    format: str = Field("jsonl", description="jsonl or csv")
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@router.get(
+    "/workflows/{slug}/export/{kind}",
+    response={200: None, **ERROR_RESPONSES},
+    summary="Export decisions (JSONL or CSV)",
+    description=(
+        "Streams every decision of the workflow (oldest first), PII redacted. Scope: `export:read`."
+    ),
+)
+def export_get(
+    request: HttpRequest, slug: str, kind: str, query: Query[ExportQuery]
+) -> StreamingHttpResponse:
+    workflow = access_workflow_api(request, slug=slug, verb=ApiToken.Verb.EXPORT_READ)
+    if kind not in EXPORTS:
+        raise errors.ApiError(
+            404, errors.NOT_FOUND, ERR_UNKNOWN_EXPORT.format(kind=kind, kinds=", ".join(EXPORTS))
+        )
+    if query.format not in FORMATS:
+        raise errors.ApiError(
+            422, errors.VALIDATION_FAILED, ERR_UNKNOWN_FORMAT.format(format=query.format)
+        )
+    for moment in (query.since, query.until):
+        if moment is not None and moment.tzinfo is None:
+            raise errors.ApiError(422, errors.VALIDATION_FAILED, ERR_NAIVE_SINCE)
+    return build_export(
+        kind=kind,
+        workflow=workflow,
+        fmt=query.format,
+        actor=token_of(request).principal,
+        since=query.since,
+        until=query.until,
+    )

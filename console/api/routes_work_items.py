@@ -1,0 +1,163 @@
+"""Ingest: create work items, one at a time or in batches, idempotently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from ninja import Header, Router, Status
+
+from agents.models import WorkItem
+from console.api import errors
+from console.api.auth import access_workflow_api, token_of
+from console.api.schemas import (
+    BatchIn,
+    BatchOut,
+    ErrorOut,
+    WorkItemIn,
+    WorkItemOut,
+)
+from console.models import ApiToken, Workflow
+
+router = Router(tags=["work items"])
+
+ERR_NO_IDENTITY = "Send an external_id in the body or an Idempotency-Key header."
+ERR_KEY_TOO_LONG = "The Idempotency-Key header is longer than 200 characters."
+ERR_IDEMPOTENCY_CONFLICT = (
+    "A work item “{external_id}” already exists with a different title or payload. "
+    "A retry must send the same body; a new item needs a new id."
+)
+
+ERROR_RESPONSES: dict[int, type] = {
+    400: ErrorOut,
+    401: ErrorOut,
+    403: ErrorOut,
+    404: ErrorOut,
+    409: ErrorOut,
+    413: ErrorOut,
+    422: ErrorOut,
+    429: ErrorOut,
+}
+
+
+def work_item_out(item: WorkItem, workflow: Workflow) -> dict[str, Any]:
+    return {
+        "id": item.pk,
+        "workflow": workflow.slug,
+        "external_id": item.external_id,
+        "title": item.title,
+        "status": item.status,
+        "source": item.source,
+        "created_at": item.created_at,
+    }
+
+
+def _same_body(item: WorkItem, *, title: str, payload: dict[str, Any]) -> bool:
+    # An empty title lets the service take it from the payload, so only a sent one is compared.
+    encoder = DjangoJSONEncoder()
+    same_title = not title or item.title == title[:300]
+    return same_title and encoder.encode(item.payload) == encoder.encode(payload)
+
+
+def _create(
+    *, workflow: Workflow, token: ApiToken, external_id: str, title: str, payload: dict[str, Any]
+) -> tuple[WorkItem, bool]:
+    from agents.services import work_item_create
+
+    try:
+        item, created = work_item_create(
+            workflow=workflow,
+            external_id=external_id,
+            payload=payload,
+            source=WorkItem.Source.API,
+            title=title,
+            principal=token.principal,
+        )
+    except IntegrityError:
+        # Lost a race with a concurrent retry of the same item: that one created it.
+        item = WorkItem.objects.get(workflow=workflow, external_id=external_id)
+        created = False
+    if not created and not _same_body(item, title=title, payload=payload):
+        raise errors.ApiError(
+            409,
+            errors.CONFLICT,
+            ERR_IDEMPOTENCY_CONFLICT.format(external_id=external_id),
+            {"id": item.pk},
+        )
+    return item, created
+
+
+@router.post(
+    "/workflows/{slug}/work-items",
+    response={200: WorkItemOut, 201: WorkItemOut, **ERROR_RESPONSES},
+    summary="Create a work item (idempotent)",
+    description=(
+        "Creates the item and queues the agent on it. Idempotent on `external_id` (or the "
+        "`Idempotency-Key` header when no external_id is sent): a retry returns the "
+        "original item with 200, never a duplicate. Scope: `work_items:write`."
+    ),
+)
+def work_item_post(
+    request: HttpRequest,
+    slug: str,
+    body: WorkItemIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+) -> Status:
+    workflow = access_workflow_api(request, slug=slug, verb=ApiToken.Verb.WORK_ITEMS_WRITE)
+    key = (idempotency_key or "").strip()
+    if len(key) > 200:
+        raise errors.ApiError(422, errors.VALIDATION_FAILED, ERR_KEY_TOO_LONG)
+    external_id = body.external_id or key
+    if not external_id:
+        raise errors.ApiError(422, errors.VALIDATION_FAILED, ERR_NO_IDENTITY)
+    item, created = _create(
+        workflow=workflow,
+        token=token_of(request),
+        external_id=external_id,
+        title=body.title,
+        payload=body.payload,
+    )
+    return Status(201 if created else 200, work_item_out(item, workflow))
+
+
+@router.post(
+    "/workflows/{slug}/work-items/batch",
+    response={200: BatchOut, 201: BatchOut, **ERROR_RESPONSES},
+    summary="Create many work items (all or nothing)",
+    description=(
+        "Up to 1000 items. The whole batch validates first: one bad item answers 422 with "
+        "per-item errors and nothing is written. Each item is idempotent on its external_id; "
+        "201 when at least one item was created, 200 for a pure retry. Scope: "
+        "`work_items:write`."
+    ),
+)
+def work_item_batch_post(request: HttpRequest, slug: str, body: BatchIn) -> Status:
+    workflow = access_workflow_api(request, slug=slug, verb=ApiToken.Verb.WORK_ITEMS_WRITE)
+    token = token_of(request)
+    results = []
+    with transaction.atomic():
+        for index, entry in enumerate(body.items):
+            try:
+                item, created = _create(
+                    workflow=workflow,
+                    token=token,
+                    external_id=entry.external_id,
+                    title=entry.title,
+                    payload=entry.payload,
+                )
+            except errors.ApiError as exc:
+                # All or nothing: one conflicting item undoes the batch.
+                exc.details = {"index": index, "external_id": entry.external_id}
+                raise
+            results.append(
+                {"index": index, "created": created, "item": work_item_out(item, workflow)}
+            )
+    created_count = sum(1 for r in results if r["created"])
+    body_out = {
+        "created": created_count,
+        "existing": len(results) - created_count,
+        "results": results,
+    }
+    return Status(201 if created_count else 200, body_out)

@@ -1,0 +1,37 @@
+"""Celery beat's periodic jobs. Settings: ``CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE``.
+
+Each entry ``expires`` before its next run, so a backlog (beat kept sending
+while no worker ran) never runs a job twice in a row.
+
+Only tasks that exist are scheduled. Not yet here, because no task does it yet:
+lease expiry (claims and stale runs are taken over lazily today: a claim upsert
+takes an expired lease, ``run_agent`` retries a stale run) and SLA notifications.
+Add them as ``{"task": ..., "schedule": ..., "options": {"expires": ...}}`` when
+their tasks land.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+BEAT_SCHEDULE = {
+    # The readiness check and /metrics read this heartbeat.
+    "worker-heartbeat": {
+        "task": "console.worker_heartbeat",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 25},
+    },
+    # Purge traces past each workflow's retention.
+    "retention-purge": {
+        "task": "agents.purge_old_traces",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 60 * 55},
+    },
+    # The circuit breaker: demote a workflow whose sampled agreement or tool error
+    # budget crossed its floor, even when no new decision arrives to trigger it.
+    "breaker-sweep": {
+        "task": "console.breaker_sweep",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 60 * 4},
+    },
+}

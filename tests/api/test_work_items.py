@@ -1,0 +1,194 @@
+"""Ingest: idempotent single and batch creates, and every bad-input path."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from agents.models import WorkItem
+from console.api import errors
+from console.api.routes_work_items import ERR_IDEMPOTENCY_CONFLICT, ERR_NO_IDENTITY
+from console.api.schemas import MAX_BATCH
+from console.models import AuditEvent
+from tests.api.conftest import ApiClient, error_of
+
+URL = "/api/v1/workflows/refunds/work-items"
+BATCH = URL + "/batch"
+BODY = {"title": "Refund A-1001", "payload": {"text": "Please refund order A-1001."}}
+
+
+@pytest.mark.django_db
+def test_same_idempotency_key_twice_creates_one_item(
+    api, workflow, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        first = api.post(URL, BODY, headers={"Idempotency-Key": "key-1"})
+        second = api.post(URL, BODY, headers={"Idempotency-Key": "key-1"})
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json() == second.json()
+    assert first.json()["external_id"] == "key-1"
+    assert WorkItem.objects.filter(workflow=workflow).count() == 1
+    assert len(callbacks) == 1  # run_agent dispatched once, on commit
+
+
+@pytest.mark.django_db
+def test_same_external_id_twice_creates_one_item(api, workflow):
+    body = {**BODY, "external_id": "A-1001"}
+    first, second = api.post(URL, body), api.post(URL, body)
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"]
+    item = WorkItem.objects.get(workflow=workflow)
+    assert item.source == WorkItem.Source.API
+    assert item.source_principal == "integration:billing"
+
+
+@pytest.mark.django_db
+def test_the_integration_is_the_principal_in_the_audit_log(api, workflow):
+    api.post(URL, {**BODY, "external_id": "A-1"})
+    event = AuditEvent.objects.get(action="work_item.received")
+    assert event.actor_label == "integration:billing"
+    assert event.actor is None
+
+
+@pytest.mark.django_db
+def test_reusing_an_id_for_a_different_item_is_a_conflict(api, workflow):
+    api.post(URL, {**BODY, "external_id": "A-1"})
+    response = api.post(URL, {"external_id": "A-1", "payload": {"text": "something else"}})
+    assert response.status_code == 409
+    assert error_of(response)["message"] == ERR_IDEMPOTENCY_CONFLICT.format(external_id="A-1")
+    assert WorkItem.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_item_needs_an_external_id_or_a_key(api, workflow):
+    response = api.post(URL, BODY)
+    assert response.status_code == 422
+    assert error_of(response)["message"] == ERR_NO_IDENTITY
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"external_id": "A-1", "payload": "not an object"},
+        {"external_id": "", "payload": {}},
+        {"external_id": "x" * 201},
+        {"external_id": "A-1", "unexpected": 1},
+        {"external_id": "A-1", "payload": {"text": 42}},
+        [1, 2, 3],
+    ],
+)
+def test_invalid_bodies_are_422_with_the_error_body(api, workflow, body):
+    response = api.post(URL, body)
+    assert response.status_code == 422, response.content
+    assert error_of(response)["code"] == errors.VALIDATION_FAILED
+    assert not WorkItem.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b'{"external_id": "A-1",}'])
+def test_malformed_json_is_400_with_the_error_body(api, workflow, raw):
+    response = api.post(URL, raw=raw)
+    assert response.status_code == 400
+    assert error_of(response)["code"] == errors.MALFORMED_JSON
+
+
+@pytest.mark.django_db
+def test_a_body_over_the_limit_is_413(api, workflow, settings):
+    settings.TENURE_API_MAX_BODY_BYTES = 1000
+    response = api.post(URL, {"external_id": "A-1", "payload": {"text": "x" * 2000}})
+    assert response.status_code == 413
+    assert error_of(response)["message"] == errors.ERR_TOO_LARGE.format(limit=1000)
+    assert not WorkItem.objects.exists()
+
+
+@pytest.mark.django_db
+def test_unknown_paths_and_methods_answer_with_the_error_body(api, workflow):
+    missing = api.get("/api/v1/nothing-here")
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == errors.NOT_FOUND
+    wrong_method = api.get(URL)
+    assert wrong_method.status_code == 405
+    assert error_of(wrong_method)["details"] == {"allowed": ["POST"]}
+
+
+@pytest.mark.django_db
+def test_batch_creates_every_item_and_retries_are_idempotent(api, workflow):
+    items = [{"external_id": f"B-{i}", "payload": {"text": f"item {i}"}} for i in range(5)]
+    first = api.post(BATCH, {"items": items})
+    assert first.status_code == 201
+    assert first.json()["created"] == 5
+    assert [r["index"] for r in first.json()["results"]] == list(range(5))
+    again = api.post(BATCH, {"items": items})
+    assert again.status_code == 200
+    assert again.json()["existing"] == 5
+    assert [r["item"]["id"] for r in again.json()["results"]] == [
+        r["item"]["id"] for r in first.json()["results"]
+    ]
+    assert WorkItem.objects.filter(workflow=workflow).count() == 5
+
+
+@pytest.mark.django_db
+def test_batch_with_one_bad_item_writes_nothing_and_says_which(api, workflow):
+    items = [{"external_id": f"B-{i}", "payload": {}} for i in range(4)]
+    items[2] = {"external_id": "B-2", "payload": "not an object"}
+    response = api.post(BATCH, {"items": items})
+    assert response.status_code == 422
+    locs = [d["loc"] for d in error_of(response)["details"]]
+    assert any(loc[:3] == ["body", "items", 2] for loc in locs), locs
+    assert not WorkItem.objects.exists()
+
+
+@pytest.mark.django_db
+def test_batch_with_a_conflicting_item_writes_nothing(api, workflow):
+    api.post(URL, {"external_id": "B-1", "payload": {"text": "original"}})
+    items = [
+        {"external_id": "B-0", "payload": {}},
+        {"external_id": "B-1", "payload": {"text": "changed"}},
+    ]
+    response = api.post(BATCH, {"items": items})
+    assert response.status_code == 409
+    assert error_of(response)["details"] == {"index": 1, "external_id": "B-1"}
+    assert list(WorkItem.objects.values_list("external_id", flat=True)) == ["B-1"]
+
+
+@pytest.mark.django_db
+def test_batch_refuses_duplicates_empty_and_oversized_batches(api, workflow):
+    duplicate = api.post(BATCH, {"items": [{"external_id": "D"}, {"external_id": "D"}]})
+    empty = api.post(BATCH, {"items": []})
+    too_many = api.post(BATCH, {"items": [{"external_id": str(i)} for i in range(MAX_BATCH + 1)]})
+    assert [duplicate.status_code, empty.status_code, too_many.status_code] == [422, 422, 422]
+    assert not WorkItem.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_retries_with_one_key_create_one_item(workflow, make_token, monkeypatch):
+    from agents import tasks
+
+    monkeypatch.setattr(tasks.run_agent, "delay", lambda *a, **k: None)
+    _, plain = make_token([workflow])
+    barrier = threading.Barrier(10)
+    results: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def post() -> None:
+        try:
+            client = ApiClient(plain)
+            barrier.wait(timeout=30)
+            response = client.post(URL, BODY, headers={"Idempotency-Key": "same-key"})
+            with lock:
+                results.append((response.status_code, response.json()["id"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 10
+    assert WorkItem.objects.filter(workflow=workflow).count() == 1
+    assert len({item_id for _, item_id in results}) == 1
+    assert sorted(status for status, _ in results) == [200] * 9 + [201]
