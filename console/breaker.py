@@ -8,8 +8,9 @@ the workflow's policy says ``"circuit_breaker": "pause"``) as soon as:
 - its tool error rate over the last day exceeds the workflow's error budget, or
 - a critical rejection (unsafe, policy) is recorded against it.
 
-Each trip is an AutonomyChange with no human requester, an audit event, and a
-notification; the workflow page shows why.
+Each trip is an AutonomyChange with no human requester (or a pause), an audit
+event, and a notification (sent by the demotion and pause services); the
+workflow page shows why.
 """
 
 from __future__ import annotations
@@ -140,20 +141,7 @@ def breaker_check(
             obj=grant,
             data={"tool": tool, "why": reasons, "action": trip.action},
         )
-        transaction.on_commit(lambda: _notify(workflow, trip))
     return trip
-
-
-def _notify(workflow: Workflow, trip: Trip) -> None:
-    try:
-        from console.notifications import notify_event  # noqa: PLC0415 - optional module
-    except ImportError:
-        return
-    notify_event(
-        kind="demotion" if trip.action == "demoted" else "pause",
-        workflow=workflow,
-        text=f"{workflow.name}: {trip.tool} {trip.action} by the circuit breaker. {trip.why}",
-    )
 
 
 def breaker_sweep() -> list[Trip]:

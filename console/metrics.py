@@ -41,6 +41,7 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
+    Max,
     Min,
     OuterRef,
     Q,
@@ -51,7 +52,8 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, Step, WorkItem
-from console.models import Workflow
+from console.audit import BrokenLink, audit_verify
+from console.models import AuditChain, AuditEvent, Workflow
 from reviews.models import (
     CRITICAL_REJECT_REASONS,
     Decision,
@@ -188,6 +190,11 @@ def ratio(part: int | float | Decimal, whole: int | float | Decimal) -> float | 
     return float(part) / float(whole)
 
 
+def pct(value: float | None) -> float | None:
+    """A fraction as a percentage, for display (None stays None)."""
+    return None if value is None else value * 100
+
+
 def cost_per_outcome(
     *, model_cost: Decimal, tool_cost: Decimal, reviewer_seconds: int, outcomes: int
 ) -> Decimal | None:
@@ -220,6 +227,18 @@ class Agreement:
     def rate(self) -> float | None:
         return ratio(self.accepted, self.n)
 
+    @property
+    def rate_pct(self) -> float | None:
+        return pct(self.rate)
+
+    @property
+    def low_pct(self) -> float:
+        return self.low * 100
+
+    @property
+    def high_pct(self) -> float:
+        return self.high * 100
+
 
 @dataclass(frozen=True)
 class FieldAgreement:
@@ -230,6 +249,10 @@ class FieldAgreement:
     @property
     def rate(self) -> float | None:
         return ratio(self.edited_decisions - self.changed, self.edited_decisions)
+
+    @property
+    def rate_pct(self) -> float | None:
+        return pct(self.rate)
 
 
 @dataclass(frozen=True)
@@ -274,6 +297,18 @@ class ToolErrors:
     @property
     def rate(self) -> float | None:
         return ratio(self.errors, self.calls)
+
+    @property
+    def rate_pct(self) -> float | None:
+        return pct(self.rate)
+
+    @property
+    def budget_pct(self) -> float | None:
+        return pct(self.budget)
+
+    @property
+    def budget_remaining_pct(self) -> float | None:
+        return pct(self.budget_remaining)
 
     @property
     def budget_remaining(self) -> float | None:
@@ -321,6 +356,22 @@ class WorkflowMetrics:
     @property
     def retry_rate(self) -> float | None:
         return ratio(self.retried_runs, self.runs)
+
+    @property
+    def success_pct(self) -> float | None:
+        return pct(self.success_rate)
+
+    @property
+    def escalation_pct(self) -> float | None:
+        return pct(self.escalation_rate)
+
+    @property
+    def retry_pct(self) -> float | None:
+        return pct(self.retry_rate)
+
+    @property
+    def time_to_safe_fail_seconds(self) -> float | None:
+        return None if self.time_to_safe_fail is None else self.time_to_safe_fail.total_seconds()
 
     @property
     def budget_trips_total(self) -> int:
@@ -580,6 +631,22 @@ class Day:
         return ratio(self.accepted, self.decided)
 
     @property
+    def agreement_pct(self) -> float | None:
+        return pct(self.agreement)
+
+    @property
+    def low_pct(self) -> float:
+        return self.interval[0] * 100
+
+    @property
+    def high_pct(self) -> float:
+        return self.interval[1] * 100
+
+    @property
+    def spend_usd(self) -> Decimal:
+        return self.model_usd + self.tool_usd
+
+    @property
     def cost(self) -> Cost:
         return Cost(self.model_usd, self.tool_usd, self.reviewer_seconds, self.outcomes)
 
@@ -700,6 +767,14 @@ class WorkflowSpend:
     @property
     def week_share(self) -> float | None:
         return ratio(self.week_usd, self.week_budget_usd)
+
+    @property
+    def today_pct(self) -> float | None:
+        return pct(self.today_share)
+
+    @property
+    def week_pct(self) -> float | None:
+        return pct(self.week_share)
 
     @property
     def oldest_age(self) -> timedelta | None:
@@ -893,3 +968,68 @@ def drilldown_rows(
 
 def _reject_reason_values() -> list[str]:
     return list(RejectReason.values)
+
+
+# --- Audit integrity (read side) -------------------------------------------------------
+
+ERR_TAIL_MISSING = "the chain ends at #{last} but its head says #{head}: events were deleted"
+ERR_HEAD_MISMATCH = "the last event's hash does not match the chain head"
+ERR_NO_HEAD = "events exist but the chain head is missing"
+
+
+def audit_chain_keys(workflow_ids: Iterable[int] | None = None) -> list[str]:
+    """Every chain with a head row or with events (a deleted head is tampering too)."""
+    heads = AuditChain.objects.all()
+    events = AuditEvent.objects.all()
+    if workflow_ids is not None:
+        keys = [f"workflow:{pk}" for pk in workflow_ids]
+        heads, events = heads.filter(key__in=keys), events.filter(chain__in=keys)
+    found = set(heads.values_list("key", flat=True)) | set(
+        events.order_by().values_list("chain", flat=True).distinct()
+    )
+    return sorted(found)
+
+
+def audit_verify_chains(keys: Iterable[str]) -> list[BrokenLink]:
+    """console.audit.audit_verify for each chain, plus the tail: the walk alone
+    cannot see deleted events at the end, so the last event must match the head."""
+    keys = list(keys)
+    heads = {h.key: h for h in AuditChain.objects.filter(key__in=keys)}
+    tails = {
+        row["chain"]: row
+        for row in AuditEvent.objects.filter(chain__in=keys)
+        .values("chain")
+        .annotate(last=Max("seq"))
+        .order_by()
+    }
+    last_seqs = {t["last"] for t in tails.values()}
+    last_hashes = {
+        chain: digest
+        for chain, seq, digest in AuditEvent.objects.filter(
+            chain__in=keys, seq__in=last_seqs
+        ).values_list("chain", "seq", "hash")
+        if tails[chain]["last"] == seq
+    }
+    broken: list[BrokenLink] = []
+    for key in keys:
+        walked = audit_verify(chain=key)
+        if walked:
+            broken.extend(walked)
+            continue
+        head, tail = heads.get(key), tails.get(key)
+        if head is None:
+            if tail is not None:
+                broken.append(BrokenLink(chain=key, seq=tail["last"], problem=ERR_NO_HEAD))
+            continue
+        last = tail["last"] if tail else 0
+        if last != head.seq:
+            broken.append(
+                BrokenLink(
+                    chain=key,
+                    seq=last + 1,
+                    problem=ERR_TAIL_MISSING.format(last=last, head=head.seq),
+                )
+            )
+        elif last and last_hashes.get(key) != head.head_hash:
+            broken.append(BrokenLink(chain=key, seq=last, problem=ERR_HEAD_MISMATCH))
+    return broken

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from console import notifications
 from console.audit import audit_append
 from console.gate import GateEvidence, gate_applies, gate_evaluate
 from console.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
@@ -152,6 +153,8 @@ def autonomy_change_request(
             change.status = AutonomyChange.Status.APPLIED
             change.decided_at = timezone.now()
             change.save(update_fields=["status", "decided_at"])
+            if kind == AutonomyChange.Kind.DEMOTION:
+                notifications.notify_demotion(change)
             audit_append(
                 action=f"autonomy.{kind}.applied",
                 actor=actor,

@@ -149,7 +149,7 @@ else:
 
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "tenure")
 # Task modules beyond each app's tasks.py.
-CELERY_IMPORTS = ["agents.maintenance"]
+CELERY_IMPORTS = ["agents.maintenance", "console.notifications"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -34,4 +34,10 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=5),
         "options": {"expires": 60 * 4},
     },
+    # Approvals waiting past their SLA: one signed webhook each (deduplicated).
+    "sla-notifications": {
+        "task": "console.notify_sla_breaches",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 60 * 4},
+    },
 }
