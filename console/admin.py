@@ -13,7 +13,7 @@ class ToolGrantInline(admin.TabularInline):
 
 @admin.register(Workflow)
 class WorkflowAdmin(GuardedModelAdmin):
-    list_display = ["name", "slug", "autonomy_level", "paused", "updated_at"]
+    list_display = ["name", "slug", "owner", "autonomy_level", "paused", "updated_at"]
     list_filter = ["autonomy_level", "paused"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}

@@ -30,6 +30,9 @@ DEMO_USERS = (
 )
 
 
+DEMO_OWNER = "mona"
+
+
 def demo_password() -> str:
     return os.environ.get("TENURE_DEMO_PASSWORD", "tenure-demo")
 
@@ -52,4 +55,7 @@ def demo_users_seed() -> list[DemoUser]:
         for workflow in workflows:
             if "*" in spec.workflows or workflow.slug in spec.workflows:
                 workflow_grant_role(user=user, workflow=workflow, role=spec.role)
+    # Every demo workflow names an accountable owner: the first manager.
+    owner = user_model.objects.get(username=DEMO_OWNER)
+    Workflow.objects.filter(owner__isnull=True).update(owner=owner)
     return list(DEMO_USERS)

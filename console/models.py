@@ -36,6 +36,14 @@ class Workflow(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="owned_workflows",
+        help_text="The accountable owner: shown on the workflow's pages, told of its incidents.",
+    )
     autonomy_level = models.CharField(
         max_length=16, choices=AutonomyLevel.choices, default=AutonomyLevel.SHADOW
     )

@@ -110,6 +110,10 @@ def build_payload(
     for Slack, and a ``tenure`` object with the machine-readable facts."""
     link = _absolute(path)
     text = f"{title} — {workflow.name}"
+    owner = workflow.owner.get_username() if workflow.owner_id else ""
+    if owner:
+        # The accountable owner is named in every incident notice.
+        lines = [*lines, f"Owner: {_escape(owner)}"]
     body = "\n".join([f"*{title}*", *(line for line in lines if line), f"<{link}|Open in Tenure>"])
     return {
         "text": text,
@@ -124,6 +128,7 @@ def build_payload(
             "event": event,
             "id": event_id,
             "workflow": workflow.slug,
+            "owner": owner,
             "url": link,
             "at": timezone.now().isoformat(),
         },

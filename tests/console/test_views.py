@@ -192,3 +192,10 @@ def test_a_manager_cannot_pause_everything(manager, workflow, client_for):
     assert response.status_code == 403
     workflow.refresh_from_db()
     assert not workflow.paused
+
+
+def test_workflow_page_names_its_accountable_owner(manager, workflow, client_for):
+    workflow.owner = manager
+    workflow.save()
+    body = client_for(manager).get(reverse("workflow-detail", args=[workflow.slug])).content
+    assert b"Accountable owner: <strong>mona</strong>" in body
