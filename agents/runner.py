@@ -1,0 +1,644 @@
+"""The agent runner: one work item -> a Run with its trace -> Proposals or an Escalation.
+
+Safety is in code, not in the prompt: the registry holds only granted tools,
+arguments are validated (retried once, then escalated), policy runs on the
+validated arguments, read tools are the only ones that run here, budgets and
+loop detection stop the run, and the kill switch is re-read before every model
+call and every tool call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from pydantic import BaseModel, ValidationError
+
+from agents import prompts
+from agents.budgets import BudgetTripped, RunBudget
+from agents.injection import injection_detect
+from agents.llm import (
+    LOW_CONFIDENCE,
+    ModelClient,
+    ModelError,
+    ModelResponse,
+    model_complete,
+    model_cost,
+    models_for,
+    route_is_hard,
+)
+from agents.models import (
+    HIGH_IMPACT_RISKS,
+    Escalation,
+    Proposal,
+    RiskClass,
+    Run,
+    Step,
+    WorkItem,
+)
+from agents.policy import PolicyVerdict, grant_level, policy_evaluate
+from agents.redaction import redact
+from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
+from console.audit import audit_append
+from console.models import AutonomyLevel, ToolGrant, Workflow
+
+logger = logging.getLogger(__name__)
+
+ERR_UNGRANTED = "The tool {tool} is not granted to this workflow; refused and not executed."
+ERR_INVALID_JSON = "The arguments are not valid JSON: {error}"
+ERR_INVALID_AFTER_RETRY = "{tool}: arguments still invalid after one retry."
+ERR_PAUSED = "The workflow was paused; the run stopped before its next step."
+ERR_OFF = "The workflow is off; the run stopped before its next step."
+ERR_NO_ACTION = "The agent proposed no action."
+ERR_REFUSED = "The model refused the work item."
+ERR_LOW_CONFIDENCE = "The agent's confidence ({confidence}) is below {floor}: a human decides."
+ERR_READ_TOOL_FAILED = "{tool} failed: {error}"
+PROPOSED_NOTE = "Recorded as a proposal for human review; not executed."
+# A RUNNING run older than its budget plus this grace is presumed dead and restarted.
+STALE_GRACE_SECONDS = 60
+READ_CACHE_PREFIX = "tenure:tool:v1:"
+MAX_MODEL_TURNS = 12
+
+RISK_PRIORITY = {
+    RiskClass.READ: 0,
+    RiskClass.WRITE: 20,
+    RiskClass.EXTERNAL_MESSAGE: 40,
+    RiskClass.MONEY: 50,
+    RiskClass.ACCESS: 60,
+    RiskClass.DELETE: 70,
+}
+
+
+def principal_for(workflow: Workflow) -> str:
+    """The workflow's service principal: every tool call is logged under it."""
+    return f"agent:{workflow.slug}"
+
+
+class RunBusy(Exception):  # noqa: N818 - a state, not a bug
+    """A live worker is running this item; try again after its budget runs out."""
+
+    def __init__(self, retry_in: int) -> None:
+        super().__init__(f"run in progress; retry in {retry_in}s")
+        self.retry_in = retry_in
+
+
+class RunStopped(Exception):  # noqa: N818 - a stop, not a bug
+    def __init__(
+        self,
+        stop_reason: str,
+        reason: str,
+        detail: str,
+        *,
+        policy: str = "",
+        budget: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.stop_reason, self.reason, self.detail = stop_reason, reason, detail
+        self.policy, self.budget = policy, budget or {}
+
+
+@dataclass
+class Candidate:
+    tool: Tool
+    args: BaseModel
+    arguments: dict[str, Any]
+    verdict: PolicyVerdict
+    level: str
+
+
+@dataclass
+class RunState:
+    messages: list[dict[str, Any]]
+    candidates: list[Candidate] = field(default_factory=list)
+    tool_outputs: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[str] = field(default_factory=list)
+    retried: set[str] = field(default_factory=set)
+    large: bool = False
+    last_content: str = ""
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner:
+    def __init__(self, run: Run, *, client: ModelClient | None = None) -> None:
+        self.run = run
+        self.item = run.work_item
+        self.workflow = self.item.workflow
+        self.client = client
+        self.small, self.large_model = models_for(self.workflow)
+        self.budget = RunBudget.for_workflow(self.workflow)
+        self.grants = {g.tool: g for g in ToolGrant.objects.filter(workflow=self.workflow)}
+        self.registry = registry_for(
+            self.workflow, granted={name for name, g in self.grants.items() if g.enabled}
+        )
+        self.step_index = 0
+        self.trace: list[Step] = []
+        self.unsaved: list[Step] = []
+        self.principal = principal_for(self.workflow)
+        self.flags = injection_detect(self.item.text + "\n" + self.item.title)
+        self.models_used: list[str] = []
+        self.state = RunState(messages=prompts.initial_messages(self.item))
+
+    # --- trace ------------------------------------------------------------
+    def step(self, kind: str, name: str, **fields: Any) -> Step:
+        self.step_index += 1
+        for key in ("input", "output"):
+            if key in fields:
+                fields[key] = redact(json.loads(canonical_json(fields[key])))
+        step = Step(run=self.run, index=self.step_index, kind=kind, name=name, **fields)
+        self.trace.append(step)
+        self.unsaved.append(step)
+        return step
+
+    def flush_steps(self) -> None:
+        """Steps are buffered and written in bulk before each model call and in the
+        run's final transaction: a run whose worker dies restarts from a clean trace,
+        so a tool call costs no commit of its own."""
+        if self.unsaved:
+            Step.objects.bulk_create(self.unsaved)
+            self.unsaved = []
+
+    # --- kill switch ----------------------------------------------------------
+    def ensure_running(self) -> None:
+        """Re-read the flag from the database: a pause that has committed wins."""
+        paused, level = Workflow.objects.filter(pk=self.workflow.pk).values_list(
+            "paused", "autonomy_level"
+        )[0]
+        if paused:
+            raise RunStopped(Run.StopReason.PAUSED, Escalation.Reason.PAUSED, ERR_PAUSED)
+        if level == AutonomyLevel.OFF:
+            raise RunStopped(Run.StopReason.PAUSED, Escalation.Reason.PAUSED, ERR_OFF)
+
+    # --- the loop ---------------------------------------------------------------
+    def execute(self) -> Run:
+        tools_json = prompts.tools_payload(list(self.registry.values()))
+        self.state.large = route_is_hard(self.item.text)
+        if self.flags:
+            self.step(Step.Kind.NOTE, "injection_flags", output={"flags": self.flags})
+        try:
+            for _turn in range(MAX_MODEL_TURNS):
+                response = self.call_model(tools_json)
+                if response.refused:
+                    if not self.state.large:
+                        self.state.large = True
+                        continue
+                    raise RunStopped(
+                        Run.StopReason.REFUSAL, Escalation.Reason.MODEL_ERROR, ERR_REFUSED
+                    )
+                if not response.tool_calls:
+                    final = prompts.parse_final(response.content)
+                    confidence = final["confidence"]
+                    low = confidence is None or confidence < LOW_CONFIDENCE
+                    if (low or final["escalate"]) and not self.state.large:
+                        # The cascade: let the large model have the last word.
+                        self.state.large = True
+                        self.state.messages.append(
+                            {"role": "assistant", "content": response.content}
+                        )
+                        self.state.messages.append(
+                            {"role": "user", "content": "Review the work item again and answer."}
+                        )
+                        continue
+                    self.state.final = final
+                    break
+                self.handle_tool_calls(response)
+            else:
+                raise BudgetTripped(
+                    Run.StopReason.BUDGET_TOOL_CALLS,
+                    f"No final answer after {MAX_MODEL_TURNS} model turns.",
+                    f"max_model_turns={MAX_MODEL_TURNS}",
+                )
+            return self.finish()
+        except BudgetTripped as trip:
+            self.step(
+                Step.Kind.BUDGET, trip.stop_reason, output=self.budget.snapshot(), error=trip.detail
+            )
+            reason = (
+                Escalation.Reason.LOOP
+                if trip.stop_reason == Run.StopReason.LOOP
+                else Escalation.Reason.BUDGET
+            )
+            return self.escalate(
+                RunStopped(
+                    trip.stop_reason,
+                    reason,
+                    trip.detail,
+                    budget={"tripped": trip.budget, **self.budget.snapshot()},
+                )
+            )
+        except RunStopped as stop:
+            if stop.stop_reason == Run.StopReason.PAUSED:
+                self.step(Step.Kind.NOTE, "paused", error=stop.detail)
+            return self.escalate(stop)
+        except ModelError as exc:
+            self.step(Step.Kind.MODEL_CALL, "error", error=str(exc))
+            return self.escalate(
+                RunStopped(Run.StopReason.MODEL_ERROR, Escalation.Reason.MODEL_ERROR, str(exc))
+            )
+
+    def call_model(self, tools_json: list[dict[str, Any]]) -> ModelResponse:
+        self.ensure_running()
+        self.budget.check_clock()
+        self.flush_steps()  # the trace so far is visible while the model thinks
+        model = self.large_model if self.state.large else self.small
+        response = model_complete(
+            model=model, messages=self.state.messages, tools=tools_json, client=self.client
+        )
+        cost = (
+            Decimal("0")
+            if response.cached
+            else model_cost(model, response.tokens_in, response.tokens_out)
+        )
+        tokens_in = 0 if response.cached else response.tokens_in
+        tokens_out = 0 if response.cached else response.tokens_out
+        if response.cached:
+            self.run.cache_hits += 1
+        else:
+            self.run.cache_misses += 1
+        self.run.tokens_in += tokens_in
+        self.run.tokens_out += tokens_out
+        self.run.cost_usd += cost
+        self.models_used.append(model)
+        self.step(
+            Step.Kind.MODEL_CALL,
+            model,
+            input={"messages": len(self.state.messages), "last": self.state.messages[-1]},
+            output={
+                "content": response.content,
+                "refusal": response.refusal,
+                "tool_calls": [
+                    {"name": c.name, "arguments": c.arguments} for c in response.tool_calls
+                ],
+            },
+            model=model,
+            cached=response.cached,
+            latency_ms=response.latency_ms,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=cost,
+        )
+        self.state.last_content = response.content
+        self.budget.charge_model(tokens=tokens_in + tokens_out, cost=cost)
+        return response
+
+    def handle_tool_calls(self, response: ModelResponse) -> None:
+        self.state.messages.append(
+            prompts.assistant_tool_calls_message(response.content, response.tool_calls)
+        )
+        for call in response.tool_calls:
+            output = self.handle_call(call.name, call.arguments)
+            self.state.messages.append(
+                prompts.tool_result_message(call_id=call.id, name=call.name, output=output)
+            )
+
+    def handle_call(self, name: str, raw_arguments: str) -> dict[str, Any]:
+        try:
+            arguments = json.loads(raw_arguments or "{}")
+        except ValueError as exc:
+            arguments = {"_raw": raw_arguments[:2000]}
+            return self.invalid(name, arguments, ERR_INVALID_JSON.format(error=exc))
+        self.budget.charge_tool_call(name=name, arguments=arguments)
+        self.run.tool_calls += 1
+        tool = self.registry.get(name)
+        if tool is None:
+            detail = ERR_UNGRANTED.format(tool=name)
+            self.step(Step.Kind.TOOL_CALL, name, input=arguments, error=detail)
+            raise RunStopped(
+                Run.StopReason.UNGRANTED_TOOL, Escalation.Reason.UNGRANTED_TOOL, detail
+            )
+        if not isinstance(arguments, dict):
+            return self.invalid(
+                name, {"_raw": arguments}, ERR_INVALID_JSON.format(error="not an object")
+            )
+        try:
+            args = tool.validate(arguments)
+        except ValidationError as exc:
+            errors = [
+                {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
+            ]
+            return self.invalid(name, arguments, json.dumps(errors))
+        grant = self.grants.get(name)
+        verdict = policy_evaluate(workflow=self.workflow, tool=tool, args=args, grant=grant)
+        clean = args.model_dump(mode="json")
+        self.step(
+            Step.Kind.POLICY, name, input=clean, output=verdict.as_dict(),
+            error=verdict.rule if verdict.verdict == Proposal.Verdict.DENY else "",
+        )  # fmt: skip
+        if verdict.verdict == Proposal.Verdict.DENY:
+            raise RunStopped(
+                Run.StopReason.POLICY_DENIED,
+                Escalation.Reason.POLICY_DENIED,
+                verdict.rule,
+                policy=verdict.rule,
+            )
+        if tool.is_read:
+            return self.run_read_tool(tool, args, clean)
+        level = grant_level(self.workflow, grant)
+        if any(c.tool.name == name and c.arguments == clean for c in self.state.candidates):
+            return {"status": "proposed", "note": "Already proposed."}
+        self.state.candidates.append(
+            Candidate(tool=tool, args=args, arguments=clean, verdict=verdict, level=level)
+        )
+        return {"status": "proposed", "verdict": verdict.verdict, "note": PROPOSED_NOTE}
+
+    def invalid(self, name: str, arguments: dict[str, Any], error: str) -> dict[str, Any]:
+        retry = name in self.state.retried
+        self.step(Step.Kind.VALIDATION, name, input=arguments, error=error, is_retry=retry)
+        if retry:
+            raise RunStopped(
+                Run.StopReason.INVALID_ARGUMENTS,
+                Escalation.Reason.INVALID_ARGUMENTS,
+                ERR_INVALID_AFTER_RETRY.format(tool=name) + " " + error,
+            )
+        self.state.retried.add(name)
+        self.run.retries += 1
+        # The cascade: a validation failure goes to the large model, with the error.
+        self.state.large = True
+        return {"validation_error": error, "note": "Fix the arguments and call the tool again."}
+
+    def run_read_tool(self, tool: Tool, args: BaseModel, clean: dict[str, Any]) -> dict[str, Any]:
+        self.ensure_running()
+        key = f"{READ_CACHE_PREFIX}{self.workflow.pk}:{tool.name}:{arguments_hash(clean)}"
+        started = time.monotonic()
+        cached = tool.cacheable and (hit := cache.get(key)) is not None
+        error = ""
+        if cached:
+            output = hit
+            self.run.cache_hits += 1
+        else:
+            if tool.cacheable:
+                self.run.cache_misses += 1
+            ctx = ToolContext(
+                workflow=self.workflow, principal=self.principal, work_item=self.item, run=self.run
+            )
+            try:
+                output = tool.run(ctx, args)
+            except ToolError as exc:
+                error = ERR_READ_TOOL_FAILED.format(tool=tool.name, error=exc)
+                output = {"error": str(exc)}
+            if tool.cacheable and not error:
+                cache.set(key, output, tool.cache_seconds)
+        self.step(
+            Step.Kind.RETRIEVAL if tool.name == "search_knowledge" else Step.Kind.TOOL_CALL,
+            tool.name, input=clean, output=output, error=error, cached=bool(cached),
+            latency_ms=int((time.monotonic() - started) * 1000),
+        )  # fmt: skip
+        if tool.name == "search_knowledge":
+            for result in output.get("results", []):
+                if result.get("slug") and result["slug"] not in self.state.citations:
+                    self.state.citations.append(result["slug"])
+        self.state.tool_outputs.append({"tool": tool.name, "arguments": clean, "output": output})
+        # Tool outputs are untrusted too (a CRM note, a ticket body): flag what they carry.
+        for flag in injection_detect(canonical_json(output)):
+            flag = {**flag, "source": f"tool:{tool.name}"}
+            if flag not in self.flags:
+                self.flags.append(flag)
+        return output
+
+    # --- endings ------------------------------------------------------------------
+    def _finish_fields(self) -> None:
+        self.run.wall_ms = int(self.budget.elapsed * 1000)
+        self.run.finished_at = timezone.now()
+        if self.models_used:
+            self.run.model = (
+                self.large_model if self.large_model in self.models_used else self.small
+            )
+        self.run.state = {
+            **self.run.state,
+            "budget": self.budget.snapshot(),
+            "final": self.state.final,
+            "injection_flags": self.flags,
+            "models": sorted(set(self.models_used)),
+        }
+
+    def _lock_if_still_mine(self) -> bool:
+        current = Run.objects.select_for_update().get(pk=self.run.pk)
+        return current.status == Run.Status.RUNNING and current.state.get(
+            "lease"
+        ) == self.run.state.get("lease")
+
+    def finish(self) -> Run:
+        final = self.state.final
+        if not self.state.candidates:
+            reason = final.get("escalation_reason") or final.get("rationale") or ERR_NO_ACTION
+            return self.escalate(
+                RunStopped(Run.StopReason.NO_ACTION, Escalation.Reason.HARD_CASE, reason)
+            )
+        confidence = final.get("confidence")
+        now = timezone.now()
+        sla = now + timedelta(minutes=self.workflow.review_sla_minutes)
+        citations = list(dict.fromkeys([*final.get("citations", []), *self.state.citations]))
+        with transaction.atomic():
+            if not self._lock_if_still_mine():
+                return Run.objects.get(pk=self.run.pk)
+            self.flush_steps()
+            self._finish_fields()
+            self.run.status = Run.Status.PROPOSED
+            self.run.stop_reason = Run.StopReason.COMPLETED
+            self.run.save()
+            proposals = []
+            for sequence, cand in enumerate(self.state.candidates, start=1):
+                high = (
+                    cand.tool.risk_class in HIGH_IMPACT_RISKS
+                    or cand.tool.risk_class == RiskClass.MONEY
+                )
+                proposals.append(
+                    Proposal.objects.create(
+                        run=self.run,
+                        workflow=self.workflow,
+                        work_item=self.item,
+                        sequence=sequence,
+                        tool=cand.tool.name,
+                        arguments=cand.arguments,
+                        arguments_hash=arguments_hash(cand.arguments),
+                        rationale=final.get("rationale", "")[:2000],
+                        confidence=Decimal(str(round(confidence, 3)))
+                        if confidence is not None
+                        else None,
+                        citations=citations,
+                        risk_class=cand.tool.risk_class,
+                        verdict=cand.verdict.verdict,
+                        verdict_rule=cand.verdict.rule,
+                        injection_flags=self.flags,
+                        flagged_injection=bool(self.flags),
+                        autonomy_level=cand.level,
+                        priority=RISK_PRIORITY.get(cand.tool.risk_class, 10)
+                        + (10 if high and self.flags else 0),
+                        sla_due_at=sla,
+                    )
+                )
+            auto = all(
+                p.verdict == Proposal.Verdict.ALLOW
+                and AutonomyLevel.rank(p.autonomy_level)
+                >= AutonomyLevel.rank(AutonomyLevel.LIMITED)
+                for p in proposals
+            )
+            self.item.status = (
+                WorkItem.Status.EXECUTING if auto else WorkItem.Status.AWAITING_REVIEW
+            )
+            self.item.sla_due_at = sla
+            self.item.save(update_fields=["status", "sla_due_at", "updated_at"])
+            audit_append(
+                action="agent.run.proposed",
+                actor=self.principal,
+                workflow=self.workflow,
+                obj=self.run,
+                data={
+                    "work_item": self.item.external_id,
+                    "proposals": [
+                        {"id": p.pk, "tool": p.tool, "verdict": p.verdict} for p in proposals
+                    ],
+                    "read_calls": [o["tool"] for o in self.state.tool_outputs],
+                    "model": self.run.model,
+                    "auto_execute": auto,
+                },
+            )
+            if auto:
+                from agents.services import proposals_auto_execute
+
+                proposals_auto_execute(proposals=proposals)
+        return self.run
+
+    def escalate(self, stop: RunStopped) -> Run:
+        packet = {
+            "work_item": {
+                "id": self.item.pk,
+                "external_id": self.item.external_id,
+                "title": self.item.title,
+                "payload": self.item.payload,
+            },
+            "stop_reason": stop.stop_reason,
+            "detail": stop.detail,
+            "steps": [
+                {
+                    "index": s.index,
+                    "kind": s.kind,
+                    "name": s.name,
+                    "error": s.error,
+                    "is_retry": s.is_retry,
+                    "model": s.model,
+                }
+                for s in self.trace
+            ],
+            "tool_outputs": self.state.tool_outputs,
+            "policy": stop.policy,
+            "budget": stop.budget or self.budget.snapshot(),
+            "proposed_before_stop": [
+                {
+                    "tool": c.tool.name,
+                    "arguments": c.arguments,
+                    "verdict": c.verdict.verdict,
+                    "rule": c.verdict.rule,
+                }
+                for c in self.state.candidates
+            ],
+            "last_state": {
+                "model": self.models_used[-1] if self.models_used else "",
+                "last_message": self.state.last_content[:4000],
+                "final": self.state.final,
+            },
+            "injection_flags": self.flags,
+        }
+        with transaction.atomic():
+            if not self._lock_if_still_mine():
+                return Run.objects.get(pk=self.run.pk)
+            self.flush_steps()
+            self._finish_fields()
+            self.run.status = Run.Status.ESCALATED
+            self.run.stop_reason = stop.stop_reason
+            self.run.save()
+            escalation = Escalation.objects.create(
+                workflow=self.workflow,
+                work_item=self.item,
+                run=self.run,
+                reason=stop.reason,
+                detail=stop.detail[:5000],
+                packet=redact(json.loads(canonical_json(packet))),
+            )
+            self.item.status = WorkItem.Status.ESCALATED
+            self.item.save(update_fields=["status", "updated_at"])
+            audit_append(
+                action="agent.run.escalated",
+                actor=self.principal,
+                workflow=self.workflow,
+                obj=self.run,
+                data={
+                    "work_item": self.item.external_id,
+                    "escalation": escalation.pk,
+                    "reason": stop.reason,
+                    "stop_reason": stop.stop_reason,
+                },
+            )
+        return self.run
+
+
+def run_claim(*, work_item_id: int) -> Run | None:
+    """Start (or restart a dead) run for a work item, or return None when there is
+    nothing to do. Idempotent: redelivery never makes a second run."""
+    with transaction.atomic():
+        item = (
+            WorkItem.objects.select_for_update()
+            .select_related("workflow")
+            .filter(pk=work_item_id)
+            .first()
+        )
+        if item is None:
+            return None
+        run = item.runs.order_by("-attempt").first()
+        if run is not None and run.status != Run.Status.RUNNING and run.status != Run.Status.QUEUED:
+            return None  # already finished: proposals or an escalation exist
+        if item.status not in (WorkItem.Status.RECEIVED, WorkItem.Status.RUNNING):
+            return None
+        now = timezone.now()
+        lease = uuid.uuid4().hex
+        if run is not None and run.status == Run.Status.RUNNING:
+            stale_after = timedelta(seconds=item.workflow.max_seconds + STALE_GRACE_SECONDS)
+            if run.started_at and run.started_at > now - stale_after:
+                # Another worker is on it, or its worker just died: look again once
+                # the run would be stale.
+                raise RunBusy(int(stale_after.total_seconds()))
+            # Its worker died: start the same run again from a clean trace.
+            run.steps.all().delete()
+            run.tokens_in = run.tokens_out = run.tool_calls = run.retries = 0
+            run.cache_hits = run.cache_misses = 0
+            run.cost_usd = Decimal("0")
+        elif run is None:
+            run = Run(work_item=item, attempt=1)
+        run.status = Run.Status.RUNNING
+        run.autonomy_level = item.workflow.autonomy_level
+        run.started_at = now
+        run.agent_version = prompts.AGENT_VERSION
+        run.prompt_version = prompts.PROMPT_VERSION
+        run.state = {"lease": lease}
+        run.save()
+        item.status = WorkItem.Status.RUNNING
+        item.save(update_fields=["status", "updated_at"])
+    return run
+
+
+def run_work_item(*, work_item_id: int, client: ModelClient | None = None) -> Run | None:
+    """Run the agent on one work item to proposals or an escalation."""
+    run = run_claim(work_item_id=work_item_id)
+    if run is None:
+        return None
+    runner = Runner(run, client=client)
+    try:
+        return runner.execute()
+    except Exception as exc:
+        logger.exception("run %s crashed", run.pk)
+        runner.step(Step.Kind.NOTE, "crash", error=f"{type(exc).__name__}: {exc}"[:2000])
+        return runner.escalate(
+            RunStopped(
+                Run.StopReason.MODEL_ERROR,
+                Escalation.Reason.MODEL_ERROR,
+                f"Runner error: {type(exc).__name__}",
+            )
+        )

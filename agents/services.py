@@ -1,0 +1,508 @@
+"""Agent-side writes: work items in, plans dispatched, actions executed exactly once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from pydantic import ValidationError as PydanticValidationError
+
+from agents.models import Escalation, Execution, Proposal, Run, WorkItem
+from agents.policy import grant_level, policy_evaluate
+from agents.runner import principal_for
+from agents.tools import ToolContext, ToolError, TransientToolError, arguments_hash, registry_for
+from console.audit import audit_append
+from console.models import AutonomyLevel, ToolGrant, Workflow
+
+logger = logging.getLogger(__name__)
+
+ERR_PAYLOAD_NOT_OBJECT = "The payload must be a JSON object, not {kind}."
+ERR_PAYLOAD_TEXT = "The payload's “text” must be a string."
+ERR_PAYLOAD_TOO_BIG = "The payload is too large ({size} bytes; the limit is {limit})."
+ERR_PAYLOAD_NOT_JSON = "The payload must be JSON-serialisable: {error}"
+ERR_EXTERNAL_ID = "The external id must be 1 to 200 characters."
+ERR_SOURCE = "“{source}” is not a work-item source."
+ERR_NOT_APPROVED = "Proposal {id} is not approved (it is {status}); nothing executes."
+ERR_LEVEL_TOO_LOW = "{tool} is at {level}: actions execute only at supervised or above."
+ERR_NOT_AUTO = "{tool} is not auto-allowed at {level}; it needs an approval first."
+ERR_HASH_MISMATCH = "The arguments to execute do not match the approved ones; refusing."
+ERR_TOOL_GONE = "{tool} is no longer granted to this workflow; refusing."
+ERR_POLICY_DENIES = "Policy now denies this action: {rule}"
+ERR_INVALID_FINAL = "The approved arguments are invalid for {tool}: {error}"
+ERR_PAUSED_EXECUTION = "The workflow is paused; the execution did not start."
+MAX_PAYLOAD_BYTES = 64 * 1024
+# Test-only: seconds to sleep after a side effect, before it is recorded (so a test can
+# SIGKILL the worker in the worst place). Inert unless the variable is set.
+TEST_DELAY_ENV = "TENURE_TEST_EXECUTION_DELAY"
+
+EXECUTABLE_STATUSES = (Proposal.Status.ACCEPTED, Proposal.Status.EDITED)
+
+
+def _validate_payload(payload: Any) -> None:
+    if not isinstance(payload, dict):
+        raise ValidationError(
+            ERR_PAYLOAD_NOT_OBJECT.format(kind=type(payload).__name__), code="payload_not_object"
+        )
+    if "text" in payload and not isinstance(payload["text"], str):
+        raise ValidationError(ERR_PAYLOAD_TEXT, code="payload_text")
+    try:
+        size = len(json.dumps(payload).encode())
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(ERR_PAYLOAD_NOT_JSON.format(error=exc), code="payload_json") from exc
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValidationError(
+            ERR_PAYLOAD_TOO_BIG.format(size=size, limit=MAX_PAYLOAD_BYTES), code="payload_size"
+        )
+
+
+def work_item_dispatch(*, work_item: WorkItem) -> None:
+    """Send the item to a worker once the current transaction commits."""
+    from agents.tasks import run_agent
+
+    item_id = work_item.pk
+    transaction.on_commit(lambda: run_agent.delay(item_id))
+
+
+def work_item_create(
+    *,
+    workflow: Workflow,
+    external_id: str,
+    payload: Any,
+    source: str,
+    title: str = "",
+    principal: str = "",
+) -> tuple[WorkItem, bool]:
+    """Create a work item, idempotent on (workflow, external id). A duplicate returns
+    the original with created=False. A new item is dispatched to run_agent on commit."""
+    external_id = (external_id or "").strip()
+    if not external_id or len(external_id) > 200:
+        raise ValidationError(ERR_EXTERNAL_ID, code="external_id")
+    if source not in WorkItem.Source.values:
+        raise ValidationError(ERR_SOURCE.format(source=source), code="source")
+    existing = WorkItem.objects.filter(workflow=workflow, external_id=external_id).first()
+    if existing is not None:
+        return existing, False
+    _validate_payload(payload)
+    try:
+        with transaction.atomic():
+            item = WorkItem.objects.create(
+                workflow=workflow,
+                external_id=external_id,
+                payload=payload,
+                source=source,
+                title=(title or str(payload.get("title", "")))[:300],
+                source_principal=principal[:150],
+            )
+            audit_append(
+                action="work_item.received",
+                actor=principal or f"integration:{source}",
+                workflow=workflow,
+                obj=item,
+                data={"external_id": external_id, "source": source},
+            )
+            if workflow.autonomy_level != AutonomyLevel.OFF:
+                work_item_dispatch(work_item=item)
+    except IntegrityError:
+        # A concurrent request with the same external id won: return its item.
+        return WorkItem.objects.get(workflow=workflow, external_id=external_id), False
+    return item, True
+
+
+def work_items_dispatch_received(*, workflow: Workflow) -> list[int]:
+    """Dispatch items still waiting for their first run (e.g. after a resume)."""
+    ids = list(
+        WorkItem.objects.filter(workflow=workflow, status=WorkItem.Status.RECEIVED).values_list(
+            "pk", flat=True
+        )
+    )
+    from agents.tasks import run_agent
+
+    for item_id in ids:
+        transaction.on_commit(lambda item_id=item_id: run_agent.delay(item_id))
+    return ids
+
+
+# --- Plans -----------------------------------------------------------------------
+
+
+def _level_of(proposal: Proposal, grants: dict[str, ToolGrant]) -> str:
+    return grant_level(proposal.workflow, grants.get(proposal.tool))
+
+
+def _executable(level: str) -> bool:
+    return AutonomyLevel.rank(level) >= AutonomyLevel.rank(AutonomyLevel.SUPERVISED)
+
+
+def _next_to_execute(proposals: list[Proposal], grants: dict[str, ToolGrant]) -> Proposal | None:
+    """The first proposal in sequence still to execute, or None when nothing is left
+    (or the next one waits for a human)."""
+    for proposal in proposals:
+        if proposal.status == Proposal.Status.EXECUTED:
+            continue
+        if proposal.status in EXECUTABLE_STATUSES:
+            if _executable(_level_of(proposal, grants)):
+                return proposal
+            continue  # a shadow-level tool inside a supervised plan: recorded, not run
+        if proposal.status == Proposal.Status.PENDING and proposal.auto_executed:
+            return proposal
+        return None
+    return None
+
+
+def _resolve(item: WorkItem, *, succeeded: bool) -> None:
+    item.status = WorkItem.Status.RESOLVED
+    item.succeeded = succeeded
+    item.resolved_at = timezone.now()
+    item.save(update_fields=["status", "succeeded", "resolved_at", "updated_at"])
+
+
+def _enqueue_execute(proposal_id: int) -> None:
+    from agents.tasks import execute_action
+
+    transaction.on_commit(lambda: execute_action.delay(proposal_id))
+
+
+def plan_dispatch_ready(*, run_id: int) -> list[int]:
+    """Called by reviews after every decision, inside its transaction.
+
+    A rejection cancels the rest of the plan. When every proposal is accepted or
+    edited, at supervised or above the first one is enqueued (each success enqueues
+    the next); in shadow mode the outcome is recorded and nothing executes.
+    """
+    with transaction.atomic():
+        proposals = list(
+            Proposal.objects.select_for_update()
+            .select_related("workflow", "work_item")
+            .filter(run_id=run_id)
+            .order_by("sequence")
+        )
+        if not proposals:
+            return []
+        item = WorkItem.objects.select_for_update().get(pk=proposals[0].work_item_id)
+        rejected = [p for p in proposals if p.status == Proposal.Status.REJECTED]
+        if rejected:
+            first = rejected[0].sequence
+            for p in proposals:
+                if p.sequence > first and p.status in (
+                    Proposal.Status.PENDING,
+                    *EXECUTABLE_STATUSES,
+                ):
+                    p.status = Proposal.Status.CANCELLED
+                    p.save(update_fields=["status"])
+            undecided = any(p.status == Proposal.Status.PENDING for p in proposals)
+            if not undecided and item.status not in WorkItem.TERMINAL:
+                _resolve(item, succeeded=False)
+            return []
+        if not all(p.status in (*EXECUTABLE_STATUSES, Proposal.Status.EXECUTED) for p in proposals):
+            return []
+        grants = {g.tool: g for g in ToolGrant.objects.filter(workflow=proposals[0].workflow)}
+        nxt = _next_to_execute(proposals, grants)
+        if nxt is None:
+            # Nothing to execute (shadow mode, or all done): record the outcome.
+            if item.status not in WorkItem.TERMINAL:
+                _resolve(item, succeeded=True)
+            return []
+        if item.status != WorkItem.Status.EXECUTING:
+            item.status = WorkItem.Status.EXECUTING
+            item.save(update_fields=["status", "updated_at"])
+        _enqueue_execute(nxt.pk)
+        return [nxt.pk]
+
+
+def plans_redispatch(*, workflow: Workflow) -> list[int]:
+    """After a resume: restart the plans whose approved actions the pause held back.
+    Returns the proposal ids enqueued (on commit)."""
+    run_ids = (
+        Proposal.objects.filter(workflow=workflow, status__in=EXECUTABLE_STATUSES)
+        .values_list("run_id", flat=True)
+        .distinct()
+    )
+    enqueued: list[int] = []
+    for run_id in sorted(set(run_ids)):
+        enqueued += plan_dispatch_ready(run_id=run_id)
+    return enqueued
+
+
+def proposals_auto_execute(*, proposals: list[Proposal]) -> list[int]:
+    """Auto-allowed plans at limited/autonomous: mark them and start the first."""
+    if not proposals:
+        return []
+    workflow = proposals[0].workflow
+    rate = float(workflow.sample_rate)
+    for p in proposals:
+        roll = int(hashlib.sha256(f"sample-{p.pk}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        p.auto_executed = True
+        p.sampled_for_review = roll < rate
+        p.save(update_fields=["auto_executed", "sampled_for_review"])
+    _enqueue_execute(proposals[0].pk)
+    return [proposals[0].pk]
+
+
+# --- Execution ---------------------------------------------------------------------
+
+
+class ExecutionRefused(Exception):  # noqa: N818 - a refusal, with a message to show
+    pass
+
+
+def _legacy_hash(arguments: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()
+
+
+def _decision(proposal: Proposal) -> Any:
+    try:
+        return proposal.decision  # reviews.Decision, by its reverse relation
+    except (ObjectDoesNotExist, AttributeError):
+        return None
+
+
+def _approved(proposal: Proposal) -> tuple[dict[str, Any], str, bool]:
+    """(arguments to execute, the approved hash, executed without a human?)."""
+    decision = _decision(proposal)
+    if proposal.status in EXECUTABLE_STATUSES and decision is not None:
+        if decision.verdict not in ("accept", "edit"):
+            raise ExecutionRefused(ERR_NOT_APPROVED.format(id=proposal.pk, status=decision.verdict))
+        final = decision.final_arguments or proposal.arguments
+        approved = decision.final_arguments_hash or proposal.arguments_hash
+        if decision.verdict == "accept" and not decision.final_arguments:
+            approved = proposal.arguments_hash
+        if approved not in (arguments_hash(final), _legacy_hash(final)):
+            raise ExecutionRefused(ERR_HASH_MISMATCH)
+        return final, arguments_hash(final), False
+    if (
+        proposal.status == Proposal.Status.PENDING
+        and proposal.auto_executed
+        and proposal.verdict == Proposal.Verdict.ALLOW
+    ):
+        if proposal.arguments_hash not in (
+            arguments_hash(proposal.arguments),
+            _legacy_hash(proposal.arguments),
+        ):
+            raise ExecutionRefused(ERR_HASH_MISMATCH)
+        return proposal.arguments, arguments_hash(proposal.arguments), True
+    raise ExecutionRefused(
+        ERR_NOT_APPROVED.format(id=proposal.pk, status=proposal.get_status_display().lower())
+    )
+
+
+def execution_key(proposal: Proposal, approved_hash: str) -> str:
+    return f"proposal-{proposal.pk}-{approved_hash[:16]}"
+
+
+def _fail(proposal: Proposal, execution: Execution | None, error: str) -> None:
+    """A permanent failure: the action did not (and will not) happen. Escalate."""
+    with transaction.atomic():
+        proposal = (
+            Proposal.objects.select_for_update().select_related("work_item").get(pk=proposal.pk)
+        )
+        if execution is not None:
+            execution.status = Execution.Status.FAILED
+            execution.error = error[:5000]
+            execution.finished_at = timezone.now()
+            execution.save(update_fields=["status", "error", "finished_at"])
+        proposal.status = Proposal.Status.EXECUTION_FAILED
+        proposal.save(update_fields=["status"])
+        Proposal.objects.filter(
+            run_id=proposal.run_id,
+            sequence__gt=proposal.sequence,
+            status__in=(Proposal.Status.PENDING, *EXECUTABLE_STATUSES),
+        ).update(status=Proposal.Status.CANCELLED)
+        item = WorkItem.objects.select_for_update().get(pk=proposal.work_item_id)
+        item.status = WorkItem.Status.ESCALATED
+        item.save(update_fields=["status", "updated_at"])
+        Escalation.objects.create(
+            workflow_id=proposal.workflow_id,
+            work_item=item,
+            run_id=proposal.run_id,
+            reason=Escalation.Reason.EXECUTION_FAILED,
+            detail=error[:5000],
+            packet={
+                "work_item": {"id": item.pk, "external_id": item.external_id},
+                "proposal": {
+                    "id": proposal.pk,
+                    "tool": proposal.tool,
+                    "sequence": proposal.sequence,
+                },
+                "error": error,
+                "idempotency_key": execution.idempotency_key if execution else "",
+            },
+        )
+        audit_append(
+            action="agent.tool.failed",
+            actor=principal_for(proposal.workflow),
+            workflow=proposal.workflow,
+            obj=proposal,
+            data={"tool": proposal.tool, "error": error[:500]},
+        )
+
+
+def _test_delay() -> None:
+    delay = os.environ.get(TEST_DELAY_ENV)
+    if delay:
+        time.sleep(float(delay))
+
+
+def proposal_execute(*, proposal_id: int) -> Execution | None:
+    """Execute one approved (or auto-allowed) proposal exactly once.
+
+    The idempotency key comes from the proposal and its approved arguments; the
+    Execution row holds it under a unique constraint and the handler honours it,
+    so redelivery, a killed worker or a double click never repeats the side effect.
+    """
+    with transaction.atomic():
+        proposal = (
+            Proposal.objects.select_for_update(of=("self",))
+            .select_related("workflow", "work_item")
+            .filter(pk=proposal_id)
+            .first()
+        )
+        if proposal is None:
+            return None
+        if proposal.status == Proposal.Status.EXECUTED:
+            return proposal.executions.filter(status=Execution.Status.SUCCEEDED).first()
+        if proposal.status in (
+            Proposal.Status.REJECTED,
+            Proposal.Status.CANCELLED,
+            Proposal.Status.EXECUTION_FAILED,
+        ):
+            return None
+        workflow = proposal.workflow
+        if workflow.paused:
+            logger.info("execution of proposal %s held: %s", proposal.pk, ERR_PAUSED_EXECUTION)
+            return None
+        try:
+            arguments, approved_hash, auto = _approved(proposal)
+        except ExecutionRefused as exc:
+            if proposal.status == Proposal.Status.PENDING:
+                return None  # not decided yet: nothing to do, nothing to fail
+            refusal = str(exc)
+        else:
+            refusal = ""
+        grant = ToolGrant.objects.filter(workflow=workflow, tool=proposal.tool).first()
+        level = grant_level(workflow, grant)
+        granted = {proposal.tool} if grant is not None and grant.enabled else set()
+        tool = registry_for(workflow, granted=granted).get(proposal.tool)
+        if not refusal and tool is None:
+            refusal = ERR_TOOL_GONE.format(tool=proposal.tool)
+        if not refusal and not _executable(level):
+            # Not an integrity problem, just not allowed at this level: change nothing.
+            audit_append(
+                action="agent.tool.refused",
+                actor=principal_for(workflow),
+                workflow=workflow,
+                obj=proposal,
+                data={
+                    "tool": proposal.tool,
+                    "reason": ERR_LEVEL_TOO_LOW.format(tool=proposal.tool, level=level),
+                },
+            )
+            return None
+        if not refusal:
+            try:
+                args = tool.validate(arguments)
+            except PydanticValidationError as exc:
+                refusal = ERR_INVALID_FINAL.format(tool=proposal.tool, error=exc.errors()[:3])
+        if not refusal:
+            verdict = policy_evaluate(workflow=workflow, tool=tool, args=args, grant=grant)
+            if verdict.verdict == Proposal.Verdict.DENY:
+                refusal = ERR_POLICY_DENIES.format(rule=verdict.rule)
+            elif auto and verdict.verdict != Proposal.Verdict.ALLOW:
+                refusal = ERR_NOT_AUTO.format(tool=proposal.tool, level=level)
+        if refusal:
+            execution = None
+        else:
+            key = execution_key(proposal, approved_hash)
+            execution, _ = Execution.objects.select_for_update().get_or_create(
+                idempotency_key=key,
+                defaults={
+                    "proposal": proposal,
+                    "arguments": arguments,
+                    "arguments_hash": approved_hash,
+                    "principal": principal_for(workflow),
+                    "auto": auto,
+                },
+            )
+            if execution.status == Execution.Status.SUCCEEDED:
+                return execution
+            execution.attempts += 1
+            execution.status = Execution.Status.RUNNING
+            execution.started_at = execution.started_at or timezone.now()
+            execution.save(update_fields=["attempts", "status", "started_at"])
+            if proposal.work_item.status != WorkItem.Status.EXECUTING:
+                proposal.work_item.status = WorkItem.Status.EXECUTING
+                proposal.work_item.save(update_fields=["status", "updated_at"])
+    if refusal:
+        _fail(proposal, None, refusal)
+        return None
+
+    # The kill switch, once more, right before the side effect starts.
+    if Workflow.objects.filter(pk=workflow.pk, paused=True).exists():
+        Execution.objects.filter(pk=execution.pk).update(status=Execution.Status.PENDING)
+        return None
+    ctx = ToolContext(
+        workflow=workflow,
+        principal=principal_for(workflow),
+        work_item=proposal.work_item,
+        idempotency_key=execution.idempotency_key,
+        executing=True,
+    )
+    try:
+        result = tool.run(ctx, args)
+    except TransientToolError as exc:
+        Execution.objects.filter(pk=execution.pk).update(error=str(exc)[:5000])
+        raise
+    except ToolError as exc:
+        _fail(proposal, execution, str(exc))
+        return execution
+    _test_delay()
+
+    with transaction.atomic():
+        proposal = Proposal.objects.select_for_update().get(pk=proposal.pk)
+        execution = Execution.objects.select_for_update().get(pk=execution.pk)
+        if execution.status == Execution.Status.SUCCEEDED:
+            return execution
+        execution.status = Execution.Status.SUCCEEDED
+        execution.result = json.loads(json.dumps(result, default=str))
+        execution.finished_at = timezone.now()
+        execution.error = ""
+        execution.save(update_fields=["status", "result", "finished_at", "error"])
+        proposal.status = Proposal.Status.EXECUTED
+        proposal.save(update_fields=["status"])
+        audit_append(
+            action="agent.tool.executed",
+            actor=principal_for(workflow),
+            workflow=workflow,
+            obj=execution,
+            data={
+                "proposal": proposal.pk,
+                "tool": proposal.tool,
+                "idempotency_key": execution.idempotency_key,
+                "arguments_hash": execution.arguments_hash,
+                "auto": execution.auto,
+            },
+        )
+        proposals = list(
+            Proposal.objects.select_related("workflow")
+            .filter(run_id=proposal.run_id)
+            .order_by("sequence")
+        )
+        grants = {g.tool: g for g in ToolGrant.objects.filter(workflow=workflow)}
+        nxt = _next_to_execute(proposals, grants)
+        if nxt is not None:
+            _enqueue_execute(nxt.pk)
+        elif all(p.status in (Proposal.Status.EXECUTED, *EXECUTABLE_STATUSES) for p in proposals):
+            item = WorkItem.objects.select_for_update().get(pk=proposal.work_item_id)
+            if item.status not in WorkItem.TERMINAL:
+                _resolve(item, succeeded=True)
+    return execution
+
+
+def run_for_work_item(*, work_item: WorkItem) -> Run | None:
+    return work_item.runs.order_by("-attempt").first()

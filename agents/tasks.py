@@ -1,0 +1,40 @@
+"""Celery tasks: take ids, guard on status, call a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from agents.runner import RunBusy, run_work_item
+from agents.services import proposal_execute
+from agents.tools import TransientToolError
+
+EXECUTE_MAX_RETRIES = 5
+
+
+@shared_task(name="agents.run_agent", bind=True, acks_late=True, ignore_result=True, max_retries=3)
+def run_agent(self, work_item_id: int) -> int | None:
+    """Run the agent on a work item. Redelivery is harmless: an item that already
+    has a finished run is left alone; one that a worker is running is looked at
+    again once that run would be stale (its worker may have died)."""
+    try:
+        run = run_work_item(work_item_id=work_item_id)
+    except RunBusy as busy:
+        raise self.retry(countdown=busy.retry_in) from busy
+    return run.pk if run is not None else None
+
+
+@shared_task(
+    name="agents.execute_action",
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    max_retries=EXECUTE_MAX_RETRIES,
+)
+def execute_action(self, proposal_id: int) -> int | None:
+    """Execute an approved proposal exactly once (see services.proposal_execute)."""
+    try:
+        execution = proposal_execute(proposal_id=proposal_id)
+    except TransientToolError as exc:
+        # Same idempotency key on every retry: the receiver dedupes.
+        raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
+    return execution.pk if execution is not None else None

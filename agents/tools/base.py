@@ -1,0 +1,138 @@
+"""The shape of a tool: typed arguments, a risk class, a description and a handler.
+
+A2's ``agents.schema_tools`` builds the same ``Tool`` from OpenAI function
+definitions, so keep this dataclass stable: new fields get defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from pydantic import BaseModel
+
+from agents.models import RiskClass
+
+if TYPE_CHECKING:
+    from agents.models import Run, WorkItem
+    from console.models import Workflow
+
+ERR_NO_IDEMPOTENCY_KEY = "A side-effecting tool needs an idempotency key; refusing to run {tool}."
+
+
+class ToolError(Exception):
+    """A permanent failure of a tool (bad record, business rule): not retried."""
+
+
+class TransientToolError(ToolError):
+    """A failure worth retrying with the same idempotency key (timeouts, 5xx)."""
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a handler may know about the call. ``idempotency_key`` is set for
+    side-effecting executions and must be honoured by the handler."""
+
+    workflow: Workflow
+    principal: str
+    work_item: WorkItem | None = None
+    run: Run | None = None
+    idempotency_key: str = ""
+    executing: bool = False
+
+    def require_key(self, tool: str) -> str:
+        if not self.idempotency_key:
+            raise ToolError(ERR_NO_IDEMPOTENCY_KEY.format(tool=tool))
+        return self.idempotency_key
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
+
+
+def arguments_hash(arguments: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a tool call's arguments: what a reviewer approved."""
+    return hashlib.sha256(canonical_json(arguments).encode()).hexdigest()
+
+
+_EMAIL_KEYS = ("to", "email", "recipient", "customer_email")
+_GROUP_KEYS = ("group", "group_name")
+_AMOUNT_KEYS = ("amount", "amount_usd", "total")
+
+
+def default_facts(arguments: dict[str, Any]) -> dict[str, Any]:
+    """What policy checks look at, read from conventional argument names:
+    amount (money), records (how many rows a call touches), group, email_domain."""
+    facts: dict[str, Any] = {}
+    for key in _AMOUNT_KEYS:
+        if arguments.get(key) is not None:
+            with contextlib.suppress(ArithmeticError):
+                facts["amount"] = Decimal(str(arguments[key]))
+            break
+    for key in _GROUP_KEYS:
+        if arguments.get(key):
+            facts["group"] = str(arguments[key])
+            break
+    for key in _EMAIL_KEYS:
+        value = arguments.get(key)
+        if isinstance(value, str) and "@" in value:
+            facts["email_domain"] = value.rsplit("@", 1)[1].strip().lower()
+            break
+    lists = [len(v) for v in arguments.values() if isinstance(v, list)]
+    if lists:
+        facts["records"] = max(lists)
+    return facts
+
+
+Handler = Callable[[ToolContext, BaseModel], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    risk_class: str  # a RiskClass value
+    handler: Handler
+    cacheable: bool = False  # a read whose output is stable enough to cache briefly
+    cache_seconds: int = 60
+    # Extra policy facts from validated arguments; default_facts() covers the usual names.
+    facts: Callable[[BaseModel], dict[str, Any]] | None = None
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def is_read(self) -> bool:
+        return self.risk_class == RiskClass.READ
+
+    def to_openai_tool(self) -> dict[str, Any]:
+        schema = self.args_model.model_json_schema()
+        schema.pop("title", None)
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": f"{self.description} (risk: {self.risk_class})",
+                "parameters": schema,
+            },
+        }
+
+    def validate(self, arguments: dict[str, Any]) -> BaseModel:
+        """Raises pydantic.ValidationError; fail closed on anything unexpected."""
+        return self.args_model.model_validate(arguments)
+
+    def policy_facts(self, args: BaseModel) -> dict[str, Any]:
+        facts = default_facts(args.model_dump(mode="json"))
+        if self.facts is not None:
+            facts.update(self.facts(args))
+        return facts
+
+    def run(self, ctx: ToolContext, args: BaseModel) -> dict[str, Any]:
+        if not self.is_read:
+            ctx.require_key(self.name)
+        return self.handler(ctx, args)

@@ -1,0 +1,350 @@
+"""Agent runtime bench (not a timed test). Prints a JSON summary.
+
+    .venv/bin/python bench/runtime_bench.py [--calls 400] [--runs 60] [--cycles 150]
+
+Uses its own PostgreSQL database (dropped and re-created, default ``tenure_bench_runtime``)
+and Redis database 12, with Celery in eager mode so a cycle's execute_action runs inline.
+
+Measures:
+- runner overhead per tool call: argument validation + policy + trace write + budget
+  check (``Runner.handle_call`` on a side-effecting tool, no model);
+- shadow runs per second on one process with the deterministic demo model, and with
+  the stub OpenAI-compatible server (the real openai client over HTTP, 3 model calls a run);
+- the human-in-the-loop cycle excluding the model: claim a run, propose (validate,
+  policy, trace), persist the proposal (+ audit), approve it (Decision + plan dispatch)
+  and execute it (Execution row + idempotent sandbox side effect + audit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DB_NAME = os.environ.get("TENURE_BENCH_DB", "tenure_bench_runtime")
+PG = os.environ.get("TENURE_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+os.environ["DATABASE_URL"] = f"{PG}/{DB_NAME}"
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/12")
+# A fresh prefix per run: the bench starts cold and never flushes anyone else's keys.
+os.environ["CACHE_KEY_PREFIX"] = f"tenure-bench-{os.getpid()}-{int(time.time())}"
+os.environ.setdefault("SECRET_KEY", "bench-only-not-a-secret-" + "x" * 40)
+os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
+os.environ["OPENAI_API_KEY"] = ""
+os.environ["OPENAI_BASE_URL"] = ""
+os.environ["LOG_LEVEL"] = "WARNING"
+os.environ["DJANGO_SETTINGS_MODULE"] = "console.settings"
+
+
+def recreate_database(*, async_commit: bool) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        setting = "off" if async_commit else "on"
+        conn.execute(f'ALTER DATABASE "{DB_NAME}" SET synchronous_commit = {setting}')
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary(ms: list[float]) -> dict[str, float]:
+    return {
+        "n": len(ms),
+        "p50_ms": round(pct(ms, 0.50), 3),
+        "p95_ms": round(pct(ms, 0.95), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=400)
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--cycles", type=int, default=150)
+    parser.add_argument("--max-seconds", type=float, default=240)
+    parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="run with synchronous_commit=off on the bench database, to separate the "
+        "code's cost from the disk's fsync latency",
+    )
+    opts = parser.parse_args()
+
+    recreate_database(async_commit=opts.async_commit)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    call_command("migrate", verbosity=0)
+
+    from agents.demo import REFUNDS, demo_seed
+    from agents.models import Execution, Proposal, SandboxOrder, WorkItem
+    from agents.runner import Runner, run_claim, run_work_item
+    from agents.services import plan_dispatch_ready
+    from agents.tools import arguments_hash
+    from console.models import AutonomyLevel, ToolGrant, Workflow
+    from reviews.models import Decision
+
+    started = time.monotonic()
+
+    def out_of_time() -> bool:
+        return time.monotonic() - started > opts.max_seconds
+
+    # --- Setup: a supervised refunds workflow and a deep order -------------------------------
+    workflow = Workflow.objects.create(
+        slug="bench-refunds",
+        name="Bench refunds",
+        autonomy_level=AutonomyLevel.SUPERVISED,
+        max_tool_calls=1_000_000,
+        max_tokens=10**9,
+        max_seconds=3600,
+        max_cost_usd=Decimal("1000"),
+        loop_threshold=1000,
+        policy={"caps": {"create_refund": {"amount": 200}}},
+    )
+    for tool in ("get_order", "create_refund"):
+        ToolGrant.objects.create(
+            workflow=workflow, tool=tool, autonomy_level=AutonomyLevel.SUPERVISED
+        )
+    SandboxOrder.objects.create(
+        number="A-9999",
+        customer_name="Bench Customer",
+        customer_email="bench@example.com",
+        total=Decimal("99999999.00"),
+        placed_at=timezone.now(),
+    )
+
+    def new_runner(external_id: str) -> Runner:
+        item = WorkItem.objects.create(
+            workflow=workflow,
+            external_id=external_id,
+            payload={"text": "Order A-9999 arrived broken, please refund."},
+            source=WorkItem.Source.COMMAND,
+        )
+        run = run_claim(work_item_id=item.pk)
+        return Runner(run)
+
+    def refund_args(i: int) -> str:
+        cents = 100 + i % 10_000
+        return json.dumps(
+            {
+                "order_number": "A-9999",
+                "amount": f"{cents // 100}.{cents % 100:02d}",
+                "reason": "bench",
+            }
+        )
+
+    # --- 0. The floor: one small durable commit on this machine --------------------------------
+    commit_ms: list[float] = []
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_commit (id serial primary key, v int)")
+    for i in range(100):
+        t0 = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("INSERT INTO bench_commit (v) VALUES (%s)", [i])
+        commit_ms.append((time.perf_counter() - t0) * 1000)
+
+    # --- 1. Runner overhead per tool call --------------------------------------------------
+    runner = new_runner("overhead")
+    for i in range(20):  # warm up
+        runner.handle_call("create_refund", refund_args(i))
+    overhead: list[float] = []
+    flushes: list[float] = []
+    for i in range(opts.calls):
+        runner.state.candidates.clear()
+        args = refund_args(1000 + i)
+        t0 = time.perf_counter()
+        runner.handle_call("create_refund", args)
+        overhead.append((time.perf_counter() - t0) * 1000)
+        if i % 5 == 4:  # the trace reaches the database in bulk, once per model turn
+            t0 = time.perf_counter()
+            runner.flush_steps()
+            flushes.append((time.perf_counter() - t0) * 1000)
+        if out_of_time():
+            break
+    read_overhead: list[float] = []
+    for _ in range(min(opts.calls, 200)):
+        runner.budget.calls.clear()
+        t0 = time.perf_counter()
+        runner.handle_call("get_order", json.dumps({"order_number": "A-9999"}))
+        read_overhead.append((time.perf_counter() - t0) * 1000)
+        if out_of_time():
+            break
+
+    # --- 2. Shadow runs per second with the demo model ----------------------------------------
+    from agents import services
+
+    dispatch, services.work_item_dispatch = services.work_item_dispatch, lambda **_: None
+    try:  # seed without running: the timed loop below runs each item once, cold
+        with transaction.atomic():
+            demo_seed(items_per_workflow=max(10, opts.runs // 3 + 1))
+    finally:
+        services.work_item_dispatch = dispatch
+    items = list(
+        WorkItem.objects.filter(
+            workflow__slug__in=[REFUNDS, "access-requests", "crm-dedupe"],
+            status=WorkItem.Status.RECEIVED,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[: opts.runs]
+    )
+    shadow_ms: list[float] = []
+    t_all = time.perf_counter()
+    for pk in items:
+        t0 = time.perf_counter()
+        run_work_item(work_item_id=pk)
+        shadow_ms.append((time.perf_counter() - t0) * 1000)
+        if out_of_time():
+            break
+    shadow_seconds = time.perf_counter() - t_all
+
+    # --- 2b. Shadow runs per second with the stub OpenAI server (real openai client, HTTP) ----
+    from django.conf import settings
+
+    from tests.agents.stub_openai import StubOpenAI
+
+    stub = StubOpenAI().start()
+    settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = stub.url, "bench-key"
+    stub_workflow = Workflow.objects.create(
+        slug="bench-stub",
+        name="Bench stub",
+        model_small="stub-small",
+        model_large="stub-large",
+        policy={"caps": {"create_refund": {"amount": 200}}},
+    )
+    for tool in ("get_order", "create_refund"):
+        ToolGrant.objects.create(workflow=stub_workflow, tool=tool)
+    stub_items = [
+        WorkItem.objects.create(
+            workflow=stub_workflow,
+            external_id=f"stub-{i}",
+            payload={"text": f"[scenario:good] Order A-1001 arrived broken ({i})."},
+            source=WorkItem.Source.COMMAND,
+        ).pk
+        for i in range(opts.runs)
+    ]
+    SandboxOrder.objects.get_or_create(  # the demo seed may have made it already
+        number="A-1001",
+        defaults={
+            "customer_name": "Cora Diaz",
+            "customer_email": "cora@example.com",
+            "total": Decimal("120.00"),
+            "placed_at": timezone.now(),
+        },
+    )
+    stub_ms: list[float] = []
+    t_all = time.perf_counter()
+    for pk in stub_items:
+        t0 = time.perf_counter()
+        run_work_item(work_item_id=pk)
+        stub_ms.append((time.perf_counter() - t0) * 1000)
+        if out_of_time():
+            break
+    stub_seconds = time.perf_counter() - t_all
+    stub.stop()
+    stub_proposed = WorkItem.objects.filter(
+        pk__in=stub_items, status=WorkItem.Status.AWAITING_REVIEW
+    ).count()
+
+    # --- 3. propose -> persist -> approve -> execute, excluding the model --------------------
+    cycle_ms: list[float] = []
+    cycle_cpu_ms: list[float] = []
+    from django.test.utils import CaptureQueriesContext
+
+    queries_per_cycle = 0
+    parts: dict[str, list[float]] = {"propose": [], "persist": [], "approve_execute": []}
+    for i in range(opts.cycles):
+        item = WorkItem.objects.create(
+            workflow=workflow,
+            external_id=f"cycle-{i}",
+            payload={"text": "Order A-9999 arrived broken, please refund."},
+            source=WorkItem.Source.COMMAND,
+        )
+        t0, c0 = time.perf_counter(), time.process_time()
+        capture = CaptureQueriesContext(connection) if i == 0 else None
+        if capture is not None:
+            capture.__enter__()
+        run = run_claim(work_item_id=item.pk)
+        runner = Runner(run)
+        runner.handle_call("create_refund", refund_args(i))
+        runner.state.final = {"confidence": 0.9, "rationale": "bench", "citations": []}
+        t1 = time.perf_counter()
+        runner.finish()
+        t2 = time.perf_counter()
+        proposal = Proposal.objects.get(run=run)
+        with transaction.atomic():
+            Proposal.objects.filter(pk=proposal.pk).update(
+                status=Proposal.Status.ACCEPTED, decided_at=timezone.now()
+            )
+            Decision.objects.create(
+                proposal=proposal,
+                verdict=Decision.Verdict.ACCEPT,
+                final_arguments=proposal.arguments,
+                final_arguments_hash=arguments_hash(proposal.arguments),
+                autonomy_level=AutonomyLevel.SUPERVISED,
+            )
+            plan_dispatch_ready(run_id=run.pk)  # on commit: execute_action (eager, inline)
+        t3 = time.perf_counter()
+        cycle_cpu_ms.append((time.process_time() - c0) * 1000)
+        if capture is not None:
+            capture.__exit__(None, None, None)
+            queries_per_cycle = len(capture.captured_queries)
+        cycle_ms.append((t3 - t0) * 1000)
+        parts["propose"].append((t1 - t0) * 1000)
+        parts["persist"].append((t2 - t1) * 1000)
+        parts["approve_execute"].append((t3 - t2) * 1000)
+        if out_of_time():
+            break
+    executed = Execution.objects.filter(status=Execution.Status.SUCCEEDED).count()
+
+    result = {
+        "database": connection.settings_dict["NAME"],
+        "synchronous_commit": "off" if opts.async_commit else "on",
+        "pg_single_insert_commit": summary(commit_ms),
+        "runner_overhead_per_tool_call": {
+            "side_effecting_tool_proposed": summary(overhead),
+            "read_tool_executed": summary(read_overhead),
+            "trace_flush_per_5_calls": summary(flushes),
+            "includes": "json parse, budget+loop check, pydantic validation, policy, trace write",
+        },
+        "shadow_runs_demo_model": {
+            "runs": len(shadow_ms),
+            "runs_per_second_one_process": round(len(shadow_ms) / shadow_seconds, 2),
+            **summary(shadow_ms),
+        },
+        "shadow_runs_stub_openai_model": {
+            "runs": len(stub_ms),
+            "proposed": stub_proposed,
+            "model_calls_per_run": 3,
+            "runs_per_second_one_process": round(len(stub_ms) / stub_seconds, 2),
+            **summary(stub_ms),
+        },
+        "hitl_cycle_excluding_model": {
+            **summary(cycle_ms),
+            "parts_p50_ms": {k: round(pct(v, 0.5), 3) for k, v in parts.items()},
+            "durable_commits_per_cycle": 6,
+            "queries_per_cycle": queries_per_cycle,
+            "client_cpu_ms": summary(cycle_cpu_ms),
+            "executed": executed,
+        },
+        "elapsed_seconds": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
