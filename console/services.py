@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -26,6 +27,11 @@ ERR_ALREADY_PAUSED = "The workflow is already paused."
 ERR_NOT_PAUSED = "The workflow is not paused."
 ERR_GATE_FAILED = "The evidence does not clear the promotion gate: {failed}."
 ERR_GATE_TURNED = "The evidence no longer clears the gate at approval time: {failed}."
+
+# Called inside workflow_resume's transaction. Governance does not import the
+# runtime (dependencies point reviews -> agents -> console), so the agents app
+# registers here what a resume restarts: held plans and items that arrived.
+RESUME_HOOKS: list[Callable[..., Any]] = []
 
 # Promotions to these levels need a second manager (four eyes).
 FOUR_EYES_LEVELS = frozenset({AutonomyLevel.LIMITED, AutonomyLevel.AUTONOMOUS})
@@ -245,6 +251,9 @@ def workflow_resume(
         workflow.paused_at = None
         workflow.paused_reason = ""
         workflow.save(update_fields=["paused", "paused_at", "paused_reason", "updated_at"])
+        # Work held by the pause starts again (the agents app registers how).
+        for hook in RESUME_HOOKS:
+            hook(workflow=workflow)
         audit_append(
             action="workflow.resumed",
             actor=actor,

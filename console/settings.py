@@ -128,6 +128,11 @@ if REDIS_URL:
         }
     }
     CELERY_BROKER_URL = REDIS_URL
+    # A task whose worker died unacknowledged (acks_late) is redelivered after this;
+    # longer than the longest task, shorter than Redis's default hour.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "600"))
+    }
 else:
     CACHES = {
         "default": {
@@ -138,12 +143,13 @@ else:
     # Celery's filesystem transport: a real broker with nothing to install.
     CELERY_BROKER_URL = "filesystem://"
     _broker_dir = DATA_DIR / "broker"
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 
@@ -254,5 +260,7 @@ TENURE_METRICS_TOKEN = os.environ.get("TENURE_METRICS_TOKEN", "")
 TENURE_API_MAX_BODY_BYTES = int(os.environ.get("TENURE_API_MAX_BODY_BYTES", str(1024 * 1024)))
 # The readiness check fails when no worker has reported for this many seconds.
 TENURE_HEARTBEAT_MAX_AGE = int(os.environ.get("TENURE_HEARTBEAT_MAX_AGE", "120"))
+# Extra policy checks for every workflow (dotted paths), e.g. an external guardrail.
+TENURE_POLICY_CHECKS: list[str] = []
 # Key for encrypting connector credentials at rest (Fernet); derived from SECRET_KEY if unset.
 TENURE_CREDENTIALS_KEY = os.environ.get("TENURE_CREDENTIALS_KEY", "")

@@ -159,3 +159,15 @@ def test_duplicate_external_id_is_refused_by_the_database(workflow):
     WorkItemFactory(workflow=workflow, external_id="T-1")
     with pytest.raises(IntegrityError), transaction.atomic():
         WorkItemFactory(workflow=workflow, external_id="T-1")
+
+
+def test_resume_restarts_items_that_arrived_while_paused(
+    workflow, ops, django_capture_on_commit_callbacks
+):
+    services.workflow_pause(workflow=workflow, actor=ops, reason="incident")
+    item = WorkItemFactory(workflow=workflow, status="received")
+    with django_capture_on_commit_callbacks() as callbacks:
+        services.workflow_resume(workflow=workflow, actor=ops)
+    assert len(callbacks) >= 1, "the held item is dispatched again on commit"
+    item.refresh_from_db()
+    assert item.status == "received"
