@@ -77,6 +77,9 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
             "always_approve": ["money_above_cap", "access", "external_message", "delete"],
             "checks": ["agents.tools.refunds.reply_goes_to_order_customer"],
         },
+        "cost_target_usd": Decimal("1.50"),
+        # The refunds team accepts a lower bound of 80% before a tool moves up.
+        "gate_min_agreement": Decimal("0.800"),
         "grants": {
             "get_order": {},
             "search_knowledge": {},
@@ -436,6 +439,9 @@ def _seed_workflow(slug: str) -> Workflow:
             "description": spec["description"],
             "policy": spec["policy"],
             "autonomy_level": AutonomyLevel.SHADOW,
+            # Two reviewer decisions per refund (refund + reply) at ~45 s each.
+            "cost_target_usd": spec.get("cost_target_usd", Decimal("1.00")),
+            "gate_min_agreement": spec.get("gate_min_agreement", Decimal("0.900")),
         },
     )
     for tool, caps in spec["grants"].items():
@@ -549,3 +555,36 @@ def demo_grade(work_item: WorkItem) -> dict[str, Any]:
         expected is not None and not remaining and all(v == "accept" for v in verdicts.values())
     )
     return {"outcome": "proposed", "correct": correct, "verdicts": verdicts, "missing": remaining}
+
+
+# --- History (what the demo looks like after weeks in shadow mode) --------------------
+
+HISTORY_OFFSET = 500  # history items use catalogue indexes from here, apart from live ones
+
+
+def demo_history_items(*, counts: dict[str, int]) -> list[WorkItem]:
+    """Past work items (``counts`` per workflow slug), run by the agent synchronously
+    in this process (never dispatched), for a reviewer simulation to decide. Idempotent."""
+    from agents.runner import run_work_item
+
+    with transaction.atomic():
+        _seed_sandbox(HISTORY_OFFSET + max(counts.values(), default=0))
+    items = []
+    for slug, build in ITEM_BUILDERS.items():
+        workflow = _seed_workflow(slug)
+        for i in range(HISTORY_OFFSET, HISTORY_OFFSET + counts.get(slug, 0)):
+            spec = build(i)
+            item, created = WorkItem.objects.get_or_create(
+                workflow=workflow,
+                external_id=spec["external_id"],
+                defaults={
+                    "payload": spec["payload"],
+                    "title": spec["title"],
+                    "source": WorkItem.Source.DEMO,
+                    "source_principal": "integration:demo",
+                },
+            )
+            if created:
+                run_work_item(work_item_id=item.pk)
+            items.append(item)
+    return items

@@ -9,13 +9,25 @@ class Command(BaseCommand):
     help = "Seed the three demo workflows, their work items and one user per role (idempotent)."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--items", type=int, default=30, help="Work items per workflow.")
+        parser.add_argument("--items", type=int, default=30, help="Live work items per workflow.")
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=100,
+            help="Past refund items (40% of that for the others), run and decided "
+            "over the last four weeks.",
+        )
 
-    def handle(self, *args, items: int, **options) -> None:
+    def handle(self, *args, items: int, history: int, **options) -> None:
         from agents.demo import demo_seed
+        from console.demo_history import demo_history_seed
 
         workflows = demo_seed(items_per_workflow=items)
         users = demo_users_seed()
+        if history:
+            self.stdout.write("Running the agent on past items (the demo's history)...")
+            decided = demo_history_seed(per_workflow=history)
+            self.stdout.write(f"Simulated reviewers decided {decided} past proposals.")
         self.stdout.write(
             self.style.SUCCESS(f"Demo workflows: {', '.join(w.slug for w in workflows)}")
         )
