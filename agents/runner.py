@@ -45,11 +45,13 @@ from agents.models import (
     Step,
     WorkItem,
 )
+from agents.otel import run_trace_dispatch
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
 from agents.redaction import redact
 from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
 from console.audit import audit_append
 from console.models import AutonomyLevel, ToolGrant, Workflow
+from console.notifications import notify_escalation
 
 logger = logging.getLogger(__name__)
 
@@ -444,6 +446,8 @@ class Runner:
             self.run.status = Run.Status.PROPOSED
             self.run.stop_reason = Run.StopReason.COMPLETED
             self.run.save()
+            # Sent to the OTLP collector once this transaction commits (if enabled).
+            run_trace_dispatch(run=self.run)
             proposals = []
             for sequence, cand in enumerate(self.state.candidates, start=1):
                 high = (
@@ -555,6 +559,7 @@ class Runner:
             self.run.status = Run.Status.ESCALATED
             self.run.stop_reason = stop.stop_reason
             self.run.save()
+            run_trace_dispatch(run=self.run)
             escalation = Escalation.objects.create(
                 workflow=self.workflow,
                 work_item=self.item,
@@ -563,6 +568,7 @@ class Runner:
                 detail=stop.detail[:5000],
                 packet=redact(json.loads(canonical_json(packet))),
             )
+            notify_escalation(escalation)
             self.item.status = WorkItem.Status.ESCALATED
             self.item.save(update_fields=["status", "updated_at"])
             audit_append(

@@ -20,6 +20,7 @@ from agents.runner import principal_for
 from agents.tools import ToolContext, ToolError, TransientToolError, arguments_hash, registry_for
 from console.audit import audit_append
 from console.models import AutonomyLevel, ToolGrant, Workflow
+from console.notifications import notify_escalation
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ def _fail(proposal: Proposal, execution: Execution | None, error: str) -> None:
         item = WorkItem.objects.select_for_update().get(pk=proposal.work_item_id)
         item.status = WorkItem.Status.ESCALATED
         item.save(update_fields=["status", "updated_at"])
-        Escalation.objects.create(
+        escalation = Escalation.objects.create(
             workflow_id=proposal.workflow_id,
             work_item=item,
             run_id=proposal.run_id,
@@ -334,6 +335,7 @@ def _fail(proposal: Proposal, execution: Execution | None, error: str) -> None:
                 "idempotency_key": execution.idempotency_key if execution else "",
             },
         )
+        notify_escalation(escalation)
         audit_append(
             action="agent.tool.failed",
             actor=principal_for(proposal.workflow),

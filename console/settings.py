@@ -155,7 +155,7 @@ else:
 
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "tenure")
 # Task modules beyond each app's tasks.py.
-CELERY_IMPORTS = ["agents.maintenance", "console.notifications"]
+CELERY_IMPORTS = ["agents.maintenance", "agents.otel", "console.notifications"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -264,3 +264,36 @@ TENURE_HEARTBEAT_MAX_AGE = int(os.environ.get("TENURE_HEARTBEAT_MAX_AGE", "120")
 TENURE_POLICY_CHECKS: list[str] = []
 # Key for encrypting connector credentials at rest (Fernet); derived from SECRET_KEY if unset.
 TENURE_CREDENTIALS_KEY = os.environ.get("TENURE_CREDENTIALS_KEY", "")
+
+# --- Single sign-on (OIDC) --------------------------------------------------
+# Off unless OIDC_RP_CLIENT_ID and the provider (discovery URL, or the four
+# endpoints) are set; local accounts keep working either way. See console/sso.py.
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
+# https://idp.example.com/.well-known/openid-configuration: fills the endpoints left empty.
+OIDC_OP_DISCOVERY_URL = os.environ.get("OIDC_OP_DISCOVERY_URL", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "")
+# The ID token's iss must match (default: the discovery document's issuer).
+OIDC_OP_ISSUER = os.environ.get("OIDC_OP_ISSUER", "")
+OIDC_RP_SIGN_ALGO = os.environ.get("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile groups")
+OIDC_USE_PKCE = env_bool("OIDC_USE_PKCE", True)
+OIDC_TIMEOUT = int(os.environ.get("OIDC_TIMEOUT", "10"))
+# IdP group -> {"role": reviewer|manager|ops|admin, "workflows": [slugs or "*"]}, as JSON.
+TENURE_OIDC_GROUP_MAP = os.environ.get("TENURE_OIDC_GROUP_MAP", "{}")
+TENURE_OIDC_GROUPS_CLAIM = os.environ.get("TENURE_OIDC_GROUPS_CLAIM", "groups")
+# Empty: preferred_username, else email.
+TENURE_OIDC_USERNAME_CLAIM = os.environ.get("TENURE_OIDC_USERNAME_CLAIM", "")
+TENURE_OIDC_LABEL = os.environ.get("TENURE_OIDC_LABEL", "Sign in with SSO")
+# The backend authenticates nobody while SSO is unconfigured, so it is always listed.
+AUTHENTICATION_BACKENDS.insert(1, "console.sso.TenureOIDCBackend")
+TEMPLATES[0]["OPTIONS"]["context_processors"].append("console.sso.sso_context")
+
+# --- OpenTelemetry ------------------------------------------------------------
+# An OTLP/HTTP collector (e.g. http://otel-collector:4318); empty: no export.
+# Headers for a hosted backend: the standard OTEL_EXPORTER_OTLP_HEADERS variable.
+TENURE_OTEL_ENDPOINT = os.environ.get("TENURE_OTEL_ENDPOINT", "")
+TENURE_OTEL_SERVICE_NAME = os.environ.get("TENURE_OTEL_SERVICE_NAME", "tenure")

@@ -17,6 +17,7 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("oidc/", include("console.sso_urls")),
     path("pause-all/", views.workflow_pause_all, name="workflow-pause-all"),
     path("w/<slug:slug>/", views.workflow_detail, name="workflow-detail"),
     path("w/<slug:slug>/promote/", promotion_views.promotion_page, name="workflow-promote"),
