@@ -1,0 +1,347 @@
+"""Reads for the reviewer queues. Every function runs a fixed number of queries,
+whatever the size of the queue (per workflow in scope, never per row)."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from agents.models import Escalation, Proposal, RiskClass, Step
+from agents.policy import grant_level
+from console.models import AutonomyLevel, ToolGrant, Workflow
+from reviews import tools as review_tools
+from reviews.models import Claim
+
+# Counting a million pending rows on every poll costs more than the number is
+# worth: above this, the queue says "1000+".
+COUNT_CAP = 1000
+QUEUE_PAGE_SIZE = 25
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    tool: str = ""
+    risk_class: str = ""
+    verdict: str = ""
+    flagged: bool | None = None
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> QueueFilters:
+        flagged = query.get("flagged", "")
+        return cls(
+            tool=query.get("tool", "").strip()[:100],
+            risk_class=query.get("risk", "") if query.get("risk") in RiskClass.values else "",
+            verdict=query.get("verdict", "")
+            if query.get("verdict") in Proposal.Verdict.values
+            else "",
+            flagged=True if flagged == "1" else False if flagged == "0" else None,
+        )
+
+    def as_q(self, prefix: str = "") -> Q:
+        q = Q()
+        if self.tool:
+            q &= Q(**{f"{prefix}tool": self.tool})
+        if self.risk_class:
+            q &= Q(**{f"{prefix}risk_class": self.risk_class})
+        if self.verdict:
+            q &= Q(**{f"{prefix}verdict": self.verdict})
+        if self.flagged is not None:
+            q &= Q(**{f"{prefix}flagged_injection": self.flagged})
+        return q
+
+    def apply(self, queryset: QuerySet[Proposal]) -> QuerySet[Proposal]:
+        return queryset.filter(self.as_q())
+
+    def as_query(self) -> dict[str, str]:
+        query = {"tool": self.tool, "risk": self.risk_class, "verdict": self.verdict}
+        if self.flagged is not None:
+            query["flagged"] = "1" if self.flagged else "0"
+        return {k: v for k, v in query.items() if v}
+
+    @property
+    def active(self) -> bool:
+        return bool(self.as_query())
+
+
+@dataclass(frozen=True)
+class QueueSize:
+    workflow: Workflow
+    pending: int
+    escalations: int
+    oldest_pending_at: datetime | None
+    oldest_escalation_at: datetime | None
+
+    @property
+    def pending_label(self) -> str:
+        return f"{COUNT_CAP}+" if self.pending >= COUNT_CAP else str(self.pending)
+
+    @property
+    def escalations_label(self) -> str:
+        return f"{COUNT_CAP}+" if self.escalations >= COUNT_CAP else str(self.escalations)
+
+
+_OLDEST_PENDING_SQL = """
+WITH RECURSIVE prio(p) AS (
+    SELECT MAX(priority) FROM {table} WHERE workflow_id = %s AND status = 'pending'
+    UNION ALL
+    SELECT (SELECT MAX(priority) FROM {table}
+            WHERE workflow_id = %s AND status = 'pending' AND priority < prio.p)
+    FROM prio WHERE prio.p IS NOT NULL
+)
+SELECT MIN((SELECT MIN(created_at) FROM {table}
+            WHERE workflow_id = %s AND status = 'pending' AND priority = prio.p))
+FROM prio WHERE prio.p IS NOT NULL
+"""
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(str(value))  # SQLite hands back text
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def oldest_pending_at(workflow_id: int) -> datetime | None:
+    """The oldest pending proposal of a workflow, read from the queue index.
+
+    A loose index scan: one probe per distinct priority, each a single step on
+    ``proposal_queue_idx`` (workflow, -priority, created_at), so it costs the
+    same for ten pending rows and for a million.
+    """
+    table = connection.ops.quote_name(Proposal._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(_OLDEST_PENDING_SQL.format(table=table), [workflow_id] * 3)
+        row = cursor.fetchone()
+    return _as_datetime(row[0]) if row else None
+
+
+def queue_sizes(workflows: list[Workflow]) -> list[QueueSize]:
+    """Live counts for each workflow: four index-only queries per workflow."""
+    sizes = []
+    for workflow in workflows:
+        pending = Proposal.objects.filter(workflow=workflow, status=Proposal.Status.PENDING)
+        open_escalations = Escalation.objects.filter(
+            workflow=workflow, status=Escalation.Status.OPEN
+        )
+        oldest_escalation = (
+            open_escalations.order_by("created_at").values_list("created_at", flat=True).first()
+        )
+        sizes.append(
+            QueueSize(
+                workflow=workflow,
+                # order_by(): no sort under the LIMIT, so counting stops at the cap.
+                pending=pending.order_by().values("pk")[:COUNT_CAP].count(),
+                escalations=open_escalations.order_by().values("pk")[:COUNT_CAP].count(),
+                oldest_pending_at=oldest_pending_at(workflow.pk),
+                oldest_escalation_at=oldest_escalation,
+            )
+        )
+    return sizes
+
+
+def queue_rows(
+    *, workflow_ids: list[int], filters: QueueFilters, limit: int = QUEUE_PAGE_SIZE
+) -> list[Proposal]:
+    """The head of the queue in claim order, with who holds each item."""
+    per_workflow = [
+        list(
+            filters.apply(
+                Proposal.objects.filter(workflow_id=workflow_id, status=Proposal.Status.PENDING)
+            )
+            .select_related("work_item", "workflow", "claim__reviewer")
+            .only(
+                "pk",
+                "tool",
+                "risk_class",
+                "verdict",
+                "flagged_injection",
+                "priority",
+                "created_at",
+                "sla_due_at",
+                "sequence",
+                "workflow__slug",
+                "workflow__name",
+                "work_item__title",
+                "work_item__external_id",
+                "claim__expires_at",
+                "claim__reviewer__username",
+            )
+            .order_by("-priority", "created_at", "pk")[:limit]
+        )
+        for workflow_id in workflow_ids
+    ]
+    merged = list(heapq.merge(*per_workflow, key=lambda p: (-p.priority, p.created_at)))[:limit]
+    # One reverse() per workflow rather than per row: the list renders on every decision.
+    bases = {
+        p.workflow_id: reverse("review-card", args=[p.workflow.slug, 0]).removesuffix("0/")
+        for p in merged
+    }
+    for proposal in merged:
+        proposal.card_url = f"{bases[proposal.workflow_id]}{proposal.pk}/"
+    return merged
+
+
+def tool_names(workflow_ids: list[int]) -> list[str]:
+    """Tools the filter offers: the workflows' grants (cheap), not a scan of the queue."""
+    return sorted(
+        set(ToolGrant.objects.filter(workflow_id__in=workflow_ids).values_list("tool", flat=True))
+    )
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    label: str
+    used: Any
+    limit: Any
+    unit: str = ""
+
+    @property
+    def fraction(self) -> float:
+        try:
+            return min(float(self.used) / float(self.limit), 1.0) if self.limit else 0.0
+        except (TypeError, ValueError, ZeroDivisionError):
+            return 0.0
+
+    @property
+    def over(self) -> bool:
+        return bool(self.limit) and Decimal(str(self.used)) > Decimal(str(self.limit))
+
+
+@dataclass
+class ArgRow:
+    name: str
+    value: Any
+    type: str
+
+
+@dataclass
+class Card:
+    proposal: Proposal
+    claim: Claim | None
+    plan: list[Proposal]
+    steps: list[Step]
+    tool: Any | None
+    arg_rows: list[ArgRow]
+    fields: list[review_tools.ArgField]
+    budget: list[BudgetUse]
+    level: str = AutonomyLevel.SHADOW
+    field_errors: dict[str, list[str]] = field(default_factory=dict)
+    form_errors: list[str] = field(default_factory=list)
+    open_panel: str = ""  # "edit" or "reject" when the card comes back with errors
+    reject_values: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def shadow(self) -> bool:
+        """Below supervised nothing executes: the reviewer records what they did."""
+        return AutonomyLevel.rank(self.level) < AutonomyLevel.rank(AutonomyLevel.SUPERVISED)
+
+    @property
+    def level_label(self) -> str:
+        return AutonomyLevel(self.level).label
+
+    @property
+    def workflow(self) -> Workflow:
+        return self.proposal.workflow
+
+    @property
+    def work_item(self):
+        return self.proposal.work_item
+
+    @property
+    def run(self):
+        return self.proposal.run
+
+
+def _budget(proposal: Proposal) -> list[BudgetUse]:
+    run, workflow = proposal.run, proposal.workflow
+    return [
+        BudgetUse("Tool calls", run.tool_calls, workflow.max_tool_calls),
+        BudgetUse("Tokens", run.tokens, workflow.max_tokens),
+        BudgetUse("Cost", run.cost_usd + run.tool_cost_usd, workflow.max_cost_usd, "USD"),
+        BudgetUse("Seconds", round(run.wall_ms / 1000, 1), workflow.max_seconds, "s"),
+    ]
+
+
+def _arg_rows(tool: Any | None, arguments: Mapping[str, Any]) -> list[ArgRow]:
+    """Arguments in the tool's own field order (JSON storage may reorder keys)."""
+    types: dict[str, str] = {}
+    if tool is not None:
+        for item in review_tools.fields_from_schema(tool.args_model.model_json_schema(), {}):
+            types[item.name] = "enum" if item.kind == "select" else item.kind
+    names = [n for n in types if n in arguments] + [n for n in arguments if n not in types]
+    return [
+        ArgRow(name=n, value=arguments[n], type=types.get(n, type(arguments[n]).__name__))
+        for n in names
+    ]
+
+
+def effective_level(proposal: Proposal) -> str:
+    """The tool's level now (a tool never exceeds its workflow): what deciding will do."""
+    grant = ToolGrant.objects.filter(workflow_id=proposal.workflow_id, tool=proposal.tool).first()
+    return grant_level(proposal.workflow, grant)
+
+
+def card_for(*, proposal_id: int, claim: Claim | None = None) -> Card:
+    """Everything the review card shows, in a fixed number of queries: the proposal
+    with its work item, workflow and run; the plan; the trace; the grant."""
+    proposal = Proposal.objects.select_related("work_item", "workflow", "run").get(pk=proposal_id)
+    plan = list(
+        Proposal.objects.filter(run_id=proposal.run_id)
+        .select_related("decision")
+        .order_by("sequence")
+    )
+    steps = list(Step.objects.filter(run_id=proposal.run_id).order_by("index"))
+    tool = review_tools.tool_for(workflow=proposal.workflow, name=proposal.tool)
+    return Card(
+        proposal=proposal,
+        claim=claim,
+        plan=plan,
+        steps=steps,
+        tool=tool,
+        arg_rows=_arg_rows(tool, proposal.arguments),
+        fields=review_tools.edit_fields(tool, proposal.arguments),
+        budget=_budget(proposal),
+        level=effective_level(proposal),
+    )
+
+
+def escalation_rows(*, workflow_ids: list[int], limit: int = QUEUE_PAGE_SIZE) -> list[Escalation]:
+    return list(
+        Escalation.objects.filter(workflow_id__in=workflow_ids, status=Escalation.Status.OPEN)
+        .select_related("work_item", "workflow", "run")
+        .order_by("created_at")[:limit]
+    )
+
+
+@dataclass
+class EscalationView:
+    escalation: Escalation
+    steps: list[Step]
+    packet_items: list[tuple[str, Any]]
+
+
+def escalation_for(*, escalation_id: int, workflow: Workflow) -> EscalationView:
+    escalation = Escalation.objects.select_related("work_item", "workflow", "run").get(
+        pk=escalation_id, workflow=workflow
+    )
+    steps = (
+        list(Step.objects.filter(run_id=escalation.run_id).order_by("index"))
+        if escalation.run_id
+        else []
+    )
+    packet = (
+        escalation.packet if isinstance(escalation.packet, dict) else {"packet": escalation.packet}
+    )
+    return EscalationView(escalation=escalation, steps=steps, packet_items=list(packet.items()))

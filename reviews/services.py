@@ -1,0 +1,430 @@
+"""What reviewers do: claim the next proposal, decide it, resolve escalations.
+
+Two reviewers never hold the same proposal. On PostgreSQL the claim reads the
+queue with ``FOR UPDATE SKIP LOCKED``, so concurrent reviewers step past each
+other's rows instead of queueing behind them. On every database the claim row
+itself is the lock: ``Claim.proposal`` is unique, and taking a claim is one
+``INSERT ... ON CONFLICT DO UPDATE ... WHERE expired`` statement, a
+compare-and-set that succeeds for exactly one reviewer (SQLite ignores
+``FOR UPDATE`` but serialises writers, and the upsert still decides).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from agents.models import Escalation, Proposal, Run, WorkItem
+from agents.tools.base import arguments_hash
+from console.audit import audit_append
+from console.models import Workflow
+from console.permissions import REVIEW, workflows_for
+from reviews import tools as review_tools
+from reviews.models import Claim, Decision, EscalationResolution, RejectReason
+from reviews.selectors import QueueFilters, effective_level
+
+ERR_CLAIM_LOST = (
+    "Your claim on this proposal was lost (it expired and another reviewer took it, "
+    "or it was released). Nothing was saved."
+)
+ERR_ALREADY_DECIDED = "This proposal was already decided ({status}). Nothing was saved."
+ERR_UNKNOWN_VERDICT = "“{verdict}” is not a decision: accept, edit or reject."
+ERR_REASON_REQUIRED = "Choose a reason for the rejection."
+ERR_UNKNOWN_REASON = "“{reason}” is not a rejection reason."
+ERR_NOTHING_EDITED = "You changed nothing. Accept the proposal instead, or change a field."
+ERR_ESCALATION_RESOLVED = "This escalation was already resolved. Nothing was saved."
+ERR_UNKNOWN_OUTCOME = "“{outcome}” is not a way to resolve an escalation."
+ERR_RATING_RANGE = "Rate the packet from 1 (useless) to 5 (everything I needed)."
+ERR_MINUTES_SAVED = "Minutes saved cannot be negative."
+
+# A reviewer who leaves a card open over lunch did not spend an hour deciding it.
+MAX_SECONDS_PER_DECISION = 15 * 60
+# How many queue heads to try before giving up when every one is being taken at once.
+CLAIM_ATTEMPTS = 5
+
+_STATUS_FOR_VERDICT = {
+    Decision.Verdict.ACCEPT: Proposal.Status.ACCEPTED,
+    Decision.Verdict.EDIT: Proposal.Status.EDITED,
+    Decision.Verdict.REJECT: Proposal.Status.REJECTED,
+}
+
+
+class DecisionRefused(ValidationError):
+    """The decision cannot apply any more (claim lost, already decided): not a form error."""
+
+
+class ArgumentsInvalid(ValidationError):
+    """The edited arguments do not validate; ``field_errors`` maps field -> messages."""
+
+    def __init__(self, field_errors: dict[str, list[str]]) -> None:
+        super().__init__(dict(field_errors.items()))
+        self.field_errors = field_errors
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    renewed: bool  # the reviewer already held it
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.TENURE_CLAIM_LEASE_SECONDS)
+
+
+def _scope(*, reviewer: AbstractBaseUser, workflow: Workflow | None) -> list[int]:
+    if workflow is not None:
+        return [workflow.pk]
+    return list(workflows_for(reviewer, REVIEW).order_by("pk").values_list("pk", flat=True))
+
+
+def _live_claim(now: datetime) -> Exists:
+    return Exists(Claim.objects.filter(proposal=OuterRef("pk"), expires_at__gt=now))
+
+
+def _claim_upsert(*, proposal_id: int, reviewer_id: int, now: datetime) -> Claim | None:
+    """Insert a claim, or take over an expired one, in one statement. None if
+    another reviewer holds a live claim on the proposal."""
+    table = connection.ops.quote_name(Claim._meta.db_table)
+    token = uuid.uuid4()
+    token_db = Claim._meta.get_field("token").get_db_prep_value(token, connection)
+    expires = now + _lease()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (proposal_id, reviewer_id, token, claimed_at, expires_at) "  # noqa: S608 - table name from the model
+            "VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (proposal_id) DO UPDATE SET reviewer_id = excluded.reviewer_id, "
+            "token = excluded.token, claimed_at = excluded.claimed_at, "
+            f"expires_at = excluded.expires_at WHERE {table}.expires_at <= excluded.claimed_at "
+            "RETURNING id",
+            [proposal_id, reviewer_id, token_db, now, expires],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Claim(
+        pk=row[0],
+        proposal_id=proposal_id,
+        reviewer_id=reviewer_id,
+        token=token,
+        claimed_at=now,
+        expires_at=expires,
+    )
+
+
+def _queue_heads(
+    *, workflow_ids: list[int], filters: QueueFilters, now: datetime, skip: set[int]
+) -> list[tuple[int, int, datetime]]:
+    """The first unclaimed pending proposal of each workflow, locked (SKIP LOCKED).
+
+    One query per workflow, each an index range scan on ``proposal_queue_idx``,
+    so the cost does not grow with the queue.
+    """
+    heads = []
+    for workflow_id in workflow_ids:
+        queryset: QuerySet[Proposal] = filters.apply(
+            Proposal.objects.filter(workflow_id=workflow_id, status=Proposal.Status.PENDING)
+        ).filter(~_live_claim(now))
+        if skip:
+            queryset = queryset.exclude(pk__in=skip)
+        row = (
+            queryset.order_by("-priority", "created_at", "pk")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", "priority", "created_at")
+            .first()
+        )
+        if row is not None:
+            heads.append(row)
+    # Across workflows: higher priority first, then the oldest.
+    heads.sort(key=lambda head: (-head[1], head[2]))
+    return heads
+
+
+@transaction.atomic
+def claim_next(
+    *,
+    reviewer: AbstractBaseUser,
+    workflow: Workflow | None = None,
+    filters: QueueFilters | None = None,
+) -> Claim | None:
+    """Claim the next proposal for ``reviewer`` in one workflow (or all theirs).
+
+    A live claim the reviewer already holds in that scope comes back first (with
+    its lease renewed); then the highest-priority, oldest unclaimed proposal.
+    Expired claims are taken over. Returns None when the queue is empty.
+    """
+    filters = filters or QueueFilters()
+    now = timezone.now()
+    workflow_ids = _scope(reviewer=reviewer, workflow=workflow)
+    if not workflow_ids:
+        return None
+    held = (
+        Claim.objects.filter(
+            reviewer=reviewer,
+            expires_at__gt=now,
+            proposal__status=Proposal.Status.PENDING,
+            proposal__workflow_id__in=workflow_ids,
+        )
+        .filter(filters.as_q(prefix="proposal__"))
+        .order_by("claimed_at")
+        .first()
+    )
+    if held is not None:
+        return claim_renew(claim=held, now=now)
+    tried: set[int] = set()
+    for _attempt in range(CLAIM_ATTEMPTS):
+        heads = _queue_heads(workflow_ids=workflow_ids, filters=filters, now=now, skip=tried)
+        if not heads:
+            return None
+        for proposal_id, _priority, _created in heads:
+            tried.add(proposal_id)
+            claim = _claim_upsert(proposal_id=proposal_id, reviewer_id=reviewer.pk, now=now)
+            if claim is not None:
+                return claim
+    return None
+
+
+@transaction.atomic
+def claim_proposal(*, reviewer: AbstractBaseUser, proposal: Proposal) -> Claim | None:
+    """Claim one chosen proposal (opened from the list). Returns the reviewer's
+    claim, or None when it is decided or another reviewer holds it."""
+    now = timezone.now()
+    if proposal.status != Proposal.Status.PENDING:
+        return None
+    held = Claim.objects.filter(proposal=proposal, reviewer=reviewer, expires_at__gt=now).first()
+    if held is not None:
+        return claim_renew(claim=held, now=now)
+    claim = _claim_upsert(proposal_id=proposal.pk, reviewer_id=reviewer.pk, now=now)
+    if claim is not None:
+        # One card at a time: opening another item gives back the others.
+        Claim.objects.filter(reviewer=reviewer).exclude(pk=claim.pk).delete()
+    return claim
+
+
+def claim_renew(*, claim: Claim, now: datetime | None = None) -> Claim:
+    """Extend a live lease (the reviewer is looking at the card). Keeps claimed_at,
+    which is when the time spent on the decision starts."""
+    now = now or timezone.now()
+    if claim.expires_at - now > _lease() / 2:
+        return claim  # plenty of lease left: no write (and no commit) on every page view
+    claim.expires_at = now + _lease()
+    Claim.objects.filter(pk=claim.pk, token=claim.token).update(expires_at=claim.expires_at)
+    return claim
+
+
+@transaction.atomic
+def claim_release(*, reviewer: AbstractBaseUser, claim_token: uuid.UUID | str) -> int:
+    """Give a proposal back to the queue (skip). Returns how many claims were released."""
+    deleted, _ = Claim.objects.filter(reviewer=reviewer, token=claim_token).delete()
+    return deleted
+
+
+def _decision_level(proposal: Proposal) -> str:
+    # The level at decision time, as the plan dispatcher will see it: it decides
+    # whether this approval executes.
+    return effective_level(proposal)
+
+
+def _plan_dispatch_ready(run_id: int) -> None:
+    try:
+        from agents.services import plan_dispatch_ready
+    except ImportError:  # the agent runtime's plan dispatcher is not installed yet
+        return
+    plan_dispatch_ready(run_id=run_id)
+
+
+@transaction.atomic
+def proposal_decide(
+    *,
+    proposal_id: int,
+    reviewer: AbstractBaseUser,
+    claim_token: uuid.UUID | str,
+    verdict: str,
+    final_arguments: dict[str, Any] | None = None,
+    reason: str = "",
+    reason_text: str = "",
+    seconds_spent: int | None = None,
+    workflow: Workflow | None = None,
+) -> Decision:
+    """Record a reviewer's decision on a proposal they hold a claim on.
+
+    Locks the proposal, checks the claim token (refused if the claim was lost or
+    the proposal was already decided), validates edited arguments against the
+    tool's model, writes the Decision (one per proposal, enforced by the
+    database), releases the claim, audits, and lets the plan dispatcher act.
+    ``seconds_spent`` defaults to the time since the claim was taken, capped.
+    """
+    if verdict not in _STATUS_FOR_VERDICT:
+        raise ValidationError(ERR_UNKNOWN_VERDICT.format(verdict=verdict), code="verdict")
+    lookup = {"pk": proposal_id}
+    if workflow is not None:
+        lookup["workflow"] = workflow
+    proposal = Proposal.objects.select_for_update().get(**lookup)
+    if proposal.status != Proposal.Status.PENDING:
+        raise DecisionRefused(
+            ERR_ALREADY_DECIDED.format(status=proposal.get_status_display().lower()),
+            code="already_decided",
+        )
+    claim = Claim.objects.select_for_update().filter(proposal=proposal).first()
+    if claim is None or str(claim.token) != str(claim_token) or claim.reviewer_id != reviewer.pk:
+        raise DecisionRefused(ERR_CLAIM_LOST, code="claim_lost")
+
+    workflow = proposal.workflow
+    tool = review_tools.tool_for(workflow=workflow, name=proposal.tool)
+    proposed = review_tools.normalised(tool, proposal.arguments)
+    diff: dict[str, list[Any]] = {}
+    if verdict == Decision.Verdict.REJECT:
+        if not reason:
+            raise ValidationError({"reason": [ERR_REASON_REQUIRED]}, code="reason")
+        if reason not in RejectReason.values:
+            raise ValidationError(
+                {"reason": [ERR_UNKNOWN_REASON.format(reason=reason)]}, code="reason"
+            )
+        final = proposed
+    elif verdict == Decision.Verdict.EDIT:
+        final, errors = review_tools.validate_arguments(tool, dict(final_arguments or {}))
+        if errors or final is None:
+            raise ArgumentsInvalid(errors)
+        diff = review_tools.arguments_diff(proposed, final, tool)
+        if not diff:
+            raise ArgumentsInvalid({"__all__": [ERR_NOTHING_EDITED]})
+        reason, reason_text = "", reason_text.strip()
+    else:
+        final, reason, reason_text = proposed, "", ""
+
+    now = timezone.now()
+    if seconds_spent is None:
+        seconds_spent = int((now - claim.claimed_at).total_seconds())
+    seconds_spent = max(0, min(int(seconds_spent), MAX_SECONDS_PER_DECISION))
+    decision = Decision.objects.create(
+        proposal=proposal,
+        reviewer=reviewer,
+        kind=Decision.Kind.REVIEW,
+        verdict=verdict,
+        final_arguments=final,
+        final_arguments_hash=arguments_hash(final),
+        diff=diff,
+        reason=reason if verdict == Decision.Verdict.REJECT else "",
+        reason_text=reason_text.strip(),
+        autonomy_level=_decision_level(proposal),
+        seconds_spent=seconds_spent,
+    )
+    proposal.status = _STATUS_FOR_VERDICT[verdict]
+    proposal.decided_at = now
+    proposal.save(update_fields=["status", "decided_at"])
+    claim.delete()
+    audit_append(
+        action=f"proposal.{verdict}",
+        actor=reviewer,
+        workflow=workflow,
+        obj=proposal,
+        data={
+            "tool": proposal.tool,
+            "run": proposal.run_id,
+            "sequence": proposal.sequence,
+            "verdict": verdict,
+            "reason": decision.reason,
+            "diff": diff,
+            "final_arguments_hash": decision.final_arguments_hash,
+            "autonomy_level": decision.autonomy_level,
+            "seconds_spent": seconds_spent,
+        },
+    )
+    _plan_dispatch_ready(proposal.run_id)
+    return decision
+
+
+def _send_back(work_item: WorkItem) -> None:
+    """Give the item back to the agent: a fresh attempt, dispatched after commit."""
+    try:
+        from agents.services import work_item_retry
+    except ImportError:  # until agents offers a retry service: queue a new attempt here
+        from agents.services import work_item_dispatch
+
+        last = work_item.runs.order_by("-attempt").values_list("attempt", flat=True).first()
+        Run.objects.create(
+            work_item=work_item,
+            attempt=(last or 0) + 1,
+            status=Run.Status.QUEUED,
+            autonomy_level=work_item.workflow.autonomy_level,
+        )
+        work_item.status = WorkItem.Status.RECEIVED
+        work_item.save(update_fields=["status", "updated_at"])
+        work_item_dispatch(work_item=work_item)
+        return
+    work_item_retry(work_item_id=work_item.pk)
+
+
+@transaction.atomic
+def escalation_resolve(
+    *,
+    escalation_id: int,
+    reviewer: AbstractBaseUser,
+    outcome: str,
+    note: str = "",
+    packet_rating: int,
+    minutes_saved: int = 0,
+    seconds_spent: int = 0,
+    workflow: Workflow | None = None,
+) -> EscalationResolution:
+    """Close an escalation: the reviewer took the action, closed it, or sent it back."""
+    if outcome not in EscalationResolution.Outcome.values:
+        raise ValidationError(
+            {"outcome": [ERR_UNKNOWN_OUTCOME.format(outcome=outcome)]}, code="outcome"
+        )
+    if not 1 <= int(packet_rating) <= 5:
+        raise ValidationError({"packet_rating": [ERR_RATING_RANGE]}, code="rating")
+    if int(minutes_saved) < 0:
+        raise ValidationError({"minutes_saved": [ERR_MINUTES_SAVED]}, code="minutes")
+    lookup = {"pk": escalation_id}
+    if workflow is not None:
+        lookup["workflow"] = workflow
+    escalation = (
+        Escalation.objects.select_for_update(of=("self",))
+        .select_related("work_item", "workflow")
+        .get(**lookup)
+    )
+    if escalation.status != Escalation.Status.OPEN:
+        raise DecisionRefused(ERR_ESCALATION_RESOLVED, code="already_resolved")
+    resolution = EscalationResolution.objects.create(
+        escalation=escalation,
+        reviewer=reviewer,
+        outcome=outcome,
+        note=note.strip(),
+        packet_rating=int(packet_rating),
+        minutes_saved=int(minutes_saved),
+        seconds_spent=max(0, min(int(seconds_spent), MAX_SECONDS_PER_DECISION * 4)),
+    )
+    escalation.status = Escalation.Status.RESOLVED
+    escalation.save(update_fields=["status"])
+    work_item = escalation.work_item
+    now = timezone.now()
+    if outcome == EscalationResolution.Outcome.SENT_BACK:
+        _send_back(work_item)
+    elif work_item.status not in WorkItem.TERMINAL:
+        work_item.status = WorkItem.Status.RESOLVED
+        # The human finished the work: the item ended well, even if the agent did not.
+        work_item.succeeded = True
+        work_item.resolved_at = now
+        work_item.save(update_fields=["status", "succeeded", "resolved_at", "updated_at"])
+    audit_append(
+        action="escalation.resolved",
+        actor=reviewer,
+        workflow=escalation.workflow,
+        obj=escalation,
+        data={
+            "outcome": outcome,
+            "packet_rating": resolution.packet_rating,
+            "minutes_saved": resolution.minutes_saved,
+            "reason": escalation.reason,
+        },
+    )
+    return resolution
