@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from agents.models import Escalation, Proposal, WorkItem
+from agents.models import Proposal, WorkItem
 from console.models import Workflow
 
 
@@ -19,6 +19,12 @@ class QueueCounts:
     oldest_pending_at: datetime | None
 
     @property
+    def pending_display(self) -> str:
+        from reviews.selectors import COUNT_CAP
+
+        return f"{COUNT_CAP}+" if self.pending >= COUNT_CAP else str(self.pending)
+
+    @property
     def oldest_age_seconds(self) -> int | None:
         if self.oldest_pending_at is None:
             return None
@@ -26,28 +32,18 @@ class QueueCounts:
 
 
 def queue_counts_for(workflows: QuerySet[Workflow]) -> dict[int, QueueCounts]:
-    """Pending proposals, open escalations and the oldest pending item, per workflow:
-    two grouped queries whatever the number of workflows."""
-    ids = list(workflows.values_list("pk", flat=True))
-    pending = {
-        row["workflow"]: row
-        for row in Proposal.objects.filter(workflow__in=ids, status=Proposal.Status.PENDING)
-        .values("workflow")
-        .annotate(n=Count("pk"), oldest=Min("created_at"))
-    }
-    escalations = dict(
-        Escalation.objects.filter(workflow__in=ids, status=Escalation.Status.OPEN)
-        .values("workflow")
-        .annotate(n=Count("pk"))
-        .values_list("workflow", "n")
-    )
+    """Pending proposals (counted up to a cap), open escalations and the oldest
+    pending item, per workflow. Polled by every reviewer's navigation, so each
+    number is an index read whose cost does not grow with the queue."""
+    from reviews.selectors import queue_sizes
+
     return {
-        pk: QueueCounts(
-            pending=pending.get(pk, {}).get("n", 0),
-            escalations=escalations.get(pk, 0),
-            oldest_pending_at=pending.get(pk, {}).get("oldest"),
+        size.workflow.pk: QueueCounts(
+            pending=size.pending,
+            escalations=size.escalations,
+            oldest_pending_at=size.oldest_pending_at,
         )
-        for pk in ids
+        for size in queue_sizes(list(workflows))
     }
 
 
