@@ -511,3 +511,164 @@ class CrmContact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
+
+
+# --- Regression evals ---------------------------------------------------------------
+
+
+class EvalSuite(models.Model):
+    """A workflow's set of regression cases, replayed against each agent version."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="eval_suites")
+    name = models.SlugField(max_length=100, default="regression")
+    description = models.TextField(blank=True)
+    threshold = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.900"),
+        help_text="Least share of cases that must agree for a run to pass (0 to 1).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["workflow", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "name"], name="evalsuite_unique_name"),
+            models.CheckConstraint(
+                condition=Q(threshold__gte=0) & Q(threshold__lte=1),
+                name="evalsuite_threshold_0_to_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.slug}/{self.name}"
+
+
+class EvalCase(models.Model):
+    """One work item with the world as the agent saw it and the answer a human gave.
+
+    ``expected_outcome`` says how the replay is judged: ``act`` needs exactly the
+    expected actions (any call of a tool whose rejected call is in ``forbidden_actions``
+    is not judged); ``escalate`` needs no action at all; ``avoid`` needs none of the
+    forbidden actions, whatever else happens.
+    """
+
+    class Source(models.TextChoices):
+        DECISION = "decision", "Reviewer decision"
+        ESCALATION = "escalation", "Escalation resolution"
+        MANUAL = "manual", "Manual or seeded"
+        ADVERSARIAL = "adversarial", "Adversarial"
+
+    class Outcome(models.TextChoices):
+        ACT = "act", "Propose exactly these actions"
+        ESCALATE = "escalate", "Propose nothing; a human decides"
+        AVOID = "avoid", "Never propose the forbidden actions"
+
+    suite = models.ForeignKey(EvalSuite, on_delete=models.CASCADE, related_name="cases")
+    name = models.CharField(max_length=200)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    source_proposal = models.ForeignKey(
+        "Proposal", on_delete=models.SET_NULL, null=True, blank=True, related_name="eval_cases"
+    )
+    source_escalation = models.ForeignKey(
+        "Escalation", on_delete=models.SET_NULL, null=True, blank=True, related_name="eval_cases"
+    )
+    external_id = models.CharField(max_length=200, help_text="The source work item's id.")
+    title = models.CharField(max_length=300, blank=True)
+    payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    recorded_outputs = models.JSONField(
+        default=list,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="[{tool, arguments, output}] served in place of live read tools.",
+    )
+    expected_outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    expected_actions = models.JSONField(
+        default=list, blank=True, encoder=DjangoJSONEncoder, help_text="[{tool, arguments, ignore}]"
+    )
+    forbidden_actions = models.JSONField(
+        default=list, blank=True, encoder=DjangoJSONEncoder, help_text="[{tool, arguments?}]"
+    )
+    tags = models.JSONField(default=list, blank=True)
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["suite", "pk"]
+        constraints = [
+            # One case per source decision or escalation and suite: a second click is a no-op.
+            models.UniqueConstraint(
+                fields=["suite", "source_proposal"],
+                condition=Q(source_proposal__isnull=False),
+                name="evalcase_unique_proposal",
+            ),
+            models.UniqueConstraint(
+                fields=["suite", "source_escalation"],
+                condition=Q(source_escalation__isnull=False),
+                name="evalcase_unique_escalation",
+            ),
+            models.UniqueConstraint(fields=["suite", "name"], name="evalcase_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.suite}: {self.name}"
+
+
+class EvalRun(models.Model):
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        PASSED = "pass", "Pass"
+        FAILED = "fail", "Fail"
+
+    suite = models.ForeignKey(EvalSuite, on_delete=models.CASCADE, related_name="runs")
+    agent_version = models.CharField(max_length=40)
+    prompt_version = models.CharField(max_length=40, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cases = models.PositiveIntegerField(default=0)
+    passed = models.PositiveIntegerField(default=0)
+    agreement = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0"))
+    threshold = models.DecimalField(max_digits=4, decimal_places=3, default=Decimal("0"))
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    report = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["suite", "agent_version", "-started_at"], name="evalrun_suite_version_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"eval run {self.pk} of {self.suite} ({self.status})"
+
+
+class EvalCaseResult(models.Model):
+    run = models.ForeignKey(EvalRun, on_delete=models.CASCADE, related_name="results")
+    # SET_NULL keeps a report readable after a case is deleted from the suite.
+    case = models.ForeignKey(
+        EvalCase, on_delete=models.SET_NULL, null=True, blank=True, related_name="results"
+    )
+    case_name = models.CharField(max_length=200)
+    passed = models.BooleanField()
+    regressed = models.BooleanField(default=False)
+    expected = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    actual = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    diff = models.JSONField(default=list, blank=True, encoder=DjangoJSONEncoder)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "case"],
+                condition=Q(case__isnull=False),
+                name="evalcaseresult_unique_case",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case_name}: {'pass' if self.passed else 'fail'}"
