@@ -135,3 +135,49 @@ def demo_history_seed(*, per_workflow: int = 100, days: int = 28, seed: int = 7)
             age = timedelta(days=days) * (1 - n / counts[slug])
             _backdate(item, now - age + timedelta(minutes=rng.randint(0, 240)))
     return decided
+
+
+def demo_evals_seed() -> list[str]:
+    """Build the demo regression suites and run them once, so the gate's
+    regression criterion reads a real result. Idempotent."""
+    from agents.evals import eval_suite_run, eval_suites_seed_demo
+    from agents.models import EvalRun
+
+    if EvalRun.objects.exists():
+        return []
+    return [str(eval_suite_run(suite=suite).status) for suite in eval_suites_seed_demo()]
+
+
+def demo_promotions_seed() -> list[str]:
+    """Refunds' history clears the gate: raise its ceiling to limited through the
+    real services (evidence frozen, four eyes), leaving each tool in shadow for a
+    manager to promote in the demo. Idempotent."""
+    from django.core.exceptions import ValidationError
+
+    from console.models import AutonomyChange, AutonomyLevel, Workflow
+    from console.services import autonomy_change_approve, autonomy_change_request
+
+    workflow = Workflow.objects.filter(slug="refunds").first()
+    if workflow is None or workflow.autonomy_changes.exists():
+        return []
+    users = get_user_model().objects.in_bulk(["mona", "max"], field_name="username")
+    done = []
+    try:
+        autonomy_change_request(
+            workflow=workflow,
+            to_level=AutonomyLevel.SUPERVISED,
+            actor=users["mona"],
+            reason="Four weeks in shadow mode cleared the gate.",
+        )
+        change = autonomy_change_request(
+            workflow=Workflow.objects.get(pk=workflow.pk),
+            to_level=AutonomyLevel.LIMITED,
+            actor=users["mona"],
+            reason="Raise the ceiling so single tools can earn limited autonomy.",
+        )
+        if change.status == AutonomyChange.Status.REQUESTED:
+            autonomy_change_approve(change=change, actor=users["max"])
+        done.append("refunds: shadow → supervised → limited (ceiling)")
+    except ValidationError as exc:
+        done.append(f"refunds stays in shadow: {exc.messages[0]}")
+    return done

@@ -20,7 +20,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, items: int, history: int, **options) -> None:
         from agents.demo import demo_seed
-        from console.demo_history import demo_history_seed
+        from console.demo_history import (
+            demo_evals_seed,
+            demo_history_seed,
+            demo_promotions_seed,
+        )
 
         workflows = demo_seed(items_per_workflow=items)
         users = demo_users_seed()
@@ -28,6 +32,10 @@ class Command(BaseCommand):
             self.stdout.write("Running the agent on past items (the demo's history)...")
             decided = demo_history_seed(per_workflow=history)
             self.stdout.write(f"Simulated reviewers decided {decided} past proposals.")
+            for status in demo_evals_seed():
+                self.stdout.write(f"Regression suite: {status}")
+            for line in demo_promotions_seed():
+                self.stdout.write(f"Promotion: {line}")
         self.stdout.write(
             self.style.SUCCESS(f"Demo workflows: {', '.join(w.slug for w in workflows)}")
         )
