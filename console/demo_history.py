@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from agents.demo import demo_expected, demo_grade, demo_history_items
 from agents.models import Escalation, Proposal, Run, Step, WorkItem
-from reviews.models import Decision, RejectReason
-from reviews.services import claim_proposal, proposal_decide
+from reviews.models import Decision, EscalationResolution, RejectReason
+from reviews.services import claim_proposal, escalation_resolve, proposal_decide
 
 REVIEWER_FOR = {"refunds": "rita", "access-requests": "rita", "crm-dedupe": "ravi"}
 # Refunds has the longest history: enough evidence for its gate to be worth reading.
@@ -96,6 +96,27 @@ def _decide(item: WorkItem, reviewer, rng: random.Random) -> int:
     return decided
 
 
+def _resolve_escalations(item: WorkItem, reviewer, rng: random.Random) -> int:
+    """Past escalations were handled too: a human took the action or closed it,
+    and rated how useful the agent's packet was."""
+    resolved = 0
+    for escalation in item.escalations.filter(status=Escalation.Status.OPEN):
+        useful = escalation.reason in {"policy_denied", "hard_case", "invalid_arguments"}
+        escalation_resolve(
+            escalation_id=escalation.pk,
+            reviewer=reviewer,
+            outcome=EscalationResolution.Outcome.TOOK_ACTION
+            if demo_expected(item)
+            else EscalationResolution.Outcome.CLOSED,
+            note="(demo history)",
+            packet_rating=rng.randint(4, 5) if useful else rng.randint(2, 4),
+            minutes_saved=rng.randint(3, 12) if useful else rng.randint(0, 4),
+            seconds_spent=rng.randint(40, 240),
+        )
+        resolved += 1
+    return resolved
+
+
 def _backdate(item: WorkItem, when) -> None:
     """Move one item's whole story to ``when`` (the simulation ran just now)."""
     later = when + timedelta(minutes=3)
@@ -110,6 +131,7 @@ def _backdate(item: WorkItem, when) -> None:
     )
     Decision.objects.filter(proposal__work_item=item).update(created_at=later)
     Escalation.objects.filter(work_item=item).update(created_at=when + timedelta(seconds=4))
+    EscalationResolution.objects.filter(escalation__work_item=item).update(created_at=later)
 
 
 def demo_history_seed(*, per_workflow: int = 100, days: int = 28, seed: int = 7) -> int:
@@ -125,11 +147,14 @@ def demo_history_seed(*, per_workflow: int = 100, days: int = 28, seed: int = 7)
     for item in items:
         slug = item.workflow.slug
         n = position[slug] = position.get(slug, -1) + 1
-        if item.proposals.exclude(status=Proposal.Status.PENDING).exists():
+        if item.proposals.exclude(status=Proposal.Status.PENDING).exists() or (
+            item.escalations.exclude(status=Escalation.Status.OPEN).exists()
+        ):
             continue
         reviewer = users[REVIEWER_FOR[slug]]
         with transaction.atomic():
             decided += _decide(item, reviewer, rng)
+            _resolve_escalations(item, reviewer, rng)
             item.refresh_from_db()
             # Spread evenly over the window, oldest first, with working-hours jitter.
             age = timedelta(days=days) * (1 - n / counts[slug])

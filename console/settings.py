@@ -151,6 +151,8 @@ else:
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # The worker looks for new task files this often (seconds).
+        "polling_interval": 0.2,
     }
 
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "tenure")
@@ -238,6 +240,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 LOGGING = build_logging(
     level=os.environ.get("LOG_LEVEL", "INFO"), json=env_bool("LOG_JSON", not DEBUG)
 )
+# The filesystem broker has no host; kombu warns about it on every connection.
+LOGGING.setdefault("loggers", {})["kombu.connection"] = {"level": "ERROR"}
 
 # --- Tenure ---------------------------------------------------------------
 # Reviewer time is part of the cost of an outcome.

@@ -30,16 +30,19 @@ class Command(BaseCommand):
         self.stdout.write("Database migrated.")
         if not no_seed:
             call_command("seed_demo", stdout=self.stdout)
+        verbose = os.environ.get("TENURE_VERBOSE", "") not in ("", "0")
+        log_level = "INFO" if verbose else "WARNING"
         children = [
             self._spawn(
                 [sys.executable, "-m", "celery", "-A", "console", "worker", "--beat",
-                 "--loglevel=INFO", "--concurrency=2",
+                 f"--loglevel={log_level}", "--concurrency=2",
                  "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
                  "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]
             ),
             self._spawn(
                 [sys.executable, "-m", "gunicorn", "console.wsgi:application", "--bind", bind,
-                 "--workers", "2", "--threads", "4", "--access-logfile", "-"]
+                 "--workers", "2", "--threads", "4",
+                 *(["--access-logfile", "-"] if verbose else [])]
             ),
         ]  # fmt: skip
         engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
@@ -49,7 +52,9 @@ class Command(BaseCommand):
                 f"\nTenure is running at http://{bind}/  (database: {engine}, broker: {broker})"
             )
         )
-        self.stdout.write("Press Ctrl-C to stop web and worker.\n")
+        self.stdout.write(
+            "Press Ctrl-C to stop web and worker. TENURE_VERBOSE=1 shows request and task logs.\n"
+        )
         stop = {"now": False}
 
         def request_stop(signum, frame) -> None:
