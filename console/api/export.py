@@ -102,9 +102,23 @@ def decision_rows(
         }
 
 
-# kind -> (rows, CSV columns). Eval cases join here once the eval suite models exist.
+def eval_case_rows(workflow: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    # Imported here: the eval module pulls in the runner, which the API need not load.
+    from agents.evals import eval_case_rows as rows
+
+    return rows(workflow, **kwargs)
+
+
+def _eval_case_columns() -> list[str]:
+    from agents.evals import EVAL_CASE_COLUMNS
+
+    return list(EVAL_CASE_COLUMNS)
+
+
+# kind -> (rows, CSV columns).
 EXPORTS: dict[str, tuple[Callable[..., Iterator[dict[str, Any]]], list[str]]] = {
     "decisions": (decision_rows, DECISION_COLUMNS),
+    "eval_cases": (eval_case_rows, _eval_case_columns()),
 }
 
 _encoder = DjangoJSONEncoder()
