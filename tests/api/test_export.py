@@ -110,3 +110,17 @@ def test_console_export_needs_a_login(workflow, client):
     response = client.get("/w/refunds/export/decisions.csv")
     assert response.status_code == 302
     assert "/login/" in response["Location"]
+
+
+def test_api_exports_eval_cases_built_from_a_decision(api, workflow):
+    from agents.evals import eval_case_from_decision
+
+    decision = _decision(workflow, verdict=Decision.Verdict.ACCEPT, reason="", reason_text="")
+    case, created = eval_case_from_decision(decision=decision, actor="test")
+    assert created
+    response = api.get("/api/v1/workflows/refunds/export/eval_cases", {"format": "jsonl"})
+    assert response.status_code == 200
+    [row] = [json.loads(line) for line in _body(response).splitlines()]
+    assert row["case_id"] == case.pk
+    assert row["source_proposal_id"] == decision.proposal_id
+    assert "jane@example.com" not in json.dumps(row)
