@@ -38,7 +38,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/soak.py $(BENCH_ARGS)
 
 # Re-pin dependencies after editing pyproject.toml (needs uv in the venv).
 lock: $(STAMP)

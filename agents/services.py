@@ -7,10 +7,13 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError as PydanticValidationError
 
@@ -38,6 +41,13 @@ ERR_TOOL_GONE = "{tool} is no longer granted to this workflow; refusing."
 ERR_POLICY_DENIES = "Policy now denies this action: {rule}"
 ERR_INVALID_FINAL = "The approved arguments are invalid for {tool}: {error}"
 ERR_PAUSED_EXECUTION = "The workflow is paused; the execution did not start."
+RULE_DAILY_COUNT_HELD = (
+    "{tool} already ran {done} times without a human today (daily cap {cap}); a human approves."
+)
+RULE_DAILY_TOTAL_HELD = (
+    "{tool} would bring today's automatic total to {total} (daily cap {cap}); a human approves."
+)
+RULE_NO_LONGER_AUTO = "Policy no longer allows {tool} to run without a human: {rule}"
 MAX_PAYLOAD_BYTES = 64 * 1024
 # Test-only: seconds to sleep after a side effect, before it is recorded (so a test can
 # SIGKILL the worker in the worst place). Inert unless the variable is set.
@@ -179,7 +189,9 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
     """
     with transaction.atomic():
         proposals = list(
-            Proposal.objects.select_for_update()
+            # of=self: locking the joined workflow row FOR UPDATE would block every
+            # concurrent insert that references it (deferred FK checks) and deadlock.
+            Proposal.objects.select_for_update(of=("self",))
             .select_related("workflow", "work_item")
             .filter(run_id=run_id)
             .order_by("sequence")
@@ -228,19 +240,37 @@ def plans_redispatch(*, workflow: Workflow) -> list[int]:
     enqueued: list[int] = []
     for run_id in sorted(set(run_ids)):
         enqueued += plan_dispatch_ready(run_id=run_id)
+    # Auto-allowed plans the pause held: start their next action again.
+    auto_runs = (
+        Proposal.objects.filter(
+            workflow=workflow, status=Proposal.Status.PENDING, auto_executed=True
+        )
+        .values_list("run_id", flat=True)
+        .distinct()
+    )
+    grants = {g.tool: g for g in ToolGrant.objects.filter(workflow=workflow)}
+    for run_id in sorted(set(auto_runs)):
+        proposals = list(
+            Proposal.objects.select_related("workflow").filter(run_id=run_id).order_by("sequence")
+        )
+        nxt = _next_to_execute(proposals, grants)
+        if nxt is not None and nxt.pk not in enqueued:
+            _enqueue_execute(nxt.pk)
+            enqueued.append(nxt.pk)
     return enqueued
 
 
 def proposals_auto_execute(*, proposals: list[Proposal]) -> list[int]:
-    """Auto-allowed plans at limited/autonomous: mark them and start the first."""
+    """Auto-allowed plans at limited/autonomous: mark them and start the first.
+
+    Whether an action is sampled for post-hoc review is decided when it executes
+    (``_auto_reserve``), under the grant's lock, so the sample is exact.
+    """
     if not proposals:
         return []
-    workflow = proposals[0].workflow
-    rate = float(workflow.sample_rate)
     for p in proposals:
-        roll = int(hashlib.sha256(f"sample-{p.pk}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         p.auto_executed = True
-        p.sampled_for_review = roll < rate
+        p.sampled_for_review = False
         p.save(update_fields=["auto_executed", "sampled_for_review"])
     _enqueue_execute(proposals[0].pk)
     return [proposals[0].pk]
@@ -351,6 +381,87 @@ def _test_delay() -> None:
         time.sleep(float(delay))
 
 
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)) if value is not None else None
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def auto_daily_usage(
+    *, workflow: Workflow, tool: str, exclude_key: str = ""
+) -> tuple[int, Decimal]:
+    """What ran, or is running, without a human today (UTC) for one tool: (count, total).
+
+    A running execution counts: it is a reservation taken under the grant's lock,
+    so two workers can never both take the last unit of a daily cap.
+    """
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = (
+        Execution.objects.filter(proposal__workflow=workflow, proposal__tool=tool, auto=True)
+        .filter(
+            Q(status=Execution.Status.SUCCEEDED, finished_at__gte=today)
+            | Q(status=Execution.Status.RUNNING, started_at__gte=today)
+        )
+        .exclude(idempotency_key=exclude_key)
+        .values_list("arguments", flat=True)
+    )
+    amounts = [_decimal(a.get("amount")) if isinstance(a, dict) else None for a in rows]
+    return len(amounts), sum((a for a in amounts if a is not None), Decimal(0))
+
+
+def _auto_reserve(*, proposal: Proposal, grant: ToolGrant, facts: dict[str, Any], key: str) -> str:
+    """Under the grant's row lock: may this auto-allowed action run now? Returns the
+    rule that holds it for a human, or "" and decides whether it is sampled.
+
+    The sample is systematic: the n-th automatic execution of a tool is sampled when
+    floor(n x rate) steps up, so N executions yield exactly floor(N x rate) samples.
+    """
+    workflow = proposal.workflow
+    caps = grant.caps if isinstance(grant.caps, dict) else {}
+    count_cap, total_cap = _decimal(caps.get("count")), _decimal(caps.get("total"))
+    done, total = auto_daily_usage(workflow=workflow, tool=proposal.tool, exclude_key=key)
+    if count_cap is not None and done + 1 > count_cap:
+        return RULE_DAILY_COUNT_HELD.format(tool=proposal.tool, done=done, cap=count_cap)
+    amount = _decimal(facts.get("amount"))
+    if total_cap is not None and amount is not None and total + amount > total_cap:
+        return RULE_DAILY_TOTAL_HELD.format(tool=proposal.tool, total=total + amount, cap=total_cap)
+    ordinal = (
+        Execution.objects.filter(
+            proposal__workflow=workflow, proposal__tool=proposal.tool, auto=True
+        ).count()
+        + 1
+    )
+    rate = Decimal(workflow.sample_rate)
+    proposal.sampled_for_review = int(ordinal * rate) > int((ordinal - 1) * rate)
+    proposal.save(update_fields=["sampled_for_review"])
+    return ""
+
+
+def _hold_for_approval(proposal: Proposal, rule: str) -> None:
+    """An auto-allowed action that may no longer run without a human goes to the
+    approval queue, with the rest of its plan (inside the caller's transaction)."""
+    Proposal.objects.filter(
+        run_id=proposal.run_id, status=Proposal.Status.PENDING, auto_executed=True
+    ).update(auto_executed=False, sampled_for_review=False)
+    proposal.auto_executed = False
+    proposal.sampled_for_review = False
+    proposal.verdict = Proposal.Verdict.NEEDS_APPROVAL
+    proposal.verdict_rule = rule
+    proposal.save(update_fields=["auto_executed", "sampled_for_review", "verdict", "verdict_rule"])
+    item = WorkItem.objects.select_for_update().get(pk=proposal.work_item_id)
+    if item.status not in WorkItem.TERMINAL:
+        item.status = WorkItem.Status.AWAITING_REVIEW
+        item.save(update_fields=["status", "updated_at"])
+    audit_append(
+        action="agent.tool.held_for_approval",
+        actor=principal_for(proposal.workflow),
+        workflow=proposal.workflow,
+        obj=proposal,
+        data={"tool": proposal.tool, "rule": rule},
+    )
+
+
 def proposal_execute(*, proposal_id: int) -> Execution | None:
     """Execute one approved (or auto-allowed) proposal exactly once.
 
@@ -379,15 +490,29 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
         if workflow.paused:
             logger.info("execution of proposal %s held: %s", proposal.pk, ERR_PAUSED_EXECUTION)
             return None
+        auto = False
         try:
             arguments, approved_hash, auto = _approved(proposal)
         except ExecutionRefused as exc:
-            if proposal.status == Proposal.Status.PENDING:
+            if proposal.status == Proposal.Status.PENDING and not proposal.auto_executed:
                 return None  # not decided yet: nothing to do, nothing to fail
+            # Approved (by a human or by policy) yet refused, e.g. tampered arguments.
             refusal = str(exc)
         else:
             refusal = ""
-        grant = ToolGrant.objects.filter(workflow=workflow, tool=proposal.tool).first()
+        grants = ToolGrant.objects.filter(workflow=workflow, tool=proposal.tool)
+        # Automatic executions serialise on their grant's row: the daily caps and
+        # the sample are decided under this lock (see _auto_reserve).
+        if auto and not refusal:
+            # of=self and no ordering: ToolGrant's default ordering joins the workflow,
+            # whose row must not be locked (every insert referencing it would wait).
+            grants = grants.order_by().select_for_update(of=("self",))
+        grant = grants.first()
+        # The kill switch, re-read now that the locks are held: the workflow row read
+        # above may predate a pause that committed while this waited for them.
+        if Workflow.objects.filter(pk=workflow.pk, paused=True).exists():
+            logger.info("execution of proposal %s held: %s", proposal.pk, ERR_PAUSED_EXECUTION)
+            return None
         level = grant_level(workflow, grant)
         granted = {proposal.tool} if grant is not None and grant.enabled else set()
         tool = registry_for(workflow, granted=granted).get(proposal.tool)
@@ -416,11 +541,23 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             if verdict.verdict == Proposal.Verdict.DENY:
                 refusal = ERR_POLICY_DENIES.format(rule=verdict.rule)
             elif auto and verdict.verdict != Proposal.Verdict.ALLOW:
-                refusal = ERR_NOT_AUTO.format(tool=proposal.tool, level=level)
+                # Not an integrity problem: a human decides instead (caps reached).
+                _hold_for_approval(
+                    proposal, RULE_NO_LONGER_AUTO.format(tool=proposal.tool, rule=verdict.rule)
+                )
+                return None
         if refusal:
             execution = None
         else:
             key = execution_key(proposal, approved_hash)
+            reserved = Execution.objects.filter(idempotency_key=key).exists()
+            if auto and not reserved:
+                held = _auto_reserve(
+                    proposal=proposal, grant=grant, facts=tool.policy_facts(args), key=key
+                )
+                if held:
+                    _hold_for_approval(proposal, held)
+                    return None
             execution, _ = Execution.objects.select_for_update().get_or_create(
                 idempotency_key=key,
                 defaults={
@@ -508,3 +645,86 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
 
 def run_for_work_item(*, work_item: WorkItem) -> Run | None:
     return work_item.runs.order_by("-attempt").first()
+
+
+# --- Bulk ingest ------------------------------------------------------------------------
+
+ERR_BATCH_DUPLICATE = "external_id “{external_id}” appears more than once in the batch."
+
+
+@dataclass(frozen=True)
+class NewWorkItem:
+    external_id: str
+    payload: Any
+    title: str = ""
+
+
+def _dispatch_many(ids: list[int]) -> None:
+    from agents.tasks import run_agent
+
+    for item_id in ids:
+        run_agent.delay(item_id)
+
+
+def work_items_create_bulk(
+    *, workflow: Workflow, items: list[NewWorkItem], source: str, principal: str = ""
+) -> list[tuple[WorkItem, bool]]:
+    """Create many work items at once, idempotent on (workflow, external id) like
+    ``work_item_create``: one multi-row insert, one audit event for the batch, and a
+    run dispatched for each new item when the transaction commits.
+
+    Every item is validated first; a bad one raises ValidationError naming its index
+    (``error.params["index"]``) and nothing is written. A concurrent insert of the same
+    ids raises IntegrityError: callers retry item by item.
+    """
+    if source not in WorkItem.Source.values:
+        raise ValidationError(ERR_SOURCE.format(source=source), code="source")
+    seen: set[str] = set()
+    for index, new in enumerate(items):
+        external_id = (new.external_id or "").strip()
+        try:
+            if not external_id or len(external_id) > 200:
+                raise ValidationError(ERR_EXTERNAL_ID, code="external_id")
+            if external_id in seen:
+                raise ValidationError(
+                    ERR_BATCH_DUPLICATE.format(external_id=external_id), code="duplicate"
+                )
+            _validate_payload(new.payload)
+        except ValidationError as exc:
+            raise ValidationError(exc.messages[0], code=exc.code, params={"index": index}) from exc
+        seen.add(external_id)
+    ids = [new.external_id.strip() for new in items]
+    with transaction.atomic():
+        existing = {
+            item.external_id: item
+            for item in WorkItem.objects.filter(workflow=workflow, external_id__in=ids)
+        }
+        fresh = [
+            WorkItem(
+                workflow=workflow,
+                external_id=external_id,
+                payload=new.payload,
+                source=source,
+                title=(new.title or str(new.payload.get("title", "")))[:300],
+                source_principal=principal[:150],
+            )
+            for external_id, new in zip(ids, items, strict=True)
+            if external_id not in existing
+        ]
+        created = WorkItem.objects.bulk_create(fresh, batch_size=500)
+        if created:
+            audit_append(
+                action="work_items.received",
+                actor=principal or f"integration:{source}",
+                workflow=workflow,
+                data={
+                    "count": len(created),
+                    "source": source,
+                    "external_ids": [item.external_id for item in created],
+                },
+            )
+            if workflow.autonomy_level != AutonomyLevel.OFF:
+                new_ids = [item.pk for item in created]
+                transaction.on_commit(lambda: _dispatch_many(new_ids))
+    by_external = {**existing, **{item.external_id: item for item in created}}
+    return [(by_external[external_id], external_id not in existing) for external_id in ids]

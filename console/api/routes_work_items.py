@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
@@ -134,26 +135,36 @@ def work_item_post(
     ),
 )
 def work_item_batch_post(request: HttpRequest, slug: str, body: BatchIn) -> Status:
+    from agents.services import NewWorkItem, work_items_create_bulk
+
     workflow = access_workflow_api(request, slug=slug, verb=ApiToken.Verb.WORK_ITEMS_WRITE)
     token = token_of(request)
-    results = []
-    with transaction.atomic():
-        for index, entry in enumerate(body.items):
-            try:
-                item, created = _create(
-                    workflow=workflow,
-                    token=token,
-                    external_id=entry.external_id,
-                    title=entry.title,
-                    payload=entry.payload,
-                )
-            except errors.ApiError as exc:
-                # All or nothing: one conflicting item undoes the batch.
-                exc.details = {"index": index, "external_id": entry.external_id}
-                raise
-            results.append(
-                {"index": index, "created": created, "item": work_item_out(item, workflow)}
+    entries = [
+        NewWorkItem(external_id=e.external_id, payload=e.payload, title=e.title) for e in body.items
+    ]
+    try:
+        with transaction.atomic():
+            pairs = work_items_create_bulk(
+                workflow=workflow,
+                items=entries,
+                source=WorkItem.Source.API,
+                principal=token.principal,
             )
+            _refuse_changed_retries(body, pairs)
+    except DjangoValidationError as exc:
+        index = (exc.params or {}).get("index") if hasattr(exc, "params") else None
+        details = {"index": index}
+        if index is not None:
+            details["external_id"] = body.items[index].external_id
+        raise errors.ApiError(422, errors.VALIDATION_FAILED, exc.messages[0], details) from exc
+    except IntegrityError:
+        # A concurrent batch inserted some of the same ids first: go item by item,
+        # each idempotent, still all or nothing.
+        pairs = _create_one_by_one(workflow, token, body)
+    results = [
+        {"index": index, "created": created, "item": work_item_out(item, workflow)}
+        for index, (item, created) in enumerate(pairs)
+    ]
     created_count = sum(1 for r in results if r["created"])
     body_out = {
         "created": created_count,
@@ -161,3 +172,37 @@ def work_item_batch_post(request: HttpRequest, slug: str, body: BatchIn) -> Stat
         "results": results,
     }
     return Status(201 if created_count else 200, body_out)
+
+
+def _refuse_changed_retries(body: BatchIn, pairs: list[tuple[WorkItem, bool]]) -> None:
+    """All or nothing: an existing id sent with a different body undoes the batch."""
+    for index, (entry, (item, created)) in enumerate(zip(body.items, pairs, strict=True)):
+        if not created and not _same_body(item, title=entry.title, payload=entry.payload):
+            raise errors.ApiError(
+                409,
+                errors.CONFLICT,
+                ERR_IDEMPOTENCY_CONFLICT.format(external_id=entry.external_id),
+                {"index": index, "external_id": entry.external_id},
+            )
+
+
+def _create_one_by_one(
+    workflow: Workflow, token: ApiToken, body: BatchIn
+) -> list[tuple[WorkItem, bool]]:
+    pairs = []
+    with transaction.atomic():
+        for index, entry in enumerate(body.items):
+            try:
+                pairs.append(
+                    _create(
+                        workflow=workflow,
+                        token=token,
+                        external_id=entry.external_id,
+                        title=entry.title,
+                        payload=entry.payload,
+                    )
+                )
+            except errors.ApiError as exc:
+                exc.details = {"index": index, "external_id": entry.external_id}
+                raise
+    return pairs

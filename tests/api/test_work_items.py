@@ -192,3 +192,42 @@ def test_concurrent_retries_with_one_key_create_one_item(workflow, make_token, m
     assert WorkItem.objects.filter(workflow=workflow).count() == 1
     assert len({item_id for _, item_id in results}) == 1
     assert sorted(status for status, _ in results) == [200] * 9 + [201]
+
+
+def test_batch_writes_one_audit_event_and_dispatches_each_new_item(
+    api, workflow, django_capture_on_commit_callbacks
+):
+    from console.models import AuditEvent
+
+    items = [{"external_id": f"BULK-{i}", "payload": {"text": f"item {i}"}} for i in range(50)]
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = api.post("/api/v1/workflows/refunds/work-items/batch", {"items": items})
+    assert response.status_code == 201
+    assert response.json()["created"] == 50
+    events = AuditEvent.objects.filter(action="work_items.received")
+    assert events.count() == 1
+    assert events.get().data["count"] == 50
+    assert len(callbacks) == 1, "one callback sends every new item to a worker"
+
+
+def test_batch_duplicate_ids_inside_one_batch_are_a_422_with_the_index(api, workflow):
+    items = [
+        {"external_id": "DUP-1", "payload": {"text": "a"}},
+        {"external_id": "DUP-1", "payload": {"text": "b"}},
+    ]
+    response = api.post("/api/v1/workflows/refunds/work-items/batch", {"items": items})
+    assert response.status_code == 422
+    assert "appears more than once" in str(response.json()["error"])
+
+
+def test_bulk_service_names_the_bad_item(workflow):
+    from django.core.exceptions import ValidationError
+
+    from agents.models import WorkItem
+    from agents.services import NewWorkItem, work_items_create_bulk
+
+    items = [NewWorkItem("OK-1", {"text": "fine"}), NewWorkItem("BAD-1", ["not", "an object"])]
+    with pytest.raises(ValidationError) as exc:
+        work_items_create_bulk(workflow=workflow, items=items, source=WorkItem.Source.API)
+    assert exc.value.params == {"index": 1}
+    assert not WorkItem.objects.exists()
