@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
@@ -31,6 +31,7 @@ from agents.llm import (
     ModelClient,
     ModelError,
     ModelResponse,
+    client_for,
     model_complete,
     model_cost,
     models_for,
@@ -129,6 +130,17 @@ class RunState:
     final: dict[str, Any] = field(default_factory=dict)
 
 
+class _GuardedClient:
+    """A model client that runs a check (the kill switch) right before each request."""
+
+    def __init__(self, inner: ModelClient, guard: Any) -> None:
+        self.inner, self.guard = inner, guard
+
+    def complete(self, **kwargs: Any) -> ModelResponse:
+        self.guard()
+        return self.inner.complete(**kwargs)
+
+
 class Runner:
     def __init__(self, run: Run, *, client: ModelClient | None = None) -> None:
         self.run = run
@@ -170,10 +182,18 @@ class Runner:
 
     # --- kill switch ----------------------------------------------------------
     def ensure_running(self) -> None:
-        """Re-read the flag from the database: a pause that has committed wins."""
-        paused, level = Workflow.objects.filter(pk=self.workflow.pk).values_list(
-            "paused", "autonomy_level"
-        )[0]
+        """Re-read the flag from the database: a pause that has committed wins.
+
+        FOR SHARE (PostgreSQL) waits for a pause that is committing, instead of reading
+        the row as it was before it: a check never passes while a pause is in flight."""
+        table = connection.ops.quote_name(Workflow._meta.db_table)
+        lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT paused, autonomy_level FROM {table} WHERE id = %s{lock}",  # noqa: S608 - table name from the model
+                [self.workflow.pk],
+            )
+            paused, level = cursor.fetchone()
         if paused:
             raise RunStopped(Run.StopReason.PAUSED, Escalation.Reason.PAUSED, ERR_PAUSED)
         if level == AutonomyLevel.OFF:
@@ -247,12 +267,15 @@ class Runner:
             )
 
     def call_model(self, tools_json: list[dict[str, Any]]) -> ModelResponse:
-        self.ensure_running()
         self.budget.check_clock()
         self.flush_steps()  # the trace so far is visible while the model thinks
+        self.ensure_running()
         model = self.large_model if self.state.large else self.small
+        # And once more right before the request leaves (after the cache lookup and
+        # the client's set-up): a pause that commits meanwhile still stops the call.
+        client = _GuardedClient(self.client or client_for(model), self.ensure_running)
         response = model_complete(
-            model=model, messages=self.state.messages, tools=tools_json, client=self.client
+            model=model, messages=self.state.messages, tools=tools_json, client=client
         )
         cost = (
             Decimal("0")
@@ -591,7 +614,9 @@ def run_claim(*, work_item_id: int) -> Run | None:
     nothing to do. Idempotent: redelivery never makes a second run."""
     with transaction.atomic():
         item = (
-            WorkItem.objects.select_for_update()
+            # of=self: the workflow row is read, not locked; a FOR UPDATE on it would
+            # serialise every claim and deadlock with executions' deferred FK checks.
+            WorkItem.objects.select_for_update(of=("self",))
             .select_related("workflow")
             .filter(pk=work_item_id)
             .first()

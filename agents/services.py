@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError as PydanticValidationError
@@ -462,6 +462,18 @@ def _hold_for_approval(proposal: Proposal, rule: str) -> None:
     )
 
 
+def _paused_locked(workflow_id: int) -> bool:
+    """Read the pause flag under FOR SHARE (PostgreSQL). The pause holds the row FOR
+    NO KEY UPDATE, which conflicts: an execution either commits its start before the
+    pause commits, or sees the pause. Nothing starts after it."""
+    table = connection.ops.quote_name(Workflow._meta.db_table)
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT paused FROM {table} WHERE id = %s{lock}", [workflow_id])  # noqa: S608 - table name from the model
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 def proposal_execute(*, proposal_id: int) -> Execution | None:
     """Execute one approved (or auto-allowed) proposal exactly once.
 
@@ -510,7 +522,7 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
         grant = grants.first()
         # The kill switch, re-read now that the locks are held: the workflow row read
         # above may predate a pause that committed while this waited for them.
-        if Workflow.objects.filter(pk=workflow.pk, paused=True).exists():
+        if _paused_locked(workflow.pk):
             logger.info("execution of proposal %s held: %s", proposal.pk, ERR_PAUSED_EXECUTION)
             return None
         level = grant_level(workflow, grant)

@@ -354,3 +354,66 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class ConfigChange(models.Model):
+    """A change to what a workflow's agent may do: a tool added or removed, a cap or an
+    allowlist widened or narrowed. Widening is gated (a green regression suite for
+    the new configuration and a second manager); narrowing applies at once. Both
+    are audited."""
+
+    class Kind(models.TextChoices):
+        ADD_TOOL = "add_tool", "Add a tool"
+        WIDEN_CAP = "widen_cap", "Widen a cap"
+        WIDEN_ALLOWLIST = "widen_allowlist", "Widen an allowlist"
+        REMOVE_TOOL = "remove_tool", "Remove a tool"
+        NARROW_CAP = "narrow_cap", "Narrow a cap"
+        NARROW_ALLOWLIST = "narrow_allowlist", "Narrow an allowlist"
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        APPLIED = "applied", "Applied"
+        DECLINED = "declined", "Declined"
+
+    GATED = (Kind.ADD_TOOL, Kind.WIDEN_CAP, Kind.WIDEN_ALLOWLIST)
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="config_changes")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
+    tool = models.CharField(max_length=100, blank=True, help_text="Empty for an allowlist.")
+    before = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    after = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    suite = models.JSONField(
+        default=dict,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text="The regression suites' results for the new configuration.",
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["workflow", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(approved_by__isnull=True)
+                | Q(requested_by__isnull=True)
+                | ~Q(approved_by=models.F("requested_by")),
+                name="configchange_four_eyes",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.slug}: {self.kind} {self.tool} ({self.status})"
+
+    @property
+    def gated(self) -> bool:
+        return self.kind in self.GATED

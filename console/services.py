@@ -33,6 +33,11 @@ ERR_GATE_TURNED = "The evidence no longer clears the gate at approval time: {fai
 # registers here what a resume restarts: held plans and items that arrived.
 RESUME_HOOKS: list[Callable[..., Any]] = []
 
+# Workflow rows are locked FOR NO KEY UPDATE: it serialises changes to the flags
+# yet lets concurrent inserts that reference the workflow (audit events, proposals:
+# deferred FK checks take KEY SHARE) commit. FOR UPDATE would deadlock a pause
+# against a worker holding the audit chain and committing an event.
+
 # Promotions to these levels need a second manager (four eyes).
 FOUR_EYES_LEVELS = frozenset({AutonomyLevel.LIMITED, AutonomyLevel.AUTONOMOUS})
 
@@ -74,7 +79,7 @@ def _apply_level(change: AutonomyChange) -> None:
         grant.autonomy_level = change.to_level
         grant.save(update_fields=["autonomy_level", "updated_at"])
     else:
-        workflow = Workflow.objects.select_for_update().get(pk=change.workflow_id)
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=change.workflow_id)
         workflow.autonomy_level = change.to_level
         workflow.save(update_fields=["autonomy_level", "updated_at"])
         # A tool never exceeds its workflow: demoting the workflow caps its grants.
@@ -104,7 +109,7 @@ def autonomy_change_request(
     second manager's approval (four eyes); lower promotions apply at once.
     """
     with transaction.atomic():
-        workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
         if grant is not None:
             grant = ToolGrant.objects.select_for_update().get(pk=grant.pk, workflow=workflow)
             current = grant.autonomy_level
@@ -223,7 +228,7 @@ def workflow_pause(
     """The kill switch. Once this commits, no model call or tool execution starts:
     the runner and execute_action re-read the flag before each step."""
     with transaction.atomic():
-        workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
         if workflow.paused:
             raise ValidationError(ERR_ALREADY_PAUSED, code="already_paused")
         workflow.paused = True
@@ -244,7 +249,7 @@ def workflow_resume(
     *, workflow: Workflow, actor: AbstractBaseUser | str | None, reason: str = ""
 ) -> Workflow:
     with transaction.atomic():
-        workflow = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
         if not workflow.paused:
             raise ValidationError(ERR_NOT_PAUSED, code="not_paused")
         workflow.paused = False
@@ -268,7 +273,9 @@ def workflow_pause_all(*, actor: AbstractBaseUser | str | None, reason: str) -> 
     """Ops' global stop: pause every running workflow in one transaction."""
     paused = []
     with transaction.atomic():
-        for workflow in Workflow.objects.select_for_update().filter(paused=False).order_by("pk"):
+        for workflow in (
+            Workflow.objects.select_for_update(no_key=True).filter(paused=False).order_by("pk")
+        ):
             paused.append(workflow_pause(workflow=workflow, actor=actor, reason=reason))
         audit_append(
             action="workflow.paused_all",

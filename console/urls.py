@@ -21,6 +21,12 @@ urlpatterns = [
     path("pause-all/", views.workflow_pause_all, name="workflow-pause-all"),
     path("w/<slug:slug>/", views.workflow_detail, name="workflow-detail"),
     path("w/<slug:slug>/promote/", promotion_views.promotion_page, name="workflow-promote"),
+    path("w/<slug:slug>/changes/", views.config_changes, name="workflow-changes"),
+    path(
+        "w/<slug:slug>/changes/<int:change_id>/decide/",
+        views.config_change_decide,
+        name="config-change-decide",
+    ),
     path("w/<slug:slug>/pause/", views.workflow_pause, name="workflow-pause"),
     path("w/<slug:slug>/resume/", views.workflow_resume, name="workflow-resume"),
     path("w/<slug:slug>/autonomy/", views.workflow_change_level, name="workflow-change-level"),

@@ -96,6 +96,41 @@ class Decision(models.Model):
         return self.verdict == self.Verdict.REJECT and self.reason in CRITICAL_REJECT_REASONS
 
 
+class Approval(models.Model):
+    """One reviewer's approval of a proposal that needs two distinct approvers.
+
+    The first approval waits here; the Decision is written (and the plan may
+    execute) only when a second, different reviewer approves the same arguments.
+    The database refuses a second approval by the same reviewer.
+    """
+
+    proposal = models.ForeignKey(Proposal, on_delete=models.CASCADE, related_name="approvals")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals"
+    )
+    verdict = models.CharField(max_length=8, choices=Decision.Verdict.choices)
+    final_arguments = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    final_arguments_hash = models.CharField(max_length=64)
+    diff = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    reason_text = models.TextField(blank=True)
+    seconds_spent = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["proposal", "reviewer"], name="approval_one_per_reviewer"
+            ),
+            models.CheckConstraint(
+                condition=Q(verdict__in=["accept", "edit"]), name="approval_approves"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"approval of {self.proposal_id} by {self.reviewer_id}"
+
+
 class EscalationResolution(models.Model):
     class Outcome(models.TextChoices):
         TOOK_ACTION = "took_action", "Took the action myself"

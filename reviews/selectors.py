@@ -20,12 +20,37 @@ from agents.models import Escalation, Proposal, RiskClass, Step
 from agents.policy import grant_level
 from console.models import AutonomyLevel, ToolGrant, Workflow
 from reviews import tools as review_tools
-from reviews.models import Claim
+from reviews.models import Approval, Claim
 
 # Counting a million pending rows on every poll costs more than the number is
 # worth: above this, the queue says "1000+".
 COUNT_CAP = 1000
 QUEUE_PAGE_SIZE = 25
+
+
+def awaiting_review_q(prefix: str = "") -> Q:
+    """Waiting for a human before it may run. An auto-allowed action on its way to
+    execution is pending too, but it is not the reviewer's to decide."""
+    return Q(**{f"{prefix}status": Proposal.Status.PENDING, f"{prefix}auto_executed": False})
+
+
+def awaiting_sample_q(prefix: str = "") -> Q:
+    """Executed automatically, picked for post-hoc review, not reviewed yet."""
+    return Q(
+        **{
+            f"{prefix}status": Proposal.Status.EXECUTED,
+            f"{prefix}sampled_for_review": True,
+            f"{prefix}decision__isnull": True,
+        }
+    )
+
+
+def claimable_q(prefix: str = "") -> Q:
+    return awaiting_review_q(prefix) | awaiting_sample_q(prefix)
+
+
+def is_sample(proposal: Proposal) -> bool:
+    return proposal.status == Proposal.Status.EXECUTED and proposal.sampled_for_review
 
 
 @dataclass(frozen=True)
@@ -131,7 +156,7 @@ def queue_sizes(workflows: list[Workflow]) -> list[QueueSize]:
     """Live counts for each workflow: four index-only queries per workflow."""
     sizes = []
     for workflow in workflows:
-        pending = Proposal.objects.filter(workflow=workflow, status=Proposal.Status.PENDING)
+        pending = Proposal.objects.filter(awaiting_review_q(), workflow=workflow)
         open_escalations = Escalation.objects.filter(
             workflow=workflow, status=Escalation.Status.OPEN
         )
@@ -157,9 +182,7 @@ def queue_rows(
     """The head of the queue in claim order, with who holds each item."""
     per_workflow = [
         list(
-            filters.apply(
-                Proposal.objects.filter(workflow_id=workflow_id, status=Proposal.Status.PENDING)
-            )
+            filters.apply(Proposal.objects.filter(scope, workflow_id=workflow_id))
             .select_related("work_item", "workflow", "claim__reviewer")
             .only(
                 "pk",
@@ -171,6 +194,8 @@ def queue_rows(
                 "created_at",
                 "sla_due_at",
                 "sequence",
+                "status",
+                "sampled_for_review",
                 "workflow__slug",
                 "workflow__name",
                 "work_item__title",
@@ -181,6 +206,8 @@ def queue_rows(
             .order_by("-priority", "created_at", "pk")[:limit]
         )
         for workflow_id in workflow_ids
+        # Each scope is its own index range: the pending queue, then post-hoc samples.
+        for scope in (awaiting_review_q(), awaiting_sample_q())
     ]
     merged = list(heapq.merge(*per_workflow, key=lambda p: (-p.priority, p.created_at)))[:limit]
     # One reverse() per workflow rather than per row: the list renders on every decision.
@@ -241,6 +268,17 @@ class Card:
     form_errors: list[str] = field(default_factory=list)
     open_panel: str = ""  # "edit" or "reject" when the card comes back with errors
     reject_values: dict[str, str] = field(default_factory=dict)
+    approvals: list[Approval] = field(default_factory=list)
+    approvals_needed: int = 1
+
+    @property
+    def sample(self) -> bool:
+        """Already executed automatically: the reviewer judges it after the fact."""
+        return is_sample(self.proposal)
+
+    @property
+    def waiting_second(self) -> bool:
+        return self.approvals_needed > 1 and len(self.approvals) >= 1
 
     @property
     def shadow(self) -> bool:
@@ -287,6 +325,38 @@ def _arg_rows(tool: Any | None, arguments: Mapping[str, Any]) -> list[ArgRow]:
     ]
 
 
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)) if value is not None else None
+    except (ArithmeticError, ValueError):
+        return None
+
+
+def approvers_required(
+    proposal: Proposal, *, level: str, arguments: Mapping[str, Any] | None = None
+) -> int:
+    """How many distinct reviewers must approve before this action may execute.
+
+    Two for the workflow's high-impact threshold (``policy["two_approvers"] =
+    {"money_above": 300, "classes": ["access", "delete"]}``), one otherwise. Below
+    supervised nothing executes, so one record is enough.
+    """
+    if AutonomyLevel.rank(level) < AutonomyLevel.rank(AutonomyLevel.SUPERVISED):
+        return 1
+    policy = proposal.workflow.policy if isinstance(proposal.workflow.policy, dict) else {}
+    rule = policy.get("two_approvers")
+    if not isinstance(rule, dict):
+        return 1
+    if proposal.risk_class in set(rule.get("classes") or []):
+        return 2
+    threshold = _decimal(rule.get("money_above"))
+    values = arguments if arguments is not None else proposal.arguments
+    amount = _decimal(values.get("amount")) if isinstance(values, Mapping) else None
+    if threshold is not None and amount is not None and amount > threshold:
+        return 2
+    return 1
+
+
 def effective_level(proposal: Proposal) -> str:
     """The tool's level now (a tool never exceeds its workflow): what deciding will do."""
     grant = ToolGrant.objects.filter(workflow_id=proposal.workflow_id, tool=proposal.tool).first()
@@ -304,7 +374,13 @@ def card_for(*, proposal_id: int, claim: Claim | None = None) -> Card:
     )
     steps = list(Step.objects.filter(run_id=proposal.run_id).order_by("index"))
     tool = review_tools.tool_for(workflow=proposal.workflow, name=proposal.tool)
+    level = effective_level(proposal)
+    approvals = list(
+        Approval.objects.filter(proposal=proposal).select_related("reviewer").order_by("pk")
+    )
     return Card(
+        approvals=approvals,
+        approvals_needed=1 if is_sample(proposal) else approvers_required(proposal, level=level),
         proposal=proposal,
         claim=claim,
         plan=plan,
@@ -313,7 +389,7 @@ def card_for(*, proposal_id: int, claim: Claim | None = None) -> Card:
         arg_rows=_arg_rows(tool, proposal.arguments),
         fields=review_tools.edit_fields(tool, proposal.arguments),
         budget=_budget(proposal),
-        level=effective_level(proposal),
+        level=level,
     )
 
 

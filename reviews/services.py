@@ -26,11 +26,19 @@ from django.utils import timezone
 from agents.models import Escalation, Proposal, Run, WorkItem
 from agents.tools.base import arguments_hash
 from console.audit import audit_append
-from console.models import Workflow
+from console.models import AutonomyLevel, Workflow
 from console.permissions import REVIEW, workflows_for
 from reviews import tools as review_tools
-from reviews.models import Claim, Decision, EscalationResolution, RejectReason
-from reviews.selectors import QueueFilters, effective_level
+from reviews.models import Approval, Claim, Decision, EscalationResolution, RejectReason
+from reviews.selectors import (
+    QueueFilters,
+    approvers_required,
+    awaiting_review_q,
+    awaiting_sample_q,
+    claimable_q,
+    effective_level,
+    is_sample,
+)
 
 ERR_CLAIM_LOST = (
     "Your claim on this proposal was lost (it expired and another reviewer took it, "
@@ -45,6 +53,16 @@ ERR_ESCALATION_RESOLVED = "This escalation was already resolved. Nothing was sav
 ERR_UNKNOWN_OUTCOME = "“{outcome}” is not a way to resolve an escalation."
 ERR_RATING_RANGE = "Rate the packet from 1 (useless) to 5 (everything I needed)."
 ERR_MINUTES_SAVED = "Minutes saved cannot be negative."
+ERR_AUTO_IN_FLIGHT = (
+    "This action is executing automatically; it can be reviewed only if it is sampled."
+)
+ERR_SAME_APPROVER = (
+    "You already approved this action. It needs a second approval from a different reviewer."
+)
+ERR_SECOND_MUST_MATCH = (
+    "A second approval confirms the arguments the first reviewer approved. "
+    "If they are wrong, reject the proposal instead of editing it."
+)
 
 # A reviewer who leaves a card open over lunch did not spend an hour deciding it.
 MAX_SECONDS_PER_DECISION = 15 * 60
@@ -121,7 +139,12 @@ def _claim_upsert(*, proposal_id: int, reviewer_id: int, now: datetime) -> Claim
 
 
 def _queue_heads(
-    *, workflow_ids: list[int], filters: QueueFilters, now: datetime, skip: set[int]
+    *,
+    workflow_ids: list[int],
+    filters: QueueFilters,
+    now: datetime,
+    skip: set[int],
+    reviewer_id: int,
 ) -> list[tuple[int, int, datetime]]:
     """The first unclaimed pending proposal of each workflow, locked (SKIP LOCKED).
 
@@ -129,20 +152,25 @@ def _queue_heads(
     so the cost does not grow with the queue.
     """
     heads = []
+    approved_by_me = Exists(
+        Approval.objects.filter(proposal=OuterRef("pk"), reviewer_id=reviewer_id)
+    )
     for workflow_id in workflow_ids:
-        queryset: QuerySet[Proposal] = filters.apply(
-            Proposal.objects.filter(workflow_id=workflow_id, status=Proposal.Status.PENDING)
-        ).filter(~_live_claim(now))
-        if skip:
-            queryset = queryset.exclude(pk__in=skip)
-        row = (
-            queryset.order_by("-priority", "created_at", "pk")
-            .select_for_update(skip_locked=True, of=("self",))
-            .values_list("pk", "priority", "created_at")
-            .first()
-        )
-        if row is not None:
-            heads.append(row)
+        # The pending queue, then the post-hoc samples: each its own index range.
+        for scope in (awaiting_review_q(), awaiting_sample_q()):
+            queryset: QuerySet[Proposal] = filters.apply(
+                Proposal.objects.filter(scope, workflow_id=workflow_id)
+            ).filter(~_live_claim(now), ~approved_by_me)
+            if skip:
+                queryset = queryset.exclude(pk__in=skip)
+            row = (
+                queryset.order_by("-priority", "created_at", "pk")
+                .select_for_update(skip_locked=True, of=("self",))
+                .values_list("pk", "priority", "created_at")
+                .first()
+            )
+            if row is not None:
+                heads.append(row)
     # Across workflows: higher priority first, then the oldest.
     heads.sort(key=lambda head: (-head[1], head[2]))
     return heads
@@ -168,9 +196,9 @@ def claim_next(
         return None
     held = (
         Claim.objects.filter(
+            claimable_q(prefix="proposal__"),
             reviewer=reviewer,
             expires_at__gt=now,
-            proposal__status=Proposal.Status.PENDING,
             proposal__workflow_id__in=workflow_ids,
         )
         .filter(filters.as_q(prefix="proposal__"))
@@ -181,7 +209,13 @@ def claim_next(
         return claim_renew(claim=held, now=now)
     tried: set[int] = set()
     for _attempt in range(CLAIM_ATTEMPTS):
-        heads = _queue_heads(workflow_ids=workflow_ids, filters=filters, now=now, skip=tried)
+        heads = _queue_heads(
+            workflow_ids=workflow_ids,
+            filters=filters,
+            now=now,
+            skip=tried,
+            reviewer_id=reviewer.pk,
+        )
         if not heads:
             return None
         for proposal_id, _priority, _created in heads:
@@ -197,7 +231,7 @@ def claim_proposal(*, reviewer: AbstractBaseUser, proposal: Proposal) -> Claim |
     """Claim one chosen proposal (opened from the list). Returns the reviewer's
     claim, or None when it is decided or another reviewer holds it."""
     now = timezone.now()
-    if proposal.status != Proposal.Status.PENDING:
+    if not Proposal.objects.filter(claimable_q(), pk=proposal.pk).exists():
         return None
     held = Claim.objects.filter(proposal=proposal, reviewer=reviewer, expires_at__gt=now).first()
     if held is not None:
@@ -241,6 +275,36 @@ def _plan_dispatch_ready(run_id: int) -> None:
     plan_dispatch_ready(run_id=run_id)
 
 
+def _breaker_dispatch(*, decision: Decision, workflow: Workflow, tool: str, level: str) -> None:
+    """After the decision commits, let the circuit breaker look at the tool: at once
+    for a critical rejection, and for any decision on a tool above supervised."""
+    above = AutonomyLevel.rank(level) > AutonomyLevel.rank(AutonomyLevel.SUPERVISED)
+    if not (above or decision.is_critical):
+        return
+    from console.tasks import breaker_check_task
+
+    workflow_id, decision_id = workflow.pk, decision.pk
+    transaction.on_commit(lambda: breaker_check_task.delay(workflow_id, tool, decision_id))
+
+
+def _lock_decidable(*, proposal_id: int, workflow: Workflow | None) -> tuple[Proposal, bool]:
+    """The proposal, locked, and whether this is a post-hoc sample review."""
+    lookup: dict[str, Any] = {"pk": proposal_id}
+    if workflow is not None:
+        lookup["workflow"] = workflow
+    proposal = Proposal.objects.select_for_update().get(**lookup)
+    if is_sample(proposal) and not Decision.objects.filter(proposal=proposal).exists():
+        return proposal, True
+    if proposal.status != Proposal.Status.PENDING:
+        raise DecisionRefused(
+            ERR_ALREADY_DECIDED.format(status=proposal.get_status_display().lower()),
+            code="already_decided",
+        )
+    if proposal.auto_executed:
+        raise DecisionRefused(ERR_AUTO_IN_FLIGHT, code="auto_in_flight")
+    return proposal, False
+
+
 @transaction.atomic
 def proposal_decide(
     *,
@@ -253,7 +317,7 @@ def proposal_decide(
     reason_text: str = "",
     seconds_spent: int | None = None,
     workflow: Workflow | None = None,
-) -> Decision:
+) -> Decision | Approval:
     """Record a reviewer's decision on a proposal they hold a claim on.
 
     Locks the proposal, checks the claim token (refused if the claim was lost or
@@ -261,18 +325,15 @@ def proposal_decide(
     tool's model, writes the Decision (one per proposal, enforced by the
     database), releases the claim, audits, and lets the plan dispatcher act.
     ``seconds_spent`` defaults to the time since the claim was taken, capped.
+
+    An executed action sampled for post-hoc review gets a ``SAMPLE`` decision:
+    nothing executes, and it feeds the circuit breaker's sampled agreement. An
+    action above the workflow's two-approver threshold returns the first
+    ``Approval`` and stays pending until a different reviewer approves it.
     """
     if verdict not in _STATUS_FOR_VERDICT:
         raise ValidationError(ERR_UNKNOWN_VERDICT.format(verdict=verdict), code="verdict")
-    lookup = {"pk": proposal_id}
-    if workflow is not None:
-        lookup["workflow"] = workflow
-    proposal = Proposal.objects.select_for_update().get(**lookup)
-    if proposal.status != Proposal.Status.PENDING:
-        raise DecisionRefused(
-            ERR_ALREADY_DECIDED.format(status=proposal.get_status_display().lower()),
-            code="already_decided",
-        )
+    proposal, sample = _lock_decidable(proposal_id=proposal_id, workflow=workflow)
     claim = Claim.objects.select_for_update().filter(proposal=proposal).first()
     if claim is None or str(claim.token) != str(claim_token) or claim.reviewer_id != reviewer.pk:
         raise DecisionRefused(ERR_CLAIM_LOST, code="claim_lost")
@@ -304,25 +365,63 @@ def proposal_decide(
     if seconds_spent is None:
         seconds_spent = int((now - claim.claimed_at).total_seconds())
     seconds_spent = max(0, min(int(seconds_spent), MAX_SECONDS_PER_DECISION))
+    level = _decision_level(proposal)
+    approvers: list[int] = []
+    if not sample and verdict != Decision.Verdict.REJECT:
+        needed = approvers_required(proposal, level=level, arguments=final)
+        if needed > 1:
+            prior = list(Approval.objects.filter(proposal=proposal).order_by("pk"))
+            if any(a.reviewer_id == reviewer.pk for a in prior):
+                raise DecisionRefused(ERR_SAME_APPROVER, code="same_approver")
+            if len(prior) + 1 < needed:
+                return _approval_record(
+                    proposal=proposal,
+                    claim=claim,
+                    reviewer=reviewer,
+                    verdict=verdict,
+                    final=final,
+                    diff=diff,
+                    reason_text=reason_text,
+                    seconds_spent=seconds_spent,
+                    needed=needed,
+                )
+            first = prior[0]
+            if verdict == Decision.Verdict.EDIT and arguments_hash(final) != (
+                first.final_arguments_hash
+            ):
+                raise ArgumentsInvalid({"__all__": [ERR_SECOND_MUST_MATCH]})
+            # The decision carries what the first reviewer approved; the second confirms it.
+            verdict, final, diff = first.verdict, first.final_arguments, first.diff
+            Approval.objects.create(
+                proposal=proposal,
+                reviewer=reviewer,
+                verdict=verdict,
+                final_arguments=final,
+                final_arguments_hash=arguments_hash(final),
+                diff=diff,
+                seconds_spent=seconds_spent,
+            )
+            approvers = [a.reviewer_id for a in prior] + [reviewer.pk]
     decision = Decision.objects.create(
         proposal=proposal,
         reviewer=reviewer,
-        kind=Decision.Kind.REVIEW,
+        kind=Decision.Kind.SAMPLE if sample else Decision.Kind.REVIEW,
         verdict=verdict,
         final_arguments=final,
         final_arguments_hash=arguments_hash(final),
         diff=diff,
         reason=reason if verdict == Decision.Verdict.REJECT else "",
         reason_text=reason_text.strip(),
-        autonomy_level=_decision_level(proposal),
+        autonomy_level=level,
         seconds_spent=seconds_spent,
     )
-    proposal.status = _STATUS_FOR_VERDICT[verdict]
+    if not sample:
+        proposal.status = _STATUS_FOR_VERDICT[verdict]
     proposal.decided_at = now
     proposal.save(update_fields=["status", "decided_at"])
     claim.delete()
     audit_append(
-        action=f"proposal.{verdict}",
+        action=f"proposal.sample.{verdict}" if sample else f"proposal.{verdict}",
         actor=reviewer,
         workflow=workflow,
         obj=proposal,
@@ -331,15 +430,59 @@ def proposal_decide(
             "run": proposal.run_id,
             "sequence": proposal.sequence,
             "verdict": verdict,
+            "kind": decision.kind,
             "reason": decision.reason,
             "diff": diff,
             "final_arguments_hash": decision.final_arguments_hash,
             "autonomy_level": decision.autonomy_level,
             "seconds_spent": seconds_spent,
+            **({"approvers": approvers} if approvers else {}),
         },
     )
-    _plan_dispatch_ready(proposal.run_id)
+    if not sample:
+        _plan_dispatch_ready(proposal.run_id)
+    _breaker_dispatch(decision=decision, workflow=workflow, tool=proposal.tool, level=level)
     return decision
+
+
+def _approval_record(
+    *,
+    proposal: Proposal,
+    claim: Claim,
+    reviewer: AbstractBaseUser,
+    verdict: str,
+    final: dict[str, Any],
+    diff: dict[str, list[Any]],
+    reason_text: str,
+    seconds_spent: int,
+    needed: int,
+) -> Approval:
+    """The first of two approvals: recorded; the proposal stays pending, unclaimed."""
+    approval = Approval.objects.create(
+        proposal=proposal,
+        reviewer=reviewer,
+        verdict=verdict,
+        final_arguments=final,
+        final_arguments_hash=arguments_hash(final),
+        diff=diff,
+        reason_text=reason_text.strip(),
+        seconds_spent=seconds_spent,
+    )
+    claim.delete()
+    audit_append(
+        action="proposal.approval_recorded",
+        actor=reviewer,
+        workflow=proposal.workflow,
+        obj=proposal,
+        data={
+            "tool": proposal.tool,
+            "verdict": verdict,
+            "final_arguments_hash": approval.final_arguments_hash,
+            "approvals": Approval.objects.filter(proposal=proposal).count(),
+            "needed": needed,
+        },
+    )
+    return approval
 
 
 def _send_back(work_item: WorkItem) -> None:

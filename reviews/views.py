@@ -20,7 +20,7 @@ from console.permissions import REVIEW, access_workflow, workflows_for
 from reviews import selectors, services
 from reviews import tools as review_tools
 from reviews.forms import EscalationResolveForm, seconds_since_served, served_stamp
-from reviews.models import Claim, Decision, RejectReason
+from reviews.models import Approval, Claim, Decision, RejectReason
 from reviews.selectors import QueueFilters
 
 ERR_NO_SUCH_PROPOSAL = "That proposal is not in this workflow."
@@ -31,6 +31,10 @@ MSG_DONE = {
     Decision.Verdict.EDIT: "Recorded: {what} #{pk}, edited.",
     Decision.Verdict.REJECT: "Recorded: {what} #{pk}, rejected.",
 }
+MSG_FIRST_APPROVAL = (
+    "Recorded: first approval of {what} #{pk}. It executes once a second reviewer approves it."
+)
+MSG_SAMPLE_DONE = "Recorded: post-hoc review of {what} #{pk}, {verdict}."
 QUEUE_TEMPLATE = "reviews/queue.html"
 QUEUE_CHANGED_EVENT = "tenure:queue-changed"
 ESCALATIONS_TEMPLATE = "reviews/escalations.html"
@@ -343,7 +347,14 @@ def decide(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
             card=card_,
             status=200 if _htmx_partial(request) else 422,
         )
-    done = MSG_DONE[decision.verdict].format(what=proposal.tool, pk=proposal.pk)
+    if isinstance(decision, Approval):
+        done = MSG_FIRST_APPROVAL.format(what=proposal.tool, pk=proposal.pk)
+    elif decision.kind == Decision.Kind.SAMPLE:
+        done = MSG_SAMPLE_DONE.format(
+            what=proposal.tool, pk=proposal.pk, verdict=decision.get_verdict_display().lower()
+        )
+    else:
+        done = MSG_DONE[decision.verdict].format(what=proposal.tool, pk=proposal.pk)
     if not _htmx_partial(request):
         messages.success(request, done)
         return HttpResponseRedirect(_queue_url(scope, filters), status=303)

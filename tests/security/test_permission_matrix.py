@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from agents.models import EvalRun, EvalSuite, Execution
 from console import gate
-from console.models import AutonomyChange, AutonomyLevel
+from console.models import AutonomyChange, AutonomyLevel, ConfigChange
 from console.permissions import Role, workflow_grant_role
 from tests.console.evidence import make_evidence
 from tests.factories import EscalationFactory, ProposalFactory, UserFactory, WorkflowFactory
@@ -92,6 +92,13 @@ def world(roles, monkeypatch):
         to_level=AutonomyLevel.AUTONOMOUS,
         requested_by=users["admin"],
     )
+    config_change = ConfigChange.objects.create(
+        workflow=refunds,
+        kind=ConfigChange.Kind.ADD_TOOL,
+        tool="draft_customer_reply",
+        after={"tool": "draft_customer_reply", "caps": {}},
+        requested_by=users["admin"],
+    )
     suite = EvalSuite.objects.create(workflow=refunds, name="regression")
     run = EvalRun.objects.create(suite=suite, agent_version="v", started_at=timezone.now())
     slug = {"slug": "refunds"}
@@ -119,6 +126,8 @@ def world(roles, monkeypatch):
         "eval-add-proposal": {"proposal_id": decided.pk},
         "eval-add-escalation": {"escalation_id": escalation.pk},
         "workflow-export": {**slug, "kind": "decisions", "fmt": "csv"},
+        "workflow-changes": slug,
+        "config-change-decide": {**slug, "change_id": config_change.pk},
         "work_item_post": slug,
         "work_item_batch_post": slug,
         "action_report": slug,
