@@ -313,4 +313,11 @@ def run_trace_dispatch(*, run: Run) -> None:
     if not otel_enabled():
         return
     run_id = run.pk
-    transaction.on_commit(lambda: export_run_trace.delay(run_id))
+
+    def send() -> None:
+        try:
+            export_run_trace.delay(run_id)
+        except Exception:  # noqa: BLE001 - tracing is best effort; a broker outage skips it
+            logger.warning("broker unavailable: trace of run %s not exported", run_id)
+
+    transaction.on_commit(send)

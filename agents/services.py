@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -73,12 +74,31 @@ def _validate_payload(payload: Any) -> None:
         )
 
 
+def send_task(task: Any, *args: Any) -> bool:
+    """Send a task after commit without failing the request that committed the work.
+
+    When the broker is unreachable the work is already saved; it stays in a state
+    the sweeper (``agents.redispatch_stranded``, every minute) and client retries
+    pick up, so a broker outage delays work and never loses it.
+    """
+    try:
+        task.delay(*args)
+    except Exception:  # noqa: BLE001 - any broker error: the sweeper re-sends it
+        logger.warning(
+            "broker unavailable: %s%s not sent; the sweeper will resend it",
+            getattr(task, "name", task),
+            args,
+        )
+        return False
+    return True
+
+
 def work_item_dispatch(*, work_item: WorkItem) -> None:
     """Send the item to a worker once the current transaction commits."""
     from agents.tasks import run_agent
 
     item_id = work_item.pk
-    transaction.on_commit(lambda: run_agent.delay(item_id))
+    transaction.on_commit(lambda: send_task(run_agent, item_id))
 
 
 def work_item_create(
@@ -99,6 +119,10 @@ def work_item_create(
         raise ValidationError(ERR_SOURCE.format(source=source), code="source")
     existing = WorkItem.objects.filter(workflow=workflow, external_id=external_id).first()
     if existing is not None:
+        if existing.status == WorkItem.Status.RECEIVED and workflow.is_running:
+            # A retry of an item that never started (e.g. the broker was down when it
+            # arrived): send it again. run_agent is idempotent, so a duplicate is harmless.
+            work_item_dispatch(work_item=existing)
         return existing, False
     _validate_payload(payload)
     try:
@@ -136,7 +160,7 @@ def work_items_dispatch_received(*, workflow: Workflow) -> list[int]:
     from agents.tasks import run_agent
 
     for item_id in ids:
-        transaction.on_commit(lambda item_id=item_id: run_agent.delay(item_id))
+        transaction.on_commit(lambda item_id=item_id: send_task(run_agent, item_id))
     return ids
 
 
@@ -151,6 +175,16 @@ def _executable(level: str) -> bool:
     return AutonomyLevel.rank(level) >= AutonomyLevel.rank(AutonomyLevel.SUPERVISED)
 
 
+def _approved_to_run(proposal: Proposal) -> bool:
+    """A human's accept is an approval to execute only when it was given at
+    supervised or above. In shadow mode it records what the human did in their own
+    system: executing it later (after a promotion, or a resume) would do it twice."""
+    decision = _decision(proposal)
+    if decision is None:
+        return False
+    return _executable(decision.autonomy_level or AutonomyLevel.SHADOW)
+
+
 def _next_to_execute(proposals: list[Proposal], grants: dict[str, ToolGrant]) -> Proposal | None:
     """The first proposal in sequence still to execute, or None when nothing is left
     (or the next one waits for a human)."""
@@ -158,9 +192,9 @@ def _next_to_execute(proposals: list[Proposal], grants: dict[str, ToolGrant]) ->
         if proposal.status == Proposal.Status.EXECUTED:
             continue
         if proposal.status in EXECUTABLE_STATUSES:
-            if _executable(_level_of(proposal, grants)):
+            if _executable(_level_of(proposal, grants)) and _approved_to_run(proposal):
                 return proposal
-            continue  # a shadow-level tool inside a supervised plan: recorded, not run
+            continue  # recorded at shadow (what the human did), never run
         if proposal.status == Proposal.Status.PENDING and proposal.auto_executed:
             return proposal
         return None
@@ -177,7 +211,7 @@ def _resolve(item: WorkItem, *, succeeded: bool) -> None:
 def _enqueue_execute(proposal_id: int) -> None:
     from agents.tasks import execute_action
 
-    transaction.on_commit(lambda: execute_action.delay(proposal_id))
+    transaction.on_commit(lambda: send_task(execute_action, proposal_id))
 
 
 def plan_dispatch_ready(*, run_id: int) -> list[int]:
@@ -232,8 +266,14 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
 def plans_redispatch(*, workflow: Workflow) -> list[int]:
     """After a resume: restart the plans whose approved actions the pause held back.
     Returns the proposal ids enqueued (on commit)."""
+    # Only plans still open: a resolved item (every shadow-mode item) has nothing held.
+    open_items = (WorkItem.Status.AWAITING_REVIEW, WorkItem.Status.EXECUTING)
     run_ids = (
-        Proposal.objects.filter(workflow=workflow, status__in=EXECUTABLE_STATUSES)
+        Proposal.objects.filter(
+            workflow=workflow,
+            status__in=EXECUTABLE_STATUSES,
+            work_item__status__in=open_items,
+        )
         .values_list("run_id", flat=True)
         .distinct()
     )
@@ -675,7 +715,7 @@ def _dispatch_many(ids: list[int]) -> None:
     from agents.tasks import run_agent
 
     for item_id in ids:
-        run_agent.delay(item_id)
+        send_task(run_agent, item_id)
 
 
 def work_items_create_bulk(
@@ -740,3 +780,44 @@ def work_items_create_bulk(
                 transaction.on_commit(lambda: _dispatch_many(new_ids))
     by_external = {**existing, **{item.external_id: item for item in created}}
     return [(by_external[external_id], external_id not in existing) for external_id in ids]
+
+
+# --- The sweeper ----------------------------------------------------------------------
+
+STRANDED_AFTER = timedelta(minutes=2)
+
+
+def stranded_redispatch(*, now: Any = None) -> dict[str, int]:
+    """Re-send work a broker outage (or a lost task) left behind: items received but
+    never started, and approved plans whose next action has no finished execution.
+    Both tasks are idempotent, so re-sending something still queued is harmless."""
+    from agents.tasks import run_agent
+
+    now = now or timezone.now()
+    cutoff = now - STRANDED_AFTER
+    items = list(
+        WorkItem.objects.filter(
+            status=WorkItem.Status.RECEIVED,
+            updated_at__lt=cutoff,
+            workflow__paused=False,
+        )
+        .exclude(workflow__autonomy_level=AutonomyLevel.OFF)
+        .values_list("pk", flat=True)[:1000]
+    )
+    for item_id in items:
+        send_task(run_agent, item_id)
+    run_ids = list(
+        Proposal.objects.filter(
+            status__in=EXECUTABLE_STATUSES,
+            work_item__status=WorkItem.Status.EXECUTING,
+            work_item__updated_at__lt=cutoff,
+            workflow__paused=False,
+        )
+        .exclude(executions__status=Execution.Status.SUCCEEDED)
+        .values_list("run_id", flat=True)
+        .distinct()[:500]
+    )
+    plans = 0
+    for run_id in run_ids:
+        plans += len(plan_dispatch_ready(run_id=run_id))
+    return {"items": len(items), "actions": plans}

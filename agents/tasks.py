@@ -38,3 +38,11 @@ def execute_action(self, proposal_id: int) -> int | None:
         # Same idempotency key on every retry: the receiver dedupes.
         raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
     return execution.pk if execution is not None else None
+
+
+@shared_task(name="agents.redispatch_stranded", ignore_result=True)
+def redispatch_stranded() -> dict[str, int]:
+    """Periodic: re-send work that a broker outage or a lost task left behind."""
+    from agents.services import stranded_redispatch
+
+    return stranded_redispatch()

@@ -197,7 +197,14 @@ def send_webhook(self, payload: dict[str, Any], event_id: str) -> int:
 def _enqueue(payload: dict[str, Any], event_id: str) -> bool:
     if not webhook_url():
         return False
-    transaction.on_commit(lambda: send_webhook.delay(payload, event_id))
+
+    def send() -> None:
+        try:
+            send_webhook.delay(payload, event_id)
+        except Exception:  # noqa: BLE001 - a broker outage must not fail the change
+            logger.warning("broker unavailable: webhook %s not sent", event_id)
+
+    transaction.on_commit(send)
     return True
 
 

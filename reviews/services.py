@@ -281,10 +281,11 @@ def _breaker_dispatch(*, decision: Decision, workflow: Workflow, tool: str, leve
     above = AutonomyLevel.rank(level) > AutonomyLevel.rank(AutonomyLevel.SUPERVISED)
     if not (above or decision.is_critical):
         return
+    from agents.services import send_task
     from console.tasks import breaker_check_task
 
     workflow_id, decision_id = workflow.pk, decision.pk
-    transaction.on_commit(lambda: breaker_check_task.delay(workflow_id, tool, decision_id))
+    transaction.on_commit(lambda: send_task(breaker_check_task, workflow_id, tool, decision_id))
 
 
 def _lock_decidable(*, proposal_id: int, workflow: Workflow | None) -> tuple[Proposal, bool]:

@@ -40,4 +40,10 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=5),
         "options": {"expires": 60 * 4},
     },
+    # Work a broker outage left behind (received items, approved actions) is re-sent.
+    "redispatch-stranded": {
+        "task": "agents.redispatch_stranded",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
+    },
 }

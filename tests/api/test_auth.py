@@ -140,3 +140,18 @@ def test_management_command_refuses_unknown_verbs_and_workflows(workflow):
             "api_token", "create", "--name", "x", "--workflow", "nope",
             "--verb", "proposals:read", stdout=StringIO(), stderr=StringIO(),
         )  # fmt: skip
+
+
+def test_rate_limit_fails_open_when_the_cache_is_down(make_token, workflow, monkeypatch):
+    from django.core.cache import cache
+
+    from console.api.auth import rate_limit_check
+
+    token, _ = make_token([workflow], rate_limit_per_minute=1)
+
+    def down(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(cache, "add", down)
+    rate_limit_check(token)  # no exception: the request goes on
+    rate_limit_check(token)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agents.models import WorkItem
+from agents.services import STRANDED_AFTER, stranded_redispatch
+from tests.factories import WorkItemFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_sweeper_resends_items_that_never_started(workflow, monkeypatch):
+    sent: list[int] = []
+    monkeypatch.setattr("agents.tasks.run_agent.delay", lambda item_id: sent.append(item_id))
+    old = WorkItemFactory(workflow=workflow, status=WorkItem.Status.RECEIVED)
+    fresh = WorkItemFactory(workflow=workflow, status=WorkItem.Status.RECEIVED)
+    WorkItem.objects.filter(pk=old.pk).update(
+        updated_at=timezone.now() - STRANDED_AFTER - timedelta(seconds=5)
+    )
+    assert stranded_redispatch() == {"items": 1, "actions": 0}
+    assert sent == [old.pk], "a fresh item may still be in the queue: left alone"
+    assert fresh.pk not in sent
+
+
+def test_sweeper_leaves_paused_workflows_alone(workflow, monkeypatch):
+    sent: list[int] = []
+    monkeypatch.setattr("agents.tasks.run_agent.delay", lambda item_id: sent.append(item_id))
+    workflow.paused = True
+    workflow.save()
+    item = WorkItemFactory(workflow=workflow, status=WorkItem.Status.RECEIVED)
+    WorkItem.objects.filter(pk=item.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert stranded_redispatch()["items"] == 0
+    assert sent == []
+
+
+def test_a_broker_outage_does_not_fail_the_request_that_saved_the_work(workflow, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from agents.services import send_task
+    from agents.tasks import run_agent
+
+    def down(*args):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(run_agent, "delay", down)
+    assert send_task(run_agent, 1) is False

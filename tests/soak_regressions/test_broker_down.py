@@ -1,0 +1,83 @@
+"""Found by the soak (bench/soak.py): Redis (the Celery broker) down for 10 s.
+
+``work_item_create`` commits the item, then ``run_agent.delay`` runs on commit and
+raises because the broker is unreachable. The API answers 500 although the item
+is committed; the client's retry with the same Idempotency-Key answers 200 with
+the existing item, and nothing ever dispatches it again: it stays ``received``
+with no task, for good (a lost item). The same happens to an approved plan
+when ``execute_action.delay`` fails after ``proposal_decide`` commits (the item
+stays ``executing``; the reviewer sees a 500 for a recorded decision).
+
+These tests state the contract the soak checks; they fail on the code as it is.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+from kombu.exceptions import OperationalError
+
+from agents.models import WorkItem
+from console.api.tokens import api_token_create
+from console.models import ApiToken
+
+URL = "/api/v1/workflows/refunds/work-items"
+BODY = {"title": "Refund A-1001", "payload": {"text": "Please refund order A-1001."}}
+
+
+def _broker_down(*args, **kwargs):
+    raise OperationalError("Error 111 connecting to 127.0.0.1:6390. Connection refused.")
+
+
+@pytest.fixture
+def token(workflow) -> str:
+    _, plain = api_token_create(
+        name="soak",
+        workflows=[workflow],
+        verbs=[ApiToken.Verb.WORK_ITEMS_WRITE],
+        actor=None,
+        rate_limit_per_minute=10_000,
+    )
+    return plain
+
+
+def _post(token: str, key: str):
+    client = Client(raise_request_exception=False)
+    return client.post(
+        URL,
+        json.dumps(BODY),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingest_while_the_broker_is_down_never_answers_500_for_a_committed_item(
+    token, workflow, monkeypatch
+):
+    monkeypatch.setattr("agents.tasks.run_agent.delay", _broker_down)
+    response = _post(token, "broker-down-1")
+    committed = WorkItem.objects.filter(workflow=workflow, external_id="broker-down-1").exists()
+    # Either the item is accepted (and will run), or the request fails and nothing is kept.
+    assert (response.status_code, committed) in {(201, True), (503, False)}, (
+        response.status_code,
+        committed,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_item_received_while_the_broker_was_down_runs_once_the_client_retries(
+    token, workflow, monkeypatch
+):
+    monkeypatch.setattr("agents.tasks.run_agent.delay", _broker_down)
+    _post(token, "broker-down-2")
+    sent: list[int] = []
+    monkeypatch.setattr("agents.tasks.run_agent.delay", lambda item_id: sent.append(item_id))
+    retry = _post(token, "broker-down-2")
+    item = WorkItem.objects.filter(workflow=workflow, external_id="broker-down-2").first()
+    assert retry.status_code in (200, 201)
+    assert item is not None
+    # The item never ran and has no task: something must dispatch it now.
+    assert item.status != WorkItem.Status.RECEIVED or sent == [item.pk]
