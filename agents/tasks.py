@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from agents.runner import RunBusy, run_work_item
 from agents.services import proposal_execute
@@ -34,8 +35,10 @@ def execute_action(self, proposal_id: int) -> int | None:
     """Execute an approved proposal exactly once (see services.proposal_execute)."""
     try:
         execution = proposal_execute(proposal_id=proposal_id)
-    except TransientToolError as exc:
-        # Same idempotency key on every retry: the receiver dedupes.
+    except (TransientToolError, OperationalError, InterfaceError) as exc:
+        # Same idempotency key on every retry: the receiver dedupes. A database error
+        # after the side effect (a terminated backend, a deadlock) retries too, so the
+        # execution is recorded instead of left "running".
         raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
     return execution.pk if execution is not None else None
 
