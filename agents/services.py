@@ -119,10 +119,8 @@ def work_item_create(
         raise ValidationError(ERR_SOURCE.format(source=source), code="source")
     existing = WorkItem.objects.filter(workflow=workflow, external_id=external_id).first()
     if existing is not None:
-        if existing.status == WorkItem.Status.RECEIVED and workflow.is_running:
-            # A retry of an item that never started (e.g. the broker was down when it
-            # arrived): send it again. run_agent is idempotent, so a duplicate is harmless.
-            work_item_dispatch(work_item=existing)
+        # A retry returns the original. An item whose task never reached the broker
+        # is re-sent by the stranded-work sweeper (``stranded_redispatch``).
         return existing, False
     _validate_payload(payload)
     try:

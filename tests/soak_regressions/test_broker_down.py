@@ -68,16 +68,26 @@ def test_ingest_while_the_broker_is_down_never_answers_500_for_a_committed_item(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_item_received_while_the_broker_was_down_runs_once_the_client_retries(
+def test_an_item_received_while_the_broker_was_down_is_sent_again_by_the_sweeper(
     token, workflow, monkeypatch
 ):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.services import STRANDED_AFTER, stranded_redispatch
+
     monkeypatch.setattr("agents.tasks.run_agent.delay", _broker_down)
-    _post(token, "broker-down-2")
+    assert _post(token, "broker-down-2").status_code == 201
     sent: list[int] = []
     monkeypatch.setattr("agents.tasks.run_agent.delay", lambda item_id: sent.append(item_id))
     retry = _post(token, "broker-down-2")
-    item = WorkItem.objects.filter(workflow=workflow, external_id="broker-down-2").first()
-    assert retry.status_code in (200, 201)
-    assert item is not None
-    # The item never ran and has no task: something must dispatch it now.
-    assert item.status != WorkItem.Status.RECEIVED or sent == [item.pk]
+    assert retry.status_code == 200, "a retry returns the original item"
+    item = WorkItem.objects.get(workflow=workflow, external_id="broker-down-2")
+    assert item.status == WorkItem.Status.RECEIVED
+    # Once the item has waited past the threshold, the sweeper sends it again.
+    WorkItem.objects.filter(pk=item.pk).update(
+        updated_at=timezone.now() - STRANDED_AFTER - timedelta(seconds=1)
+    )
+    stranded_redispatch()
+    assert sent == [item.pk]
