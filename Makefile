@@ -20,7 +20,7 @@ $(STAMP): requirements.lock
 	@touch $(STAMP)
 
 run: $(STAMP)
-	TENURE_HTTPS=$${TENURE_HTTPS:-0} $(BIN)/python manage.py up
+	TENURE_HTTPS=$${TENURE_HTTPS:-0} TENURE_DEMO_FEED=$${TENURE_DEMO_FEED:-1} $(BIN)/python manage.py up
 
 test: $(STAMP)
 	$(BIN)/python tests/ensure_services.py

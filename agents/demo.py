@@ -386,9 +386,9 @@ def demo_item_spec(external_id: str) -> dict[str, Any] | None:
 # --- Seeding ----------------------------------------------------------------------
 
 
-def _seed_sandbox(n: int) -> None:
+def _seed_sandbox(n: int, start: int = 0) -> None:
     placed = timezone.now() - timedelta(days=10)
-    for i in range(n + 2):  # one spare, so "the next order" exists for wrong-record slips
+    for i in range(start, n + 2):  # one spare, so "the next order" exists for wrong-record slips
         o = _order_spec(i)
         SandboxOrder.objects.get_or_create(
             number=o["number"],
@@ -420,7 +420,7 @@ def _seed_sandbox(n: int) -> None:
         )
         if created:
             user.groups.add(groups["vpn-users"] if i % 2 else groups["wiki-readers"])
-    for i in range(n):
+    for i in range(start, n):
         c = _contact_spec(i)
         if CrmContact.objects.filter(email__iexact=c["email"]).exists():
             continue
@@ -588,3 +588,38 @@ def demo_history_items(*, counts: dict[str, int]) -> list[WorkItem]:
                 run_work_item(work_item_id=item.pk)
             items.append(item)
     return items
+
+
+# --- The live feed (the embedded demo keeps receiving work) ---------------------------
+
+FEED_OFFSET = 2000  # feed items use catalogue indexes from here
+
+
+def demo_feed_one() -> list[WorkItem]:
+    """One new item per demo workflow, as an integration would send it. Lets the
+    embedded demo show limited autonomy, samples and the breaker on fresh work."""
+    created = []
+    for slug, build in ITEM_BUILDERS.items():
+        workflow = Workflow.objects.filter(slug=slug).first()
+        if workflow is None:
+            continue
+        index = (
+            FEED_OFFSET
+            + WorkItem.objects.filter(
+                workflow=workflow, external_id__startswith=f"demo-{slug}-2"
+            ).count()
+        )
+        with transaction.atomic():
+            _seed_sandbox(index + 1, start=index)
+            spec = build(index)
+            item, new = work_item_create(
+                workflow=workflow,
+                external_id=spec["external_id"],
+                payload=spec["payload"],
+                source=WorkItem.Source.DEMO,
+                title=spec["title"],
+                principal="integration:demo-feed",
+            )
+        if new:
+            created.append(item)
+    return created

@@ -49,3 +49,11 @@ def redispatch_stranded() -> dict[str, int]:
     from agents.services import stranded_redispatch
 
     return stranded_redispatch()
+
+
+@shared_task(name="agents.demo_feed", ignore_result=True)
+def demo_feed() -> int:
+    """The embedded demo's live feed (scheduled only when TENURE_DEMO_FEED is on)."""
+    from agents.demo import demo_feed_one
+
+    return len(demo_feed_one())

@@ -170,7 +170,14 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE = BEAT_SCHEDULE
+CELERY_BEAT_SCHEDULE = dict(BEAT_SCHEDULE)
+# The embedded demo (`make run`) keeps receiving work: one item per workflow a minute.
+if env_bool("TENURE_DEMO_FEED", False):
+    CELERY_BEAT_SCHEDULE["demo-feed"] = {
+        "task": "agents.demo_feed",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    }
 
 # --- Auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
