@@ -6,6 +6,7 @@ different workflows never wait on each other.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,13 +80,44 @@ class BrokenLink:
     problem: str
 
 
-def audit_verify(*, chain: str | None = None) -> list[BrokenLink]:
-    """Walk every chain (or one) and return the first broken link of each."""
-    keys = [chain] if chain else list(AuditChain.objects.values_list("key", flat=True))
+ERR_TAIL_MISSING = "the chain ends at #{last} but its head says #{head}: events were deleted"
+ERR_HEAD_MISMATCH = "the last event's hash does not match the chain head"
+ERR_NO_HEAD = "events exist but the chain head is missing"
+
+
+def audit_chain_keys(workflow_ids: Iterable[int] | None = None) -> list[str]:
+    """Every chain with a head row or with events (a deleted head is tampering too)."""
+    heads = AuditChain.objects.all()
+    events = AuditEvent.objects.all()
+    if workflow_ids is not None:
+        keys = [f"workflow:{pk}" for pk in workflow_ids]
+        heads, events = heads.filter(key__in=keys), events.filter(chain__in=keys)
+    found = set(heads.values_list("key", flat=True))
+    found |= set(events.order_by().values_list("chain", flat=True).distinct())
+    return sorted(found)
+
+
+def audit_verify(
+    *, chain: str | None = None, chains: Iterable[str] | None = None
+) -> list[BrokenLink]:
+    """Walk every chain (or the ones named) and return the first broken link of each.
+
+    The walk checks sequence, links and content; the head row then catches what a
+    walk cannot see: events deleted at the end, or a forged last event re-hashed.
+    """
+    if chain is not None:
+        keys = [chain]
+    elif chains is not None:
+        keys = list(chains)
+    else:
+        keys = audit_chain_keys()
+    heads = {h.key: h for h in AuditChain.objects.filter(key__in=keys)}
     broken: list[BrokenLink] = []
     for key in keys:
         expected_prev = "0" * 64
         expected_seq = 1
+        last: AuditEvent | None = None
+        problem_at: BrokenLink | None = None
         for event in AuditEvent.objects.filter(chain=key).order_by("seq").iterator(2000):
             problem = ""
             if event.seq != expected_seq:
@@ -95,7 +127,23 @@ def audit_verify(*, chain: str | None = None) -> list[BrokenLink]:
             elif event.compute_hash() != event.hash:
                 problem = "event content does not match its hash"
             if problem:
-                broken.append(BrokenLink(chain=key, seq=event.seq, problem=problem))
+                problem_at = BrokenLink(chain=key, seq=event.seq, problem=problem)
                 break
-            expected_prev, expected_seq = event.hash, event.seq + 1
+            expected_prev, expected_seq, last = event.hash, event.seq + 1, event
+        if problem_at is None:
+            problem_at = _head_problem(key, heads.get(key), last)
+        if problem_at is not None:
+            broken.append(problem_at)
     return broken
+
+
+def _head_problem(key: str, head: AuditChain | None, last: AuditEvent | None) -> BrokenLink | None:
+    if head is None:
+        return BrokenLink(chain=key, seq=last.seq, problem=ERR_NO_HEAD) if last else None
+    last_seq = last.seq if last else 0
+    if last_seq != head.seq:
+        problem = ERR_TAIL_MISSING.format(last=last_seq, head=head.seq)
+        return BrokenLink(chain=key, seq=last_seq + 1, problem=problem)
+    if last is not None and last.hash != head.head_hash:
+        return BrokenLink(chain=key, seq=last_seq, problem=ERR_HEAD_MISMATCH)
+    return None

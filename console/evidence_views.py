@@ -24,7 +24,7 @@ from django.views.decorators.http import require_GET
 
 from agents.models import Escalation, Execution, Proposal
 from console import charts, metrics
-from console.audit import GLOBAL_CHAIN, chain_key
+from console.audit import GLOBAL_CHAIN, audit_chain_keys, audit_verify, chain_key
 from console.metrics import Scope
 from console.models import AuditEvent, AutonomyChange, ToolGrant, Workflow
 from console.permissions import MANAGE, VIEW, access_workflow, workflows_for
@@ -404,10 +404,10 @@ def audit_check(request: HttpRequest) -> HttpResponse:
     if selected is not None:
         keys = [chain_key(selected)]
     elif sees_all:
-        keys = metrics.audit_chain_keys()
+        keys = audit_chain_keys()
     else:
-        keys = metrics.audit_chain_keys(workflows.values_list("pk", flat=True))
-    broken = metrics.audit_verify_chains(keys)
+        keys = audit_chain_keys(workflows.values_list("pk", flat=True))
+    broken = audit_verify(chains=keys)
     checked = len(keys)
     names = {chain_key(w): w.name for w in Workflow.objects.all()}
     names[GLOBAL_CHAIN] = "Global"

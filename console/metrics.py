@@ -41,7 +41,6 @@ from django.db.models import (
     Exists,
     ExpressionWrapper,
     F,
-    Max,
     Min,
     OuterRef,
     Q,
@@ -52,8 +51,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, Step, WorkItem
-from console.audit import BrokenLink, audit_verify
-from console.models import AuditChain, AuditEvent, Workflow
+from console.models import Workflow
 from reviews.models import (
     CRITICAL_REJECT_REASONS,
     Decision,
@@ -971,65 +969,3 @@ def _reject_reason_values() -> list[str]:
 
 
 # --- Audit integrity (read side) -------------------------------------------------------
-
-ERR_TAIL_MISSING = "the chain ends at #{last} but its head says #{head}: events were deleted"
-ERR_HEAD_MISMATCH = "the last event's hash does not match the chain head"
-ERR_NO_HEAD = "events exist but the chain head is missing"
-
-
-def audit_chain_keys(workflow_ids: Iterable[int] | None = None) -> list[str]:
-    """Every chain with a head row or with events (a deleted head is tampering too)."""
-    heads = AuditChain.objects.all()
-    events = AuditEvent.objects.all()
-    if workflow_ids is not None:
-        keys = [f"workflow:{pk}" for pk in workflow_ids]
-        heads, events = heads.filter(key__in=keys), events.filter(chain__in=keys)
-    found = set(heads.values_list("key", flat=True)) | set(
-        events.order_by().values_list("chain", flat=True).distinct()
-    )
-    return sorted(found)
-
-
-def audit_verify_chains(keys: Iterable[str]) -> list[BrokenLink]:
-    """console.audit.audit_verify for each chain, plus the tail: the walk alone
-    cannot see deleted events at the end, so the last event must match the head."""
-    keys = list(keys)
-    heads = {h.key: h for h in AuditChain.objects.filter(key__in=keys)}
-    tails = {
-        row["chain"]: row
-        for row in AuditEvent.objects.filter(chain__in=keys)
-        .values("chain")
-        .annotate(last=Max("seq"))
-        .order_by()
-    }
-    last_seqs = {t["last"] for t in tails.values()}
-    last_hashes = {
-        chain: digest
-        for chain, seq, digest in AuditEvent.objects.filter(
-            chain__in=keys, seq__in=last_seqs
-        ).values_list("chain", "seq", "hash")
-        if tails[chain]["last"] == seq
-    }
-    broken: list[BrokenLink] = []
-    for key in keys:
-        walked = audit_verify(chain=key)
-        if walked:
-            broken.extend(walked)
-            continue
-        head, tail = heads.get(key), tails.get(key)
-        if head is None:
-            if tail is not None:
-                broken.append(BrokenLink(chain=key, seq=tail["last"], problem=ERR_NO_HEAD))
-            continue
-        last = tail["last"] if tail else 0
-        if last != head.seq:
-            broken.append(
-                BrokenLink(
-                    chain=key,
-                    seq=last + 1,
-                    problem=ERR_TAIL_MISSING.format(last=last, head=head.seq),
-                )
-            )
-        elif last and last_hashes.get(key) != head.head_hash:
-            broken.append(BrokenLink(chain=key, seq=last, problem=ERR_HEAD_MISMATCH))
-    return broken

@@ -16,8 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console import notifications
-from console.audit import audit_append, chain_key
-from console.metrics import ERR_HEAD_MISMATCH, audit_verify_chains
+from console.audit import ERR_HEAD_MISMATCH, audit_append, audit_verify, chain_key
 from console.models import AuditEvent, AutonomyChange, AutonomyLevel
 from tests.factories import EscalationFactory, ProposalFactory
 
@@ -113,7 +112,7 @@ def test_rewritten_tail_with_a_valid_hash_is_caught_by_the_head(chain):
         forged_hash,
         chain,
     )
-    [broken] = audit_verify_chains([chain])
+    [broken] = audit_verify(chains=[chain])
     assert (broken.seq, broken.problem) == (4, ERR_HEAD_MISMATCH)
 
 

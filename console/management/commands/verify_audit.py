@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from console.metrics import audit_chain_keys, audit_verify_chains
+from console.audit import audit_chain_keys, audit_verify
 
 ERR_BROKEN = "{n} audit chain(s) broken."
 
@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, chain: str = "", **options: Any) -> None:
         keys = [chain] if chain else audit_chain_keys()
-        broken = {link.chain: link for link in audit_verify_chains(keys)}
+        broken = {link.chain: link for link in audit_verify(chains=keys)}
         for key in keys:
             link = broken.get(key)
             if link is None:
