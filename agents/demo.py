@@ -442,6 +442,9 @@ def _seed_workflow(slug: str) -> Workflow:
             # Two reviewer decisions per refund (refund + reply) at ~45 s each.
             "cost_target_usd": spec.get("cost_target_usd", Decimal("1.00")),
             "gate_min_agreement": spec.get("gate_min_agreement", Decimal("0.900")),
+            # One in five automatic executions goes to post-hoc review, so the demo
+            # feed (an item a minute) shows samples within minutes of a promotion.
+            "sample_rate": spec.get("sample_rate", Decimal("0.200")),
         },
     )
     for tool, caps in spec["grants"].items():

@@ -502,14 +502,19 @@ class Runner:
                         sla_due_at=sla,
                     )
                 )
-            auto = all(
-                p.verdict == Proposal.Verdict.ALLOW
+            # Each action inside its caps at limited or above runs on its own, in plan
+            # order; an action that needs a human holds the ones after it until decided.
+            auto = [
+                p
+                for p in proposals
+                if p.verdict == Proposal.Verdict.ALLOW
                 and AutonomyLevel.rank(p.autonomy_level)
                 >= AutonomyLevel.rank(AutonomyLevel.LIMITED)
-                for p in proposals
-            )
+            ]
             self.item.status = (
-                WorkItem.Status.EXECUTING if auto else WorkItem.Status.AWAITING_REVIEW
+                WorkItem.Status.EXECUTING
+                if len(auto) == len(proposals)
+                else WorkItem.Status.AWAITING_REVIEW
             )
             self.item.sla_due_at = sla
             self.item.save(update_fields=["status", "sla_due_at", "updated_at"])
@@ -525,13 +530,13 @@ class Runner:
                     ],
                     "read_calls": [o["tool"] for o in self.state.tool_outputs],
                     "model": self.run.model,
-                    "auto_execute": auto,
+                    "auto_execute": [p.pk for p in auto],
                 },
             )
             if auto:
                 from agents.services import proposals_auto_execute
 
-                proposals_auto_execute(proposals=proposals)
+                proposals_auto_execute(proposals=auto, plan=proposals)
         return self.run
 
     def escalate(self, stop: RunStopped) -> Run:

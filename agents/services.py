@@ -245,7 +245,12 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
             if not undecided and item.status not in WorkItem.TERMINAL:
                 _resolve(item, succeeded=False)
             return []
-        if not all(p.status in (*EXECUTABLE_STATUSES, Proposal.Status.EXECUTED) for p in proposals):
+        # Every action approved, done, or on its way to run on its own.
+        if not all(
+            p.status in (*EXECUTABLE_STATUSES, Proposal.Status.EXECUTED)
+            or (p.status == Proposal.Status.PENDING and p.auto_executed)
+            for p in proposals
+        ):
             return []
         grants = {g.tool: g for g in ToolGrant.objects.filter(workflow=proposals[0].workflow)}
         nxt = _next_to_execute(proposals, grants)
@@ -298,8 +303,12 @@ def plans_redispatch(*, workflow: Workflow) -> list[int]:
     return enqueued
 
 
-def proposals_auto_execute(*, proposals: list[Proposal]) -> list[int]:
-    """Auto-allowed plans at limited/autonomous: mark them and start the first.
+def proposals_auto_execute(
+    *, proposals: list[Proposal], plan: list[Proposal] | None = None
+) -> list[int]:
+    """Auto-allowed actions at limited/autonomous: mark them, and start the plan's
+    first action if it is one of them. An auto-allowed action after one that waits
+    for a human starts once that one is approved (and is cancelled if rejected).
 
     Whether an action is sampled for post-hoc review is decided when it executes
     (``_auto_reserve``), under the grant's lock, so the sample is exact.
@@ -310,8 +319,28 @@ def proposals_auto_execute(*, proposals: list[Proposal]) -> list[int]:
         p.auto_executed = True
         p.sampled_for_review = False
         p.save(update_fields=["auto_executed", "sampled_for_review"])
-    _enqueue_execute(proposals[0].pk)
-    return [proposals[0].pk]
+    nxt = _next_to_execute(sorted(plan or proposals, key=lambda p: p.sequence), {})
+    if nxt is None:
+        return []
+    _enqueue_execute(nxt.pk)
+    return [nxt.pk]
+
+
+def _plan_settled(item: WorkItem, proposals: list[Proposal]) -> None:
+    """After an action ran and nothing follows it now: resolve the item, or hand it
+    back to the reviewers while a later action waits for one (inside a transaction)."""
+    item = WorkItem.objects.select_for_update().get(pk=item.pk)
+    if item.status in WorkItem.TERMINAL:
+        return
+    if all(p.status in (Proposal.Status.EXECUTED, *EXECUTABLE_STATUSES) for p in proposals):
+        _resolve(item, succeeded=True)
+    elif any(p.status == Proposal.Status.REJECTED for p in proposals) and not any(
+        p.status == Proposal.Status.PENDING for p in proposals
+    ):
+        _resolve(item, succeeded=False)
+    elif any(p.status == Proposal.Status.PENDING and not p.auto_executed for p in proposals):
+        item.status = WorkItem.Status.AWAITING_REVIEW
+        item.save(update_fields=["status", "updated_at"])
 
 
 # --- Execution ---------------------------------------------------------------------
@@ -550,6 +579,12 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             refusal = str(exc)
         else:
             refusal = ""
+        if auto and (
+            Proposal.objects.filter(run_id=proposal.run_id, sequence__lt=proposal.sequence)
+            .exclude(status=Proposal.Status.EXECUTED)
+            .exists()
+        ):
+            return None  # an earlier action of its plan has not run: it starts after that
         grants = ToolGrant.objects.filter(workflow=workflow, tool=proposal.tool)
         # Automatic executions serialise on their grant's row: the daily caps and
         # the sample are decided under this lock (see _auto_reserve).
@@ -686,10 +721,8 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
         nxt = _next_to_execute(proposals, grants)
         if nxt is not None:
             _enqueue_execute(nxt.pk)
-        elif all(p.status in (Proposal.Status.EXECUTED, *EXECUTABLE_STATUSES) for p in proposals):
-            item = WorkItem.objects.select_for_update().get(pk=proposal.work_item_id)
-            if item.status not in WorkItem.TERMINAL:
-                _resolve(item, succeeded=True)
+        else:
+            _plan_settled(proposal.work_item, proposals)
     return execution
 
 
@@ -812,6 +845,19 @@ def stranded_redispatch(*, now: Any = None) -> dict[str, int]:
             workflow__paused=False,
         )
         .exclude(executions__status=Execution.Status.SUCCEEDED)
+        .values_list("run_id", flat=True)
+        .distinct()[:500]
+    )
+    # Auto-allowed actions whose task was lost: at limited nobody approves them, so
+    # nothing else would ever start them.
+    run_ids += list(
+        Proposal.objects.filter(
+            status=Proposal.Status.PENDING,
+            auto_executed=True,
+            work_item__updated_at__lt=cutoff,
+            workflow__paused=False,
+        )
+        .exclude(run_id__in=run_ids)
         .values_list("run_id", flat=True)
         .distinct()[:500]
     )

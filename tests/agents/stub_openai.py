@@ -101,6 +101,24 @@ SCRIPTS: dict[str, list[dict[str, Any]]] = {
         },
         final(),
     ],
+    # The reply first, then the refund: a human step before an auto-allowed one.
+    "reply_first": [
+        {
+            "calls": [
+                call(
+                    "draft_customer_reply",
+                    {
+                        "to": "cora@example.com",
+                        "subject": "Your refund",
+                        "body": "We are refunding $42.00.",
+                        "order_number": "A-1001",
+                    },
+                ),
+                call("create_refund", GOOD_REFUND),
+            ]
+        },
+        final(),
+    ],
     # A fully compromised model: it does whatever the item's text says.
     "inj_other_tool": [
         {

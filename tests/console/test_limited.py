@@ -135,6 +135,104 @@ def test_auto_executed_arguments_that_differ_from_their_hash_are_refused():
     assert proposal.work_item.escalations.get().detail == ERR_HASH_MISMATCH
 
 
+# --- plans that mix automatic and human actions ----------------------------------------
+
+
+def decide_next(reviewer, verdict: str = "accept", **extra) -> Proposal:
+    claim = claim_next(reviewer=reviewer)
+    assert claim is not None, "a proposal waits for the reviewer"
+    proposal_decide(
+        proposal_id=claim.proposal_id,
+        reviewer=reviewer,
+        claim_token=claim.token,
+        verdict=verdict,
+        **extra,
+    )
+    return Proposal.objects.get(pk=claim.proposal_id)
+
+
+def test_the_auto_allowed_refund_runs_while_the_customer_reply_waits_for_a_human(
+    stub_openai, refund_reviewer
+):
+    workflow = limited_workflow()
+    item = make_item(workflow, "plan")
+    run_work_item(work_item_id=item.pk)
+    refund, reply = Proposal.objects.filter(work_item=item).order_by("sequence")
+    assert refund.auto_executed
+    assert not reply.auto_executed
+    assert reply.verdict == Proposal.Verdict.NEEDS_APPROVAL
+    item.refresh_from_db()
+    assert item.status == WorkItem.Status.AWAITING_REVIEW
+
+    assert proposal_execute(proposal_id=refund.pk).auto
+    assert SandboxRefund.objects.get().amount == Decimal("42.00")
+    item.refresh_from_db()
+    assert item.status == WorkItem.Status.AWAITING_REVIEW, "the reply still waits"
+
+    reviewer = refund_reviewer(workflow)
+    decided = decide_next(reviewer)
+    assert decided.pk == reply.pk, "only the reply is the reviewer's to decide"
+    execution = proposal_execute(proposal_id=reply.pk)
+    assert execution.status == Execution.Status.SUCCEEDED
+    assert not execution.auto
+    item.refresh_from_db()
+    assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, True)
+    assert claim_next(reviewer=reviewer) is None
+
+
+def test_rejecting_the_reply_before_the_refund_ran_still_settles_the_item(
+    stub_openai, refund_reviewer
+):
+    workflow = limited_workflow()
+    item = make_item(workflow, "plan")
+    run_work_item(work_item_id=item.pk)
+    refund, reply = Proposal.objects.filter(work_item=item).order_by("sequence")
+
+    decide_next(refund_reviewer(workflow), "reject", reason="wrong_action")
+    item.refresh_from_db()
+    assert item.status not in WorkItem.TERMINAL, "the refund has not run yet"
+    proposal_execute(proposal_id=refund.pk)
+    assert SandboxRefund.objects.count() == 1
+    item.refresh_from_db()
+    assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, False)
+
+
+def test_an_auto_allowed_action_after_a_human_one_waits_for_it(stub_openai, refund_reviewer):
+    workflow = limited_workflow()
+    item = make_item(workflow, "reply_first")
+    run_work_item(work_item_id=item.pk)
+    reply, refund = Proposal.objects.filter(work_item=item).order_by("sequence")
+    assert refund.auto_executed
+    assert not reply.auto_executed
+
+    # Out of order, even when delivered: the refund starts only after the reply ran.
+    assert proposal_execute(proposal_id=refund.pk) is None
+    assert not SandboxRefund.objects.exists()
+
+    decide_next(refund_reviewer(workflow))
+    proposal_execute(proposal_id=reply.pk)
+    assert not SandboxRefund.objects.exists()
+    assert proposal_execute(proposal_id=refund.pk).auto
+    assert SandboxRefund.objects.count() == 1
+    item.refresh_from_db()
+    assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, True)
+
+
+def test_rejecting_the_human_step_cancels_the_automatic_one_after_it(stub_openai, refund_reviewer):
+    workflow = limited_workflow()
+    item = make_item(workflow, "reply_first")
+    run_work_item(work_item_id=item.pk)
+    reply, refund = Proposal.objects.filter(work_item=item).order_by("sequence")
+
+    decide_next(refund_reviewer(workflow), "reject", reason="wrong_action")
+    refund.refresh_from_db()
+    assert refund.status == Proposal.Status.CANCELLED
+    assert proposal_execute(proposal_id=refund.pk) is None
+    assert not SandboxRefund.objects.exists()
+    item.refresh_from_db()
+    assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, False)
+
+
 # --- per-day caps ---------------------------------------------------------------------
 
 

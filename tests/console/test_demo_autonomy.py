@@ -1,0 +1,87 @@
+"""The demo's promise for limited autonomy: after the seeded history, a manager
+promotes create_refund to limited (a second manager approves), and the demo feed's
+new refund items then execute on their own, with a sample queued for review."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from agents.demo import demo_feed_one
+from agents.models import Execution, Proposal, SandboxRefund
+from agents.runner import run_work_item
+from agents.services import proposal_execute
+from console.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant, Workflow
+from console.services import autonomy_change_approve, autonomy_change_request
+from console.tasks import breaker_check_task
+from reviews.models import RejectReason
+from reviews.selectors import awaiting_review_q, awaiting_sample_q
+from reviews.services import claim_proposal, proposal_decide
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_promoted_refund_tool_auto_executes_demo_work_and_samples_it(settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    call_command("seed_demo", items=0, history=100, stdout=io.StringIO())
+    users = get_user_model().objects.in_bulk(["mona", "max"], field_name="username")
+    refunds = Workflow.objects.get(slug="refunds")
+    assert refunds.autonomy_level == AutonomyLevel.LIMITED, "the seed raised the ceiling"
+    grant = ToolGrant.objects.get(workflow=refunds, tool="create_refund")
+    assert grant.autonomy_level == AutonomyLevel.SHADOW
+
+    autonomy_change_request(
+        workflow=refunds, grant=grant, to_level=AutonomyLevel.SUPERVISED, actor=users["mona"]
+    )
+    change = autonomy_change_request(
+        workflow=refunds,
+        grant=ToolGrant.objects.get(pk=grant.pk),
+        to_level=AutonomyLevel.LIMITED,
+        actor=users["mona"],
+        reason="Refunds under the cap agree with reviewers.",
+    )
+    assert change.status == AutonomyChange.Status.REQUESTED, "four eyes"
+    autonomy_change_approve(change=change, actor=users["max"])
+    grant.refresh_from_db()
+    assert grant.autonomy_level == AutonomyLevel.LIMITED
+
+    before = SandboxRefund.objects.count()
+    for _ in range(10):
+        for item in demo_feed_one():
+            if item.workflow_id != refunds.pk:
+                continue
+            run_work_item(work_item_id=item.pk)
+            for proposal in Proposal.objects.filter(work_item=item, auto_executed=True):
+                proposal_execute(proposal_id=proposal.pk)
+
+    auto = Execution.objects.filter(
+        proposal__workflow=refunds, auto=True, status=Execution.Status.SUCCEEDED
+    )
+    assert auto.count() >= 5, "most demo refunds sit inside the caps"
+    assert SandboxRefund.objects.count() - before >= auto.count()
+    fresh = Proposal.objects.filter(
+        workflow=refunds, work_item__external_id__startswith="demo-refunds-2"
+    )
+    assert fresh.filter(awaiting_sample_q()).exists(), "a sample of them waits for review"
+    # The customer replies still wait for a human.
+    assert fresh.filter(awaiting_review_q(), tool="draft_customer_reply").exists()
+
+    # A reviewer finds the sampled refund unsafe: the breaker takes the tool back.
+    rita = get_user_model().objects.get(username="rita")
+    sample = fresh.filter(awaiting_sample_q()).first()
+    claim = claim_proposal(proposal=sample, reviewer=rita)
+    decision = proposal_decide(
+        proposal_id=sample.pk,
+        reviewer=rita,
+        claim_token=claim.token,
+        verdict="reject",
+        reason=RejectReason.UNSAFE,
+    )
+    # What the worker runs once the decision commits.
+    assert breaker_check_task(refunds.pk, "create_refund", decision.pk) == "demoted"
+    grant.refresh_from_db()
+    assert grant.autonomy_level == AutonomyLevel.SUPERVISED
+    assert AuditEvent.objects.filter(action="circuit_breaker.tripped", workflow=refunds).exists()
