@@ -1,7 +1,8 @@
 """The tamper-evident audit log: one hash chain per workflow.
 
-Appending locks only the head row of that workflow's chain, so decisions in
-different workflows never wait on each other.
+Appending inserts a row and takes no lock; sealing (after commit) locks only the
+head row of that workflow's chain, briefly, so no transaction waits on another's
+audit events and none can deadlock on them.
 """
 
 from __future__ import annotations
@@ -47,30 +48,76 @@ def audit_append(
     obj: Any = None,
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event to its workflow's chain. Call inside the transaction
-    that makes the change, so the event and the change commit together."""
+    """Write one event. Call inside the transaction that makes the change, so the
+    event and the change commit (or roll back) together.
+
+    The event is inserted unsealed and takes no lock: the chain's head is locked
+    only by ``audit_seal``, right after the transaction commits, in a transaction
+    of its own. Holding the head until commit made every transaction that audits
+    wait on one row per workflow, and deadlock with ones that lock rows the other
+    way round (a decision and an execution of the same plan).
+    """
     key = chain_key(workflow)
-    with transaction.atomic():
-        AuditChain.objects.get_or_create(key=key)
-        head = AuditChain.objects.select_for_update().get(key=key)
-        event = AuditEvent(
-            chain=key,
-            seq=head.seq + 1,
-            workflow=workflow,
-            actor=_user_or_none(actor),
-            actor_label=actor_label_for(actor),
-            action=action,
-            object_type=type(obj).__name__ if obj is not None else "",
-            object_id=str(obj.pk) if obj is not None else "",
-            data=data or {},
-            created_at=timezone.now(),
-            prev_hash=head.head_hash,
-        )
-        event.hash = event.compute_hash()
-        event.save(force_insert=True)
-        head.seq, head.head_hash = event.seq, event.hash
-        head.save(update_fields=["seq", "head_hash"])
+    event = AuditEvent.objects.create(
+        chain=key,
+        workflow=workflow,
+        actor=_user_or_none(actor),
+        actor_label=actor_label_for(actor),
+        action=action,
+        object_type=type(obj).__name__ if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        data=data or {},
+        created_at=timezone.now(),
+    )
+    _seal_on_commit(key)
     return event
+
+
+def _seal_on_commit(key: str) -> None:
+    """Seal the chain once the current transaction commits: one callback per chain
+    per transaction, however many events it writes."""
+    connection = transaction.get_connection()
+    for entry in connection.run_on_commit:
+        if getattr(entry[1], "audit_chain", None) == key:
+            return
+
+    def seal() -> None:
+        audit_seal(chain=key)
+
+    seal.audit_chain = key  # type: ignore[attr-defined]
+    transaction.on_commit(seal, robust=True)
+
+
+def audit_seal(*, chain: str | None = None, limit: int = 5000) -> int:
+    """Give unsealed events their place in the chain: seq, previous hash and hash,
+    in the order they were written. Returns how many were sealed.
+
+    Runs after each auditing transaction commits, and periodically for events
+    whose process died between commit and seal. Sealing one chain locks its head
+    (and nothing else) for a few milliseconds.
+    """
+    unsealed = AuditEvent.objects.filter(seq__isnull=True)
+    if chain is not None:
+        unsealed = unsealed.filter(chain=chain)
+    keys = sorted(set(unsealed.order_by().values_list("chain", flat=True)[:limit]))
+    sealed = 0
+    for key in keys:
+        with transaction.atomic():
+            AuditChain.objects.get_or_create(key=key)
+            head = AuditChain.objects.select_for_update().get(key=key)
+            events = list(
+                AuditEvent.objects.filter(chain=key, seq__isnull=True).order_by("id")[:limit]
+            )
+            for event in events:
+                event.seq = head.seq + 1
+                event.prev_hash = head.head_hash
+                event.hash = event.compute_hash()
+                head.seq, head.head_hash = event.seq, event.hash
+            if events:
+                AuditEvent.objects.bulk_update(events, ["seq", "prev_hash", "hash"])
+                head.save(update_fields=["seq", "head_hash"])
+            sealed += len(events)
+    return sealed
 
 
 @dataclass(frozen=True)
@@ -105,6 +152,7 @@ def audit_verify(
     The walk checks sequence, links and content; the head row then catches what a
     walk cannot see: events deleted at the end, or a forged last event re-hashed.
     """
+    audit_seal(chain=chain)  # whatever a crash left unsealed
     if chain is not None:
         keys = [chain]
     elif chains is not None:
@@ -118,7 +166,8 @@ def audit_verify(
         expected_seq = 1
         last: AuditEvent | None = None
         problem_at: BrokenLink | None = None
-        for event in AuditEvent.objects.filter(chain=key).order_by("seq").iterator(2000):
+        sealed = AuditEvent.objects.filter(chain=key, seq__isnull=False)
+        for event in sealed.order_by("seq").iterator(2000):
             problem = ""
             if event.seq != expected_seq:
                 problem = f"sequence gap: expected {expected_seq}, found {event.seq}"

@@ -256,10 +256,15 @@ class AuditChain(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Append-only. Each row carries the hash of the previous row in its chain."""
+    """Append-only. Each row carries the hash of the previous row in its chain.
+
+    An event is written unsealed (no ``seq``, no hashes) inside the transaction
+    that makes the change, then sealed into its chain right after that commits
+    (``console.audit.audit_seal``): only sealing takes the chain's lock.
+    """
 
     chain = models.CharField(max_length=80)
-    seq = models.PositiveBigIntegerField()
+    seq = models.PositiveBigIntegerField(null=True, blank=True)
     workflow = models.ForeignKey(
         Workflow, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
     )
@@ -274,8 +279,8 @@ class AuditEvent(models.Model):
     object_id = models.CharField(max_length=64, blank=True)
     data = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     created_at = models.DateTimeField()
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["chain", "seq"]
@@ -283,6 +288,9 @@ class AuditEvent(models.Model):
             models.UniqueConstraint(fields=["chain", "seq"], name="auditevent_chain_seq_unique"),
         ]
         indexes = [
+            models.Index(
+                fields=["chain", "id"], condition=Q(seq__isnull=True), name="auditevent_unsealed"
+            ),
             models.Index(fields=["workflow", "-created_at"]),
             models.Index(fields=["object_type", "object_id"]),
             models.Index(fields=["action", "-created_at"]),

@@ -37,3 +37,11 @@ def breaker_sweep_task() -> int:
     from console.breaker import breaker_sweep
 
     return len(breaker_sweep())
+
+
+@shared_task(name="console.audit_seal", ignore_result=True)
+def audit_seal_task() -> int:
+    """Seal audit events left unsealed (a process died between commit and seal)."""
+    from console.audit import audit_seal
+
+    return audit_seal()

@@ -40,6 +40,13 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=5),
         "options": {"expires": 60 * 4},
     },
+    # Audit events whose process died between commit and seal get their place in
+    # the chain (every commit seals its own; this only catches the leftovers).
+    "audit-seal": {
+        "task": "console.audit_seal",
+        "schedule": timedelta(minutes=1),
+        "options": {"expires": 50},
+    },
     # Work a broker outage left behind (received items, approved actions) is re-sent.
     "redispatch-stranded": {
         "task": "agents.redispatch_stranded",

@@ -4,6 +4,7 @@ import pytest
 
 from agents.demo import demo_feed_one, demo_seed
 from agents.models import WorkItem
+from tests.callbacks import task_callbacks
 
 pytestmark = pytest.mark.django_db
 
@@ -18,4 +19,4 @@ def test_the_feed_adds_one_new_item_per_demo_workflow(django_capture_on_commit_c
     assert len(second) == 3
     assert WorkItem.objects.count() == before + 6
     assert {i.external_id for i in first}.isdisjoint({i.external_id for i in second})
-    assert len(callbacks) == 3, "each new item is sent to the agent on commit"
+    assert len(task_callbacks(callbacks)) == 3, "each new item is sent to the agent on commit"

@@ -36,6 +36,7 @@ from agents.tools.refunds import ERR_REFUND_EXCEEDS
 from console.models import AuditEvent, ToolGrant
 from reviews.models import Decision
 from tests.agents.stub_openai import GOOD_REFUND, make_refund_workflow
+from tests.callbacks import task_callbacks
 from tests.conftest import WorkerProcess
 from tests.factories import ProposalFactory, RunFactory, WorkItemFactory
 
@@ -185,10 +186,10 @@ def test_plan_waits_for_every_decision_then_executes_in_sequence(
     decide(reply)
     with django_capture_on_commit_callbacks() as callbacks:
         assert plan_dispatch_ready(run_id=refund.run_id) == [refund.pk]
-    assert len(callbacks) == 1
+    assert len(task_callbacks(callbacks)) == 1
     with django_capture_on_commit_callbacks() as callbacks:
         proposal_execute(proposal_id=refund.pk)
-    assert len(callbacks) == 1  # the success enqueued the next step
+    assert len(task_callbacks(callbacks)) == 1  # the success enqueued the next step
     proposal_execute(proposal_id=reply.pk)
 
     item = WorkItem.objects.get(pk=refund.work_item_id)
@@ -219,7 +220,7 @@ def test_shadow_mode_records_the_outcome_and_executes_nothing(django_capture_on_
     decide(reply, "edit", {**REPLY, "body": "Refunded, sorry for the trouble."})
     with django_capture_on_commit_callbacks() as callbacks:
         assert plan_dispatch_ready(run_id=refund.run_id) == []
-    assert callbacks == []
+    assert task_callbacks(callbacks) == []
     item = WorkItem.objects.get(pk=refund.work_item_id)
     assert item.status == WorkItem.Status.RESOLVED
     assert item.succeeded is True

@@ -23,6 +23,7 @@ from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     make_refund_workflow,
     stub_openai_fixture,
 )
+from tests.callbacks import task_callbacks
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +90,7 @@ def test_an_injected_amount_above_the_cap_still_needs_a_human(
     proposal = run.proposals.get()
     assert proposal.verdict == Proposal.Verdict.NEEDS_APPROVAL
     assert not proposal.auto_executed
-    assert callbacks == []  # nothing was sent to execute
+    assert task_callbacks(callbacks) == []  # nothing was sent to execute
     assert proposal_execute(proposal_id=proposal.pk) is None
     assert proposal.flagged_injection
     assert {"override_instructions", "raise_limits", "exfiltration"} <= {

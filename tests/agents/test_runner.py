@@ -22,6 +22,7 @@ from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     stub_openai_env_fixture,
     stub_openai_fixture,
 )
+from tests.callbacks import task_callbacks
 
 pytestmark = pytest.mark.django_db
 
@@ -226,14 +227,14 @@ def test_work_item_create_is_idempotent_and_dispatches_on_commit(
             workflow=workflow, external_id="T-1", payload={"text": "hi"}, source="api"
         )
     assert created
-    assert len(callbacks) == 1
+    assert len(task_callbacks(callbacks)) == 1
     with django_capture_on_commit_callbacks() as callbacks:
         again, created = services.work_item_create(
             workflow=workflow, external_id="T-1", payload={"text": "other"}, source="api"
         )
     assert not created
     assert again.pk == item.pk
-    assert callbacks == []
+    assert task_callbacks(callbacks) == []
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,11 @@ from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from agents.models import WorkItem
 from console import notifications
-from console.audit import ERR_HEAD_MISMATCH, audit_append, audit_verify, chain_key
+from console.audit import ERR_HEAD_MISMATCH, audit_append, audit_seal, audit_verify, chain_key
 from console.models import AuditEvent, AutonomyChange, AutonomyLevel
-from tests.factories import EscalationFactory, ProposalFactory
+from tests.factories import EscalationFactory, ProposalFactory, WorkItemFactory
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
@@ -29,6 +30,8 @@ def chain(workflow, other_workflow):
         audit_append(action=f"test.step{i}", actor="system", workflow=workflow, data={"i": i})
     audit_append(action="test.other", actor="system", workflow=other_workflow)
     audit_append(action="test.global", actor="system")
+    # What runs when the transaction commits (the test's own never does).
+    audit_seal()
     return chain_key(workflow)
 
 
@@ -66,6 +69,42 @@ def test_database_refuses_to_edit_the_log(chain):
 
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         AuditEvent.objects.filter(chain=chain, seq=2).update(action="test.forged")
+
+
+def test_an_event_is_sealed_into_its_chain_when_its_transaction_commits(
+    workflow, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        first = audit_append(action="test.a", actor="system", workflow=workflow)
+        second = audit_append(action="test.b", actor="system", workflow=workflow)
+        assert (first.seq, first.hash) == (None, ""), "unsealed until commit"
+    assert len(callbacks) == 1, "one seal per chain per transaction"
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.seq, second.seq) == (1, 2)
+    assert second.prev_hash == first.hash
+    assert audit_verify(chain=chain_key(workflow)) == []
+
+
+def test_sealing_may_not_change_what_an_event_says(workflow):
+    from django.db import DatabaseError
+
+    event = audit_append(action="test.a", actor="system", workflow=workflow)
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(
+            seq=1, prev_hash="0" * 64, hash="f" * 64, action="test.forged"
+        )
+    audit_seal()
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(seq=7, hash="f" * 64)
+
+
+def test_verify_seals_what_a_crash_left_unsealed(workflow):
+    audit_append(action="test.a", actor="system", workflow=workflow)
+    audit_append(action="test.b", actor="system", workflow=workflow)
+    assert AuditEvent.objects.filter(seq__isnull=True).count() == 2
+    assert audit_verify() == []
+    assert list(AuditEvent.objects.values_list("seq", flat=True)) == [1, 2]
 
 
 def test_edited_event_is_the_first_broken_link(chain):
@@ -329,3 +368,57 @@ def test_escalation_and_demotion_payloads(webhook, workflow, django_capture_on_c
     payload, event_id = captured_payload(callbacks)
     assert payload["text"] == "Demoted supervised → shadow — Refunds"
     assert "by the circuit breaker" in payload["blocks"][0]["text"]["text"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_transactions_locking_rows_and_auditing_in_opposite_orders_do_not_deadlock():
+    """The regression for the soak's deadlocks: one transaction audits and then locks
+    a row the other holds, while the other audits in the same workflow before it
+    commits. With the chain head locked until commit this deadlocked; now
+    appending takes no lock and both commit."""
+    import threading
+
+    from django.db import connections
+
+    from console.models import Workflow
+
+    workflow = Workflow.objects.create(slug="race", name="Race")
+    row = WorkItemFactory(workflow=workflow)
+    audited = threading.Event()
+    errors: list[BaseException] = []
+
+    def audit_then_lock() -> None:
+        try:
+            with transaction.atomic():
+                audit_append(action="test.first", actor="system", workflow=workflow)
+                audited.set()
+                WorkItem.objects.select_for_update().get(pk=row.pk)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def lock_then_audit() -> None:
+        try:
+            with transaction.atomic():
+                WorkItem.objects.select_for_update().get(pk=row.pk)
+                audited.wait(5)
+                time.sleep(0.2)  # the other transaction is now waiting for the row
+                audit_append(action="test.second", actor="system", workflow=workflow)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=lock_then_audit)
+    holder.start()
+    time.sleep(0.1)  # it holds the row first
+    waiter = threading.Thread(target=audit_then_lock)
+    waiter.start()
+    holder.join(10)
+    waiter.join(10)
+    assert errors == []
+    events = dict(AuditEvent.objects.values_list("action", "seq"))
+    assert set(events) == {"test.first", "test.second"}
+    assert sorted(events.values()) == [1, 2], "both committed, both sealed"
+    assert audit_verify(chain=chain_key(workflow)) == []

@@ -27,6 +27,7 @@ from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     stub_openai_fixture,
 )
 from tests.agents.test_execute import plan
+from tests.callbacks import task_callbacks
 from tests.conftest import WorkerProcess
 from tests.factories import UserFactory
 
@@ -81,7 +82,7 @@ def test_an_action_inside_every_cap_executes_without_a_human(
     proposal = Proposal.objects.get(work_item=item)
     assert proposal.auto_executed
     assert proposal.verdict == Proposal.Verdict.ALLOW
-    assert callbacks, "execute_action is enqueued once the run commits"
+    assert task_callbacks(callbacks), "execute_action is enqueued once the run commits"
 
     execution = proposal_execute(proposal_id=proposal.pk)
     assert execution.status == Execution.Status.SUCCEEDED
@@ -462,6 +463,6 @@ def test_a_resume_restarts_automatic_actions_the_pause_held(django_capture_on_co
 
     with django_capture_on_commit_callbacks() as callbacks:
         workflow_resume(workflow=Workflow.objects.get(pk=workflow.pk), actor="ops:test")
-    assert callbacks, "the held action is enqueued again"
+    assert task_callbacks(callbacks), "the held action is enqueued again"
     assert services.plans_redispatch(workflow=workflow) == [proposal.pk]
     assert proposal_execute(proposal_id=proposal.pk).status == Execution.Status.SUCCEEDED

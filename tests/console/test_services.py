@@ -5,8 +5,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
 from console import gate, services
-from console.audit import audit_append, audit_verify
+from console.audit import audit_append, audit_seal, audit_verify
 from console.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant
+from tests.callbacks import task_callbacks
 from tests.console.evidence import make_evidence
 from tests.factories import ToolGrantFactory, WorkflowFactory, WorkItemFactory
 
@@ -131,6 +132,9 @@ def test_audit_chain_links_each_event_to_the_previous_one(workflow):
     first = audit_append(action="a", actor="system", workflow=workflow)
     second = audit_append(action="b", actor="system", workflow=workflow)
     other = audit_append(action="c", actor="system", workflow=WorkflowFactory())
+    audit_seal()  # what runs after the transaction commits
+    for event in (first, second, other):
+        event.refresh_from_db()
     assert second.prev_hash == first.hash
     assert (first.seq, second.seq, other.seq) == (1, 2, 1), "one chain per workflow"
     assert audit_verify() == []
@@ -147,6 +151,7 @@ def test_the_database_refuses_to_rewrite_the_audit_log(workflow):
 def test_audit_verify_reports_the_first_broken_link(workflow):
     for action in ("a", "b", "c"):
         audit_append(action=action, actor="system", workflow=workflow)
+    audit_seal()
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL session_replication_role = replica")  # bypass the trigger
         cursor.execute("UPDATE console_auditevent SET action = 'x' WHERE seq = 2")
@@ -168,6 +173,6 @@ def test_resume_restarts_items_that_arrived_while_paused(
     item = WorkItemFactory(workflow=workflow, status="received")
     with django_capture_on_commit_callbacks() as callbacks:
         services.workflow_resume(workflow=workflow, actor=ops)
-    assert len(callbacks) >= 1, "the held item is dispatched again on commit"
+    assert len(task_callbacks(callbacks)) >= 1, "the held item is dispatched again on commit"
     item.refresh_from_db()
     assert item.status == "received"

@@ -34,6 +34,7 @@ from agents.models import (
 from agents.tools import registry_for
 from console.models import AuditEvent, AutonomyLevel
 from reviews.models import Decision
+from tests.callbacks import task_callbacks
 from tests.evals.conftest import decide, resolve, run_item
 
 pytestmark = pytest.mark.django_db
@@ -220,7 +221,7 @@ def test_a_suite_run_leaves_nothing_behind(demo, human, django_capture_on_commit
     audit_before = AuditEvent.objects.count()
     with django_capture_on_commit_callbacks() as callbacks:
         runs = [eval_suite_run(suite=s) for s in {c.suite for c in cases}]
-    assert callbacks == []
+    assert task_callbacks(callbacks) == []
     assert _counts() == before
     assert AuditEvent.objects.count() == audit_before + len(runs)  # one per suite run
     assert all(r.cases for r in runs)

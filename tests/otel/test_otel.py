@@ -29,6 +29,7 @@ from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     make_refund_workflow,
     stub_openai_fixture,
 )
+from tests.callbacks import task_callbacks
 from tests.factories import RunFactory, WorkflowFactory, WorkItemFactory
 from tests.otel.collector import Collector
 
@@ -263,7 +264,7 @@ def test_off_by_default_nothing_is_sent_or_queued(
     assert export_run_trace.apply(args=(run.pk,)).result == 0
     with django_capture_on_commit_callbacks() as callbacks:
         run_trace_dispatch(run=run)
-    assert callbacks == []
+    assert task_callbacks(callbacks) == []
 
 
 def test_dispatch_queues_the_export_after_commit(
@@ -274,7 +275,7 @@ def test_dispatch_queues_the_export_after_commit(
     monkeypatch.setattr(export_run_trace, "delay", lambda run_id: sent.append(run_id))
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         run_trace_dispatch(run=run)
-    assert len(callbacks) == 1
+    assert len(task_callbacks(callbacks)) == 1
     assert sent == [run.pk]
 
 

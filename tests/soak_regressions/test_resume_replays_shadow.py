@@ -19,6 +19,7 @@ from agents.models import Proposal, WorkItem
 from console.models import AutonomyLevel, ToolGrant
 from console.services import workflow_pause, workflow_resume
 from reviews.services import claim_proposal, proposal_decide
+from tests.callbacks import task_callbacks
 from tests.factories import ToolGrantFactory
 from tests.reviews.factories import plan_factory
 
@@ -48,4 +49,4 @@ def test_resume_does_not_execute_proposals_accepted_in_shadow_mode(
     proposal.refresh_from_db()
     assert item.status == WorkItem.Status.RESOLVED
     assert proposal.status == Proposal.Status.ACCEPTED
-    assert callbacks == []  # no execute_action for a decision made in shadow mode
+    assert task_callbacks(callbacks) == []  # no execute_action for a decision made in shadow mode
