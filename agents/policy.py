@@ -121,9 +121,20 @@ def _decimal(value: Any) -> Decimal | None:
 
 def effective_caps(ctx: PolicyContext) -> dict[str, Decimal]:
     """The lower of the workflow's cap and the grant's cap, per fact."""
+    return caps_for(
+        policy=ctx.policy,
+        tool=ctx.tool.name,
+        grant_caps=ctx.grant.caps if ctx.grant is not None else None,
+    )
+
+
+def caps_for(
+    *, policy: dict[str, Any], tool: str, grant_caps: dict[str, Any] | None
+) -> dict[str, Decimal]:
+    """Per-action caps of one tool: the lower of the workflow's and the grant's."""
     caps: dict[str, Decimal] = {}
-    workflow_caps = (ctx.policy.get("caps") or {}).get(ctx.tool.name) or {}
-    grant_caps = (ctx.grant.caps if ctx.grant is not None else {}) or {}
+    workflow_caps = ((policy or {}).get("caps") or {}).get(tool) or {}
+    grant_caps = grant_caps or {}
     for fact in CAP_FACTS:
         values = [
             v for v in (_decimal(workflow_caps.get(fact)), _decimal(grant_caps.get(fact))) if v

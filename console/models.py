@@ -283,7 +283,7 @@ class AuditEvent(models.Model):
     hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
-        ordering = ["chain", "seq"]
+        ordering = ["chain", "seq", "id"]  # unsealed events (no seq yet) in written order
         constraints = [
             models.UniqueConstraint(fields=["chain", "seq"], name="auditevent_chain_seq_unique"),
         ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
@@ -86,3 +88,59 @@ def decided_counts(workflow: Workflow) -> dict[str, int]:
         rejected=Count("pk", filter=Q(status=Proposal.Status.REJECTED)),
     )
     return row
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    """One tool of a workflow as its page shows it: level, the caps that apply to
+    each action (workflow's and grant's, the lower wins), the per-day caps on what
+    runs without a human, and today's use of them."""
+
+    grant: Any
+    action_caps: dict[str, Decimal]
+    daily_count: Decimal | None
+    daily_total: Decimal | None
+    used_count: int
+    used_total: Decimal
+
+
+def grant_rows(workflow: Workflow) -> list[GrantRow]:
+    from agents.policy import caps_for
+    from agents.services import auto_daily_usage
+
+    rows = []
+    for grant in workflow.grants.order_by("tool"):
+        caps = grant.caps if isinstance(grant.caps, dict) else {}
+        count, total = caps.get("count"), caps.get("total")
+        used_count, used_total = (
+            auto_daily_usage(workflow=workflow, tool=grant.tool)
+            if count is not None or total is not None
+            else (0, Decimal(0))
+        )
+        rows.append(
+            GrantRow(
+                grant=grant,
+                action_caps=caps_for(policy=workflow.policy, tool=grant.tool, grant_caps=caps),
+                daily_count=Decimal(str(count)) if count is not None else None,
+                daily_total=Decimal(str(total)) if total is not None else None,
+                used_count=used_count,
+                used_total=used_total,
+            )
+        )
+    return rows
+
+
+ALLOWLIST_LABELS = {
+    "groups": "groups that may be granted",
+    "email_domains": "domains that may be emailed",
+}
+
+
+def policy_allowlists(workflow: Workflow) -> dict[str, list[str]]:
+    """The workflow's allowlists, labelled for display."""
+    allowlists = (workflow.policy or {}).get("allowlists") or {}
+    return {
+        ALLOWLIST_LABELS.get(k, k.replace("_", " ")): [str(x) for x in v]
+        for k, v in allowlists.items()
+        if isinstance(v, list | tuple)
+    }

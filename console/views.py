@@ -90,7 +90,8 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "item_counts": selectors.work_item_status_counts(workflow),
         "decided": selectors.decided_counts(workflow),
         "recent_items": selectors.recent_work_items(workflow),
-        "grants": workflow.grants.order_by("tool"),
+        "grants": selectors.grant_rows(workflow),
+        "allowlists": selectors.policy_allowlists(workflow),
         "changes": workflow.autonomy_changes.select_related("grant", "requested_by", "approved_by")[
             :10
         ],

@@ -48,6 +48,10 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterModelOptions(
+            name="auditevent",
+            options={"ordering": ["chain", "seq", "id"]},
+        ),
         migrations.AlterField(
             model_name="auditevent",
             name="hash",

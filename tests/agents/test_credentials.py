@@ -58,7 +58,7 @@ def test_audit_events_never_hold_the_secret(workflow, manager):
     credential_set(workflow=workflow, name="refund-api", secret=SECRET, actor=manager)
     credential_set(workflow=workflow, name="refund-api", secret=ROTATED, actor=manager)
 
-    events = list(AuditEvent.objects.filter(workflow=workflow).order_by("seq"))
+    events = list(AuditEvent.objects.filter(workflow=workflow).order_by("id"))
     assert [event.action for event in events] == [AUDIT_CREATED, AUDIT_ROTATED]
     assert events[1].data == {
         "name": "refund-api",

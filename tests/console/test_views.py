@@ -199,3 +199,27 @@ def test_workflow_page_names_its_accountable_owner(manager, workflow, client_for
     workflow.save()
     body = client_for(manager).get(reverse("workflow-detail", args=[workflow.slug])).content
     assert b"Accountable owner: <strong>mona</strong>" in body
+
+
+def test_the_workflow_page_shows_the_caps_that_apply_and_todays_use(
+    manager, workflow, client_for
+):
+    from console.models import ToolGrant
+
+    workflow.policy = {
+        "caps": {"create_refund": {"amount": 200}, "merge_contacts": {"records": 3}},
+        "allowlists": {"email_domains": ["example.com"], "groups": ["vpn-users"]},
+    }
+    workflow.save()
+    ToolGrant.objects.create(
+        workflow=workflow, tool="create_refund", caps={"amount": 150, "count": 5, "total": 400}
+    )
+    ToolGrant.objects.create(workflow=workflow, tool="merge_contacts")
+
+    html = client_for(manager).get(reverse("workflow-detail", args=[workflow.slug])).content
+    html = html.decode()
+    assert "amount ≤ 150" in html, "the grant's cap is lower than the workflow's"
+    assert "records ≤ 3" in html, "a workflow-level cap shows on a grant without caps"
+    assert "0 of 5 actions, 0 of 400 total" in html
+    assert "domains that may be emailed</strong> example.com" in html
+    assert "groups that may be granted</strong> vpn-users" in html
