@@ -215,6 +215,11 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = 60 * 60 * 12
+# Every request reads the session: with Redis, read it from the cache (written
+# through to the database, so a cache flush logs nobody out, and read from the
+# database while Redis is down: console/sessions.py).
+if REDIS_URL:
+    SESSION_ENGINE = "console.sessions"
 CSRF_COOKIE_HTTPONLY = False  # htmx reads no cookie: the token travels in hx-headers.
 X_FRAME_OPTIONS = "DENY"
 SECURE_CSP = {

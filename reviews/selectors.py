@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -152,78 +152,153 @@ def oldest_pending_at(workflow_id: int) -> datetime | None:
     return _as_datetime(row[0]) if row else None
 
 
+_QUEUE_SIZE_SQL = """
+WITH RECURSIVE prio(p) AS (
+    SELECT MAX(priority) FROM {proposal} WHERE workflow_id = %s AND status = 'pending'
+    UNION ALL
+    SELECT (SELECT MAX(priority) FROM {proposal}
+            WHERE workflow_id = %s AND status = 'pending' AND priority < prio.p)
+    FROM prio WHERE prio.p IS NOT NULL
+)
+SELECT
+    (SELECT COUNT(*) FROM (SELECT 1 FROM {proposal}
+        WHERE workflow_id = %s AND status = 'pending' AND NOT auto_executed LIMIT %s) pending),
+    (SELECT COUNT(*) FROM (SELECT 1 FROM {escalation}
+        WHERE workflow_id = %s AND status = %s LIMIT %s) escalations),
+    (SELECT MIN((SELECT MIN(created_at) FROM {proposal}
+        WHERE workflow_id = %s AND status = 'pending' AND priority = prio.p))
+     FROM prio WHERE prio.p IS NOT NULL),
+    (SELECT MIN(created_at) FROM {escalation} WHERE workflow_id = %s AND status = %s)
+"""
+
+
 def queue_sizes(workflows: list[Workflow]) -> list[QueueSize]:
-    """Live counts for each workflow: four index-only queries per workflow."""
+    """Live counts for each workflow: one statement per workflow, every part of it
+    an index range that stops at ``COUNT_CAP`` (or a loose index scan for the oldest)."""
+    sql = _QUEUE_SIZE_SQL.format(
+        proposal=connection.ops.quote_name(Proposal._meta.db_table),
+        escalation=connection.ops.quote_name(Escalation._meta.db_table),
+    )
     sizes = []
-    for workflow in workflows:
-        pending = Proposal.objects.filter(awaiting_review_q(), workflow=workflow)
-        open_escalations = Escalation.objects.filter(
-            workflow=workflow, status=Escalation.Status.OPEN
-        )
-        oldest_escalation = (
-            open_escalations.order_by("created_at").values_list("created_at", flat=True).first()
-        )
-        sizes.append(
-            QueueSize(
-                workflow=workflow,
-                # order_by(): no sort under the LIMIT, so counting stops at the cap.
-                pending=pending.order_by().values("pk")[:COUNT_CAP].count(),
-                escalations=open_escalations.order_by().values("pk")[:COUNT_CAP].count(),
-                oldest_pending_at=oldest_pending_at(workflow.pk),
-                oldest_escalation_at=oldest_escalation,
+    with connection.cursor() as cursor:
+        for workflow in workflows:
+            pk, is_open = workflow.pk, Escalation.Status.OPEN
+            cursor.execute(sql, [pk, pk, pk, COUNT_CAP, pk, is_open, COUNT_CAP, pk, pk, is_open])
+            pending, escalations, oldest_pending, oldest_escalation = cursor.fetchone()
+            sizes.append(
+                QueueSize(
+                    workflow=workflow,
+                    pending=pending,
+                    escalations=escalations,
+                    oldest_pending_at=_as_datetime(oldest_pending),
+                    oldest_escalation_at=_as_datetime(oldest_escalation),
+                )
             )
-        )
     return sizes
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One line of the queue list: plain values, read without building models (the
+    list renders on every page view and every poll)."""
+
+    pk: int
+    workflow_id: int
+    workflow_name: str
+    tool: str
+    risk_class: str
+    flagged_injection: bool
+    status: str
+    priority: int
+    created_at: datetime
+    title: str
+    holder: str  # who holds a claim on it, or ""
+    card_url: str
+
+    @property
+    def risk_label(self) -> str:
+        return str(RiskClass(self.risk_class).label) if self.risk_class in RiskClass.values else ""
+
+
+_ROW_FIELDS = (
+    "pk",
+    "workflow_id",
+    "workflow__name",
+    "workflow__slug",
+    "tool",
+    "risk_class",
+    "flagged_injection",
+    "status",
+    "priority",
+    "created_at",
+    "work_item__title",
+    "work_item__external_id",
+    "claim__reviewer__username",
+)
 
 
 def queue_rows(
     *, workflow_ids: list[int], filters: QueueFilters, limit: int = QUEUE_PAGE_SIZE
-) -> list[Proposal]:
+) -> list[QueueRow]:
     """The head of the queue in claim order, with who holds each item."""
     per_workflow = [
         list(
             filters.apply(Proposal.objects.filter(scope, workflow_id=workflow_id))
-            .select_related("work_item", "workflow", "claim__reviewer")
-            .only(
-                "pk",
-                "tool",
-                "risk_class",
-                "verdict",
-                "flagged_injection",
-                "priority",
-                "created_at",
-                "sla_due_at",
-                "sequence",
-                "status",
-                "sampled_for_review",
-                "workflow__slug",
-                "workflow__name",
-                "work_item__title",
-                "work_item__external_id",
-                "claim__expires_at",
-                "claim__reviewer__username",
-            )
-            .order_by("-priority", "created_at", "pk")[:limit]
+            .order_by("-priority", "created_at", "pk")
+            .values_list(*_ROW_FIELDS)[:limit]
         )
         for workflow_id in workflow_ids
         # Each scope is its own index range: the pending queue, then post-hoc samples.
         for scope in (awaiting_review_q(), awaiting_sample_q())
     ]
-    merged = list(heapq.merge(*per_workflow, key=lambda p: (-p.priority, p.created_at)))[:limit]
+    merged = list(heapq.merge(*per_workflow, key=lambda r: (-r[8], r[9])))[:limit]
     # One reverse() per workflow rather than per row: the list renders on every decision.
-    bases = {
-        p.workflow_id: reverse("review-card", args=[p.workflow.slug, 0]).removesuffix("0/")
-        for p in merged
-    }
-    for proposal in merged:
-        proposal.card_url = f"{bases[proposal.workflow_id]}{proposal.pk}/"
-    return merged
+    bases: dict[int, str] = {}
+    rows = []
+    for (
+        pk,
+        wf_id,
+        wf_name,
+        slug,
+        tool,
+        risk,
+        flagged,
+        status,
+        prio,
+        created,
+        title,
+        ext,
+        holder,
+    ) in merged:
+        if wf_id not in bases:
+            bases[wf_id] = reverse("review-card", args=[slug, 0]).removesuffix("0/")
+        rows.append(
+            QueueRow(
+                pk=pk,
+                workflow_id=wf_id,
+                workflow_name=wf_name,
+                tool=tool,
+                risk_class=risk,
+                flagged_injection=flagged,
+                status=status,
+                priority=prio,
+                created_at=created,
+                title=title or ext,
+                holder=holder or "",
+                card_url=f"{bases[wf_id]}{pk}/",
+            )
+        )
+    return rows
 
 
 def tool_names(workflow_ids: list[int]) -> list[str]:
     """Tools the filter offers: the workflows' grants (cheap), not a scan of the queue."""
     return sorted(
-        set(ToolGrant.objects.filter(workflow_id__in=workflow_ids).values_list("tool", flat=True))
+        set(
+            ToolGrant.objects.filter(workflow_id__in=workflow_ids)
+            .order_by()  # the model's ordering joins the workflow: sorted here instead
+            .values_list("tool", flat=True)
+        )
     )
 
 
@@ -359,28 +434,42 @@ def approvers_required(
 
 def effective_level(proposal: Proposal) -> str:
     """The tool's level now (a tool never exceeds its workflow): what deciding will do."""
-    grant = ToolGrant.objects.filter(workflow_id=proposal.workflow_id, tool=proposal.tool).first()
-    return grant_level(proposal.workflow, grant)
+    return tool_and_level(workflow=proposal.workflow, name=proposal.tool)[1]
+
+
+def tool_and_level(*, workflow: Workflow, name: str) -> tuple[Any | None, str]:
+    """The registered tool and its effective level, from one read of its grant."""
+    grant = ToolGrant.objects.filter(workflow_id=workflow.pk, tool=name).order_by().first()
+    tool = review_tools.tool_for(
+        workflow=workflow, name=name, enabled=grant is not None and grant.enabled
+    )
+    return tool, grant_level(workflow, grant)
 
 
 def card_for(*, proposal_id: int, claim: Claim | None = None) -> Card:
-    """Everything the review card shows, in a fixed number of queries: the proposal
-    with its work item, workflow and run; the plan; the trace; the grant."""
-    proposal = Proposal.objects.select_related("work_item", "workflow", "run").get(pk=proposal_id)
+    """Everything the review card shows, in a fixed number of queries: the plan
+    (the proposal among it) with its work item, workflow and run; the trace; the
+    grant; and, only for a two-approver action, the approvals so far."""
+    run_of = Proposal.objects.filter(pk=proposal_id).values("run_id")[:1]
     plan = list(
-        Proposal.objects.filter(run_id=proposal.run_id)
-        .select_related("decision")
+        Proposal.objects.filter(run_id=Subquery(run_of))
+        .select_related("work_item", "workflow", "run", "decision")
         .order_by("sequence")
     )
+    proposal = next((p for p in plan if p.pk == proposal_id), None)
+    if proposal is None:
+        raise Proposal.DoesNotExist(f"Proposal {proposal_id} does not exist.")
     steps = list(Step.objects.filter(run_id=proposal.run_id).order_by("index"))
-    tool = review_tools.tool_for(workflow=proposal.workflow, name=proposal.tool)
-    level = effective_level(proposal)
-    approvals = list(
-        Approval.objects.filter(proposal=proposal).select_related("reviewer").order_by("pk")
+    tool, level = tool_and_level(workflow=proposal.workflow, name=proposal.tool)
+    needed = 1 if is_sample(proposal) else approvers_required(proposal, level=level)
+    approvals = (
+        list(Approval.objects.filter(proposal=proposal).select_related("reviewer").order_by("pk"))
+        if needed > 1
+        else []
     )
     return Card(
         approvals=approvals,
-        approvals_needed=1 if is_sample(proposal) else approvers_required(proposal, level=level),
+        approvals_needed=needed,
         proposal=proposal,
         claim=claim,
         plan=plan,

@@ -36,8 +36,8 @@ from reviews.selectors import (
     awaiting_review_q,
     awaiting_sample_q,
     claimable_q,
-    effective_level,
     is_sample,
+    tool_and_level,
 )
 
 ERR_CLAIM_LOST = (
@@ -176,7 +176,6 @@ def _queue_heads(
     return heads
 
 
-@transaction.atomic
 def claim_next(
     *,
     reviewer: AbstractBaseUser,
@@ -188,6 +187,10 @@ def claim_next(
     A live claim the reviewer already holds in that scope comes back first (with
     its lease renewed); then the highest-priority, oldest unclaimed proposal.
     Expired claims are taken over. Returns None when the queue is empty.
+
+    Serving the claim already held (every page view) is a read and at most one
+    conditional UPDATE, so it opens no transaction; taking a new one locks the
+    queue head (SKIP LOCKED) inside one.
     """
     filters = filters or QueueFilters()
     now = timezone.now()
@@ -207,6 +210,17 @@ def claim_next(
     )
     if held is not None:
         return claim_renew(claim=held, now=now)
+    # No savepoint when the caller's transaction is open (decide-and-next): nothing
+    # here is caught and retried, so an error rolls the whole request back anyway.
+    with transaction.atomic(savepoint=False):
+        return _claim_queue_head(
+            reviewer=reviewer, workflow_ids=workflow_ids, filters=filters, now=now
+        )
+
+
+def _claim_queue_head(
+    *, reviewer: AbstractBaseUser, workflow_ids: list[int], filters: QueueFilters, now: datetime
+) -> Claim | None:
     tried: set[int] = set()
     for _attempt in range(CLAIM_ATTEMPTS):
         heads = _queue_heads(
@@ -261,12 +275,6 @@ def claim_release(*, reviewer: AbstractBaseUser, claim_token: uuid.UUID | str) -
     return deleted
 
 
-def _decision_level(proposal: Proposal) -> str:
-    # The level at decision time, as the plan dispatcher will see it: it decides
-    # whether this approval executes.
-    return effective_level(proposal)
-
-
 def _plan_dispatch_ready(run_id: int) -> None:
     try:
         from agents.services import plan_dispatch_ready
@@ -294,6 +302,8 @@ def _lock_decidable(*, proposal_id: int, workflow: Workflow | None) -> tuple[Pro
     if workflow is not None:
         lookup["workflow"] = workflow
     proposal = Proposal.objects.select_for_update().get(**lookup)
+    if workflow is not None:
+        proposal.workflow = workflow  # the caller's (access-checked) row: no second read
     if is_sample(proposal) and not Decision.objects.filter(proposal=proposal).exists():
         return proposal, True
     if proposal.status != Proposal.Status.PENDING:
@@ -306,8 +316,7 @@ def _lock_decidable(*, proposal_id: int, workflow: Workflow | None) -> tuple[Pro
     return proposal, False
 
 
-@transaction.atomic
-def proposal_decide(
+def _proposal_decide(
     *,
     proposal_id: int,
     reviewer: AbstractBaseUser,
@@ -340,7 +349,9 @@ def proposal_decide(
         raise DecisionRefused(ERR_CLAIM_LOST, code="claim_lost")
 
     workflow = proposal.workflow
-    tool = review_tools.tool_for(workflow=workflow, name=proposal.tool)
+    # The level at decision time, as the plan dispatcher will see it: it decides
+    # whether this approval executes.
+    tool, level = tool_and_level(workflow=workflow, name=proposal.tool)
     proposed = review_tools.normalised(tool, proposal.arguments)
     diff: dict[str, list[Any]] = {}
     if verdict == Decision.Verdict.REJECT:
@@ -366,7 +377,6 @@ def proposal_decide(
     if seconds_spent is None:
         seconds_spent = int((now - claim.claimed_at).total_seconds())
     seconds_spent = max(0, min(int(seconds_spent), MAX_SECONDS_PER_DECISION))
-    level = _decision_level(proposal)
     approvers: list[int] = []
     if not sample and verdict != Decision.Verdict.REJECT:
         needed = approvers_required(proposal, level=level, arguments=final)
@@ -444,6 +454,40 @@ def proposal_decide(
         _plan_dispatch_ready(proposal.run_id)
     _breaker_dispatch(decision=decision, workflow=workflow, tool=proposal.tool, level=level)
     return decision
+
+
+# The service: the same function, in its own transaction (a savepoint when nested).
+proposal_decide = transaction.atomic(_proposal_decide)
+
+
+@transaction.atomic
+def proposal_decide_and_claim_next(
+    *,
+    proposal_id: int,
+    reviewer: AbstractBaseUser,
+    claim_token: uuid.UUID | str,
+    verdict: str,
+    final_arguments: dict[str, Any] | None = None,
+    reason: str = "",
+    reason_text: str = "",
+    workflow: Workflow | None = None,
+    scope: Workflow | None = None,
+    filters: QueueFilters | None = None,
+) -> tuple[Decision | Approval, Claim | None]:
+    """Decide (``proposal_decide``), then claim the reviewer's next proposal in
+    ``scope`` (one workflow, or None for all theirs): the reviewer's keyboard
+    loop, in one transaction with one commit and no savepoints."""
+    decision = _proposal_decide(
+        proposal_id=proposal_id,
+        reviewer=reviewer,
+        claim_token=claim_token,
+        verdict=verdict,
+        final_arguments=final_arguments,
+        reason=reason,
+        reason_text=reason_text,
+        workflow=workflow,
+    )
+    return decision, claim_next(reviewer=reviewer, workflow=scope, filters=filters)
 
 
 def _approval_record(

@@ -26,13 +26,19 @@ ERR_REQUIRED = "This field is required."
 ARG_PREFIX = "arg-"
 
 
-def tool_for(*, workflow: Workflow, name: str) -> Any | None:
-    """The registered Tool called ``name`` for this workflow, or None."""
+def tool_for(*, workflow: Workflow, name: str, enabled: bool | None = None) -> Any | None:
+    """The registered Tool called ``name`` for this workflow, or None.
+
+    ``enabled`` says whether the workflow holds an enabled grant for the tool,
+    when the caller has already read it: then only that one tool is looked up.
+    """
     try:
         from agents.tools import registry_for
     except ImportError:  # the agent runtime's registry is optional for reviewing
         return None
-    registry = registry_for(workflow)
+    if enabled is False:
+        return None  # the registry holds enabled grants only
+    registry = registry_for(workflow, granted={name}) if enabled else registry_for(workflow)
     if isinstance(registry, Mapping):
         return registry.get(name)
     if isinstance(registry, Iterable):

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -163,7 +163,10 @@ def _render_queue(
     context = _card_context(
         scope=scope, filters=filters, card=card, notice=notice, notice_level=notice_level
     )
-    html = render_to_string(f"{QUEUE_TEMPLATE}#card", context, request=request)
+    # The card needs only its own context and the CSRF token for its forms: a
+    # plain context skips the page's context processors (navigation roles, ...).
+    context["csrf_token"] = get_token(request)
+    html = render_to_string(f"{QUEUE_TEMPLATE}#card", context)
     headers = {}
     if decided is not None:
         html += f'<li id="q-{int(decided)}" hx-swap-oob="delete"></li>'
@@ -280,39 +283,45 @@ def decide(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
     workflow = _review_workflow(request, slug)
     scope = _scope_from(request, workflow)
     filters = QueueFilters.from_query(request.POST)
-    proposal = (
-        Proposal.objects.filter(pk=proposal_id, workflow=workflow)
-        .only("pk", "tool", "arguments")
-        .first()
-    )
-    if proposal is None:
-        raise Http404(ERR_NO_SUCH_PROPOSAL)
     verdict = request.POST.get("verdict", "")
     final_arguments = None
+    decide_args: dict[str, Any] = {
+        "proposal_id": proposal_id,
+        "reviewer": request.user,
+        "claim_token": request.POST.get("token", ""),
+        "verdict": verdict,
+        "reason": request.POST.get("reason", ""),
+        "reason_text": request.POST.get("reason_text", ""),
+        "workflow": workflow,
+    }
     try:
+        if verdict not in (Decision.Verdict.ACCEPT, Decision.Verdict.REJECT):
+            # An edit parses the form against the tool first (and anything else
+            # must still be a proposal of this workflow before it is refused).
+            proposal = (
+                Proposal.objects.filter(pk=proposal_id, workflow=workflow)
+                .only("pk", "tool", "arguments")
+                .first()
+            )
+            if proposal is None:
+                raise Http404(ERR_NO_SUCH_PROPOSAL)
         if verdict == Decision.Verdict.EDIT:
             tool = review_tools.tool_for(workflow=workflow, name=proposal.tool)
             fields = review_tools.edit_fields(tool, proposal.arguments)
             final_arguments, parse_errors = review_tools.parse_submitted(fields, request.POST)
             if parse_errors:
                 raise services.ArgumentsInvalid(parse_errors)
-        # One transaction (one commit) for the decision and, under htmx, the next claim.
-        with transaction.atomic():
-            decision = services.proposal_decide(
-                proposal_id=proposal.pk,
-                reviewer=request.user,
-                claim_token=request.POST.get("token", ""),
-                verdict=verdict,
-                final_arguments=final_arguments,
-                reason=request.POST.get("reason", ""),
-                reason_text=request.POST.get("reason_text", ""),
-                workflow=workflow,
+        decide_args["final_arguments"] = final_arguments
+        next_claim = None
+        if _htmx_partial(request):
+            # One transaction (one commit) for the decision and the next claim.
+            decision, next_claim = services.proposal_decide_and_claim_next(
+                **decide_args, scope=scope, filters=filters
             )
-            next_claim = (
-                services.claim_next(reviewer=request.user, workflow=scope, filters=filters)
-                if _htmx_partial(request)
-                else None
-            )
+        else:
+            decision = services.proposal_decide(**decide_args)
+    except Proposal.DoesNotExist:
+        raise Http404(ERR_NO_SUCH_PROPOSAL) from None
     except services.DecisionRefused as exc:
         if not _htmx_partial(request):
             messages.error(request, exc.messages[0])
@@ -335,7 +344,7 @@ def decide(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
         panel = "edit" if verdict == Decision.Verdict.EDIT else "reject"
         card_ = _card_with_errors(
             request,
-            proposal_id=proposal.pk,
+            proposal_id=proposal_id,
             panel=panel,
             field_errors=field_errors,
             submitted=request.POST.dict(),
@@ -347,6 +356,7 @@ def decide(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
             card=card_,
             status=200 if _htmx_partial(request) else 422,
         )
+    proposal = decision.proposal  # the row the decision locked and wrote
     if isinstance(decision, Approval):
         done = MSG_FIRST_APPROVAL.format(what=proposal.tool, pk=proposal.pk)
     elif decision.kind == Decision.Kind.SAMPLE:

@@ -379,3 +379,48 @@ def test_list_fragment_polls_the_head_of_the_queue(workflow, reviewer):
     assert html.lstrip().startswith('<ol id="queue-list"')
     assert f'id="q-{proposal.pk}"' in html
     assert not Claim.objects.exists()
+
+
+# Budgets for the reviewer's hot paths (issue 4): a regression shows up here first.
+QUEUE_PAGE_QUERY_BUDGET = 12
+DECIDE_NEXT_QUERY_BUDGET = 30  # includes the audit chain's seal after commit
+
+
+def test_queue_page_stays_within_its_query_budget(workflow, reviewer):
+    client = login(reviewer)
+    plan_factory(workflow=workflow, tools=("create_refund", "send_message"))
+    client.get(_queue(workflow))  # claims; the next views only renew
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(_queue(workflow))
+    assert response.status_code == 200
+    assert len(queries) <= QUEUE_PAGE_QUERY_BUDGET, "\n".join(
+        q["sql"][:160] for q in queries.captured_queries
+    )
+
+
+def test_decide_and_next_stays_within_its_query_budget(workflow, reviewer):
+    client = login(reviewer)
+    for _ in range(3):
+        plan_factory(workflow=workflow)
+    _decide_next_queries(client, workflow, reviewer)  # creates the audit chain's head row
+    queries = _decide_next_queries(client, workflow, reviewer)
+    assert len(queries) <= DECIDE_NEXT_QUERY_BUDGET, "\n".join(q["sql"][:160] for q in queries)
+
+
+def test_decide_on_a_proposal_of_another_workflow_is_404(workflow, other_workflow, reviewer):
+    [proposal] = plan_factory(workflow=other_workflow, steps=1)
+    url = reverse("review-decide", args=[workflow.slug, proposal.pk])
+    for verdict in ("accept", "reject", "edit", "bogus"):
+        response = login(reviewer).post(url, {"verdict": verdict, "token": "x"}, **HX)
+        assert response.status_code == 404, verdict
+    assert not Decision.objects.exists()
+
+
+def test_htmx_card_keeps_a_working_csrf_token(workflow, reviewer):
+    plan_factory(workflow=workflow, steps=1)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reviewer)
+    page = client.get(_queue(workflow))
+    fragment = client.get(_queue(workflow), **HX).content.decode()
+    assert 'name="csrfmiddlewaretoken"' in fragment
+    assert page.status_code == 200
