@@ -1135,6 +1135,13 @@ def check_invariants(start_id: int, pause: dict[str, Any], rec: Recorder,
         ),
         "detail": {str(k): [str(x) for x in v] if v else None for k, v in claims.items()},
     }
+    # A lease that outlives its length, or an abandoned claim still blocking its
+    # proposal after the settle (longer than a lease), is a claim held forever.
+    out["claims_held_beyond_their_lease"] = scalar(
+        "SELECT count(*) FROM reviews_claim WHERE expires_at > now() + %s * interval '1 second'",
+        [CLAIM_LEASE_SECONDS + 5],
+    ) + sum(1 for v in claims.values() if v and v[0] == "pending" and v[3] is False)
+    # Expired leases on pending proposals are free for the next reviewer (reported only).
     out["expired_claims_on_pending"] = scalar(
         "SELECT count(*) FROM reviews_claim c JOIN agents_proposal p ON p.id = c.proposal_id "
         "WHERE p.status = 'pending' AND c.expires_at < now()"
@@ -1615,11 +1622,12 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 - on
         if "pg_terminate" in faults:
             a = load_start + faults["pg_terminate"]["at_s"]
             fault_windows.append((a, a + 3))
+        # A request in flight when a fault starts may fail too: it counts by its end.
         outside = [
             s
             for s in samples
             if (s.status >= 500 or s.status == 0)
-            and not any(a <= s.at < b for a, b in fault_windows)
+            and not any(a <= s.at + s.ms / 1000 and s.at < b for a, b in fault_windows)
         ]
         report["errors_outside_fault_windows"] = {
             "count": len(outside),
@@ -1643,10 +1651,52 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 - on
         report["wall_seconds"] = round(time.monotonic() - wall_start, 1)
         report["machine"]["loadavg_after"] = os.getloadavg()
     report["log_scan"] = scan_logs(log_dir)
+    report["violations"] = violations(report)
     path = RESULTS / f"soak-{stamp}.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     report["_json_path"] = str(path.relative_to(ROOT))
     return report
+
+
+# --- The verdict ----------------------------------------------------------------------
+
+
+def violations(report: dict[str, Any]) -> list[str]:
+    """Every invariant the run broke, in words; empty when the system held."""
+    inv = report.get("invariants") or {}
+    found: list[str] = []
+
+    def nonzero(label: str, value: Any) -> None:
+        if value:
+            found.append(f"{label}: {value}")
+
+    lost = inv.get("lost_items") or {}
+    nonzero("work items neither finished nor queued", lost.get("without_a_broker_message"))
+    nonzero("runs still running after 150 s", lost.get("runs_running_over_150s"))
+    nonzero("executing items idle over 120 s", inv.get("executing_items_idle_over_120s"))
+    for key, value in (inv.get("double_execution") or {}).items():
+        if key not in ("sandbox_refunds", "sandbox_messages"):
+            nonzero(f"double execution ({key.replace('_', ' ')})", value)
+    for key, value in (inv.get("double_decision") or {}).items():
+        if key != "decided_over_http":
+            nonzero(f"double decision ({key.replace('_', ' ')})", value)
+    nonzero("claims held beyond their lease", inv.get("claims_held_beyond_their_lease"))
+    pause = inv.get("pause") or {}
+    nonzero("executions started while paused", pause.get("executions_started_while_paused"))
+    nonzero(
+        "sandbox refunds created while paused", pause.get("sandbox_refunds_created_while_paused")
+    )
+    nonzero(
+        "model or tool steps recorded while paused",
+        pause.get("model_or_tool_steps_recorded_while_paused"),
+    )
+    nonzero(
+        "5xx or connection errors outside the fault windows",
+        (report.get("errors_outside_fault_windows") or {}).get("count"),
+    )
+    if (report.get("log_scan") or {}).get("pii_found"):
+        found.append("PII found in the logs")
+    return found
 
 
 # --- The Markdown summary --------------------------------------------------------------
@@ -1794,6 +1844,13 @@ def markdown(report: dict[str, Any], command: str) -> str:
         f"{report['errors_outside_fault_windows']['count']} "
         f"{report['errors_outside_fault_windows']['by_kind']}.",
         "",
+        "**Verdict:** "
+        + (
+            "every invariant held."
+            if not report["violations"]
+            else "broken: " + "; ".join(report["violations"]) + "."
+        ),
+        "",
         "## PII in the soak's logs",
         "",
         f"Scanned for the demo's {report['log_scan']['emails_known']} seeded emails and "
@@ -1854,9 +1911,10 @@ def main() -> int:
         "ingest_burst_items_per_s": report["ingest_burst"]["items_per_s"],
         "invariants": report["invariants"],
         "pii_found": report["log_scan"]["pii_found"],
+        "violations": report["violations"],
     }
     print(json.dumps(summary, indent=2, default=str))
-    return 0
+    return 1 if report["violations"] else 0
 
 
 if __name__ == "__main__":
