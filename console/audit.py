@@ -96,15 +96,18 @@ def audit_seal(*, chain: str | None = None, limit: int = 5000) -> int:
     whose process died between commit and seal. Sealing one chain locks its head
     (and nothing else) for a few milliseconds.
     """
-    unsealed = AuditEvent.objects.filter(seq__isnull=True)
     if chain is not None:
-        unsealed = unsealed.filter(chain=chain)
-    keys = sorted(set(unsealed.order_by().values_list("chain", flat=True)[:limit]))
+        keys = [chain]
+    else:
+        unsealed = AuditEvent.objects.filter(seq__isnull=True).order_by()
+        keys = sorted(set(unsealed.values_list("chain", flat=True)[:limit]))
     sealed = 0
     for key in keys:
         with transaction.atomic():
-            AuditChain.objects.get_or_create(key=key)
-            head = AuditChain.objects.select_for_update().get(key=key)
+            head = AuditChain.objects.select_for_update().filter(key=key).first()
+            if head is None:  # the chain's first event
+                AuditChain.objects.get_or_create(key=key)
+                head = AuditChain.objects.select_for_update().get(key=key)
             events = list(
                 AuditEvent.objects.filter(chain=key, seq__isnull=True).order_by("id")[:limit]
             )

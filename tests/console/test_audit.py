@@ -422,3 +422,25 @@ def test_two_transactions_locking_rows_and_auditing_in_opposite_orders_do_not_de
     assert set(events) == {"test.first", "test.second"}
     assert sorted(events.values()) == [1, 2], "both committed, both sealed"
     assert audit_verify(chain=chain_key(workflow)) == []
+
+
+def test_sealing_costs_the_same_few_queries_however_many_events_wait(workflow):
+    from django.test.utils import CaptureQueriesContext
+
+    audit_append(action="test.first", actor="system", workflow=workflow)
+    audit_seal()  # the chain's head row exists from here on
+    for n in (1, 20):
+        for i in range(n):
+            audit_append(action=f"test.{i}", actor="system", workflow=workflow)
+        with CaptureQueriesContext(connection) as ctx:
+            assert audit_seal(chain=chain_key(workflow)) == n
+        statements = [q["sql"].split()[0] for q in ctx.captured_queries]
+        # Lock the head, read the waiting events, update them, move the head (the
+        # savepoint is the test's own transaction; in production it is BEGIN/COMMIT).
+        assert [s for s in statements if "SAVEPOINT" not in s and s != "RELEASE"] == [
+            "SELECT",
+            "SELECT",
+            "UPDATE",
+            "UPDATE",
+        ]
+    assert audit_verify(chain=chain_key(workflow)) == []
