@@ -98,6 +98,7 @@ class Run(models.Model):
         BUDGET_TOKENS = "budget_tokens", "Token budget"
         BUDGET_SECONDS = "budget_seconds", "Wall-clock budget"
         BUDGET_COST = "budget_cost", "Cost budget"
+        BUDGET_DAILY = "budget_daily", "Workflow daily budget"
         LOOP = "loop", "Loop detected"
         INVALID_ARGUMENTS = "invalid_arguments", "Invalid tool arguments"
         UNGRANTED_TOOL = "ungranted_tool", "Tool not granted"
@@ -111,6 +112,7 @@ class Run(models.Model):
         StopReason.BUDGET_TOKENS,
         StopReason.BUDGET_SECONDS,
         StopReason.BUDGET_COST,
+        StopReason.BUDGET_DAILY,
         StopReason.LOOP,
     )
 

@@ -20,11 +20,12 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from agents import prompts
-from agents.budgets import BudgetTripped, RunBudget
+from agents.budgets import BudgetTripped, RunBudget, workflow_spend_today
 from agents.injection import injection_detect
 from agents.llm import (
     LOW_CONFIDENCE,
@@ -70,6 +71,7 @@ PROPOSED_NOTE = "Recorded as a proposal for human review; not executed."
 STALE_GRACE_SECONDS = 60
 READ_CACHE_PREFIX = "tenure:tool:v1:"
 MAX_MODEL_TURNS = 12
+DAILY_SPEND_REFRESH_SECONDS = 10
 
 RISK_PRIORITY = {
     RiskClass.READ: 0,
@@ -149,7 +151,10 @@ class Runner:
         self.client = client
         self.small, self.large_model = models_for(self.workflow)
         self.budget = RunBudget.for_workflow(self.workflow)
-        self.grants = {g.tool: g for g in ToolGrant.objects.filter(workflow=self.workflow)}
+        # order_by(): ToolGrant's default ordering joins the workflow, already in hand.
+        self.grants = {
+            g.tool: g for g in ToolGrant.objects.filter(workflow=self.workflow).order_by()
+        }
         self.registry = registry_for(
             self.workflow, granted={name for name, g in self.grants.items() if g.enabled}
         )
@@ -159,6 +164,7 @@ class Runner:
         self.principal = principal_for(self.workflow)
         self.flags = injection_detect(self.item.text + "\n" + self.item.title)
         self.models_used: list[str] = []
+        self.spend_read_at: float | None = None  # when the workflow's spend was last read
         self.state = RunState(messages=prompts.initial_messages(self.item))
 
     # --- trace ------------------------------------------------------------
@@ -270,6 +276,17 @@ class Runner:
         self.budget.check_clock()
         self.flush_steps()  # the trace so far is visible while the model thinks
         self.ensure_running()
+        # The workflow's daily budget, across its runs. What the other runs spent is
+        # an aggregate over today's runs: read before the first model call and again
+        # when DAILY_SPEND_REFRESH_SECONDS have passed, so a long run sees the spend
+        # of runs that finished meanwhile; this run's own spend is counted as it goes.
+        now = time.monotonic()
+        if self.spend_read_at is None or now - self.spend_read_at > DAILY_SPEND_REFRESH_SECONDS:
+            self.spend_read_at = now
+            self.budget.spent_today = workflow_spend_today(
+                workflow=self.workflow, exclude_run_id=self.run.pk
+            )
+        self.budget.check_daily()
         model = self.large_model if self.state.large else self.small
         # And once more right before the request leaves (after the cache lookup and
         # the client's set-up): a pause that commits meanwhile still stops the call.
@@ -450,6 +467,32 @@ class Runner:
             "lease"
         ) == self.run.state.get("lease")
 
+    def _save_if_still_mine(self, *, status: str, stop_reason: str) -> bool:
+        """Write the finished run only if this worker still holds it (RUNNING, same
+        lease): one conditional UPDATE that both checks and locks the row, instead of
+        a SELECT ... FOR UPDATE followed by a full save. The fields are set on
+        ``self.run`` only once the write happened."""
+        lease = self.run.state.get("lease")
+        self._finish_fields()
+        if lease is None:  # a run claimed before leases existed: check it the long way
+            if not self._lock_if_still_mine():
+                return False
+            self.run.status, self.run.stop_reason = status, stop_reason
+            self.run.save()
+            return True
+        fields = {
+            f.attname: getattr(self.run, f.attname)
+            for f in Run._meta.concrete_fields
+            if not f.primary_key and f.attname not in ("created_at", "work_item_id", "attempt")
+        }
+        fields.update(status=status, stop_reason=stop_reason)
+        written = Run.objects.filter(
+            pk=self.run.pk, status=Run.Status.RUNNING, state__lease=lease
+        ).update(**fields)
+        if written:
+            self.run.status, self.run.stop_reason = status, stop_reason
+        return bool(written)
+
     def finish(self) -> Run:
         final = self.state.final
         if not self.state.candidates:
@@ -462,13 +505,11 @@ class Runner:
         sla = now + timedelta(minutes=self.workflow.review_sla_minutes)
         citations = list(dict.fromkeys([*final.get("citations", []), *self.state.citations]))
         with transaction.atomic():
-            if not self._lock_if_still_mine():
+            if not self._save_if_still_mine(
+                status=Run.Status.PROPOSED, stop_reason=Run.StopReason.COMPLETED
+            ):
                 return Run.objects.get(pk=self.run.pk)
             self.flush_steps()
-            self._finish_fields()
-            self.run.status = Run.Status.PROPOSED
-            self.run.stop_reason = Run.StopReason.COMPLETED
-            self.run.save()
             # Sent to the OTLP collector once this transaction commits (if enabled).
             run_trace_dispatch(run=self.run)
             proposals = []
@@ -478,7 +519,7 @@ class Runner:
                     or cand.tool.risk_class == RiskClass.MONEY
                 )
                 proposals.append(
-                    Proposal.objects.create(
+                    Proposal(
                         run=self.run,
                         workflow=self.workflow,
                         work_item=self.item,
@@ -502,6 +543,8 @@ class Runner:
                         sla_due_at=sla,
                     )
                 )
+            # One multi-row INSERT for the whole plan (PostgreSQL returns the ids).
+            proposals = Proposal.objects.bulk_create(proposals)
             # Each action inside its caps at limited or above runs on its own, in plan
             # order; an action that needs a human holds the ones after it until decided.
             auto = [
@@ -580,13 +623,11 @@ class Runner:
             "injection_flags": self.flags,
         }
         with transaction.atomic():
-            if not self._lock_if_still_mine():
+            if not self._save_if_still_mine(
+                status=Run.Status.ESCALATED, stop_reason=stop.stop_reason
+            ):
                 return Run.objects.get(pk=self.run.pk)
             self.flush_steps()
-            self._finish_fields()
-            self.run.status = Run.Status.ESCALATED
-            self.run.stop_reason = stop.stop_reason
-            self.run.save()
             run_trace_dispatch(run=self.run)
             escalation = Escalation.objects.create(
                 workflow=self.workflow,
@@ -623,12 +664,26 @@ def run_claim(*, work_item_id: int) -> Run | None:
             # serialise every claim and deadlock with executions' deferred FK checks.
             WorkItem.objects.select_for_update(of=("self",))
             .select_related("workflow")
+            .annotate(
+                latest_run_id=Subquery(
+                    Run.objects.filter(work_item=OuterRef("pk"))
+                    .order_by("-attempt")
+                    .values("pk")[:1]
+                )
+            )
             .filter(pk=work_item_id)
             .first()
         )
         if item is None:
             return None
-        run = item.runs.order_by("-attempt").first()
+        # The usual first claim (a received item with no run) costs no second query.
+        # The subquery ran on the statement's snapshot, possibly before this waited for
+        # the item's lock; a claim that committed meanwhile changed the item's status,
+        # which the lock does re-read, so any other state looks the run up again.
+        if item.latest_run_id is None and item.status == WorkItem.Status.RECEIVED:
+            run = None
+        else:
+            run = item.runs.order_by("-attempt").first()
         if run is not None and run.status != Run.Status.RUNNING and run.status != Run.Status.QUEUED:
             return None  # already finished: proposals or an escalation exist
         if item.status not in (WorkItem.Status.RECEIVED, WorkItem.Status.RUNNING):

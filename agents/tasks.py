@@ -57,3 +57,13 @@ def demo_feed() -> int:
     from agents.demo import demo_feed_one
 
     return len(demo_feed_one())
+
+
+@shared_task(name="agents.run_agents", acks_late=True, ignore_result=True)
+def run_agents(work_item_ids: list[int]) -> int:
+    """Fan a batch out: one ``run_agent`` task per work item, published over one
+    producer connection. Redelivery re-sends them, which is harmless (``run_agent``
+    leaves an item with a finished or running run alone)."""
+    from agents.services import work_items_fan_out
+
+    return work_items_fan_out(work_item_ids=work_item_ids)

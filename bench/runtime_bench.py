@@ -1,6 +1,8 @@
 """Agent runtime bench (not a timed test). Prints a JSON summary.
 
     .venv/bin/python bench/runtime_bench.py [--calls 400] [--runs 60] [--cycles 150]
+        [--cycles-only] [--approve direct|service] [--async-commit]
+        [--show-queries] [--profile FILE]
 
 Uses its own PostgreSQL database (dropped and re-created, default ``tenure_bench_runtime``)
 and Redis database 12, with Celery in eager mode so a cycle's execute_action runs inline.
@@ -12,7 +14,11 @@ Measures:
   the stub OpenAI-compatible server (the real openai client over HTTP, 3 model calls a run);
 - the human-in-the-loop cycle excluding the model: claim a run, propose (validate,
   policy, trace), persist the proposal (+ audit), approve it (Decision + plan dispatch)
-  and execute it (Execution row + idempotent sandbox side effect + audit).
+  and execute it (Execution row + idempotent sandbox side effect + audit). Each phase is
+  timed on its own (execute_action is collected at the approval's commit and run right
+  after, instead of inside the commit hook), and one warm cycle's queries and durable
+  commits are counted per phase (``per_phase_counts``; ``--show-queries`` prints them).
+  ``--approve service`` approves the way the console does (claim_next + proposal_decide).
 """
 
 from __future__ import annotations
@@ -79,7 +85,21 @@ def main() -> None:
         help="run with synchronous_commit=off on the bench database, to separate the "
         "code's cost from the disk's fsync latency",
     )
+    parser.add_argument("--cycles-only", action="store_true", help="skip sections 1 and 2")
+    parser.add_argument(
+        "--approve",
+        choices=("direct", "service"),
+        default="direct",
+        help="direct: the Decision row + plan_dispatch_ready (the historical figure); "
+        "service: a reviewer's claim_next + proposal_decide, as the console does it",
+    )
+    parser.add_argument("--profile", default="", help="write a cProfile of the cycles to this file")
+    parser.add_argument(
+        "--show-queries", action="store_true", help="print one warm cycle's SQL, by phase"
+    )
     opts = parser.parse_args()
+    if opts.cycles_only:
+        opts.calls, opts.runs = 5, 1
 
     recreate_database(async_commit=opts.async_commit)
     import django
@@ -263,52 +283,140 @@ def main() -> None:
     # --- 3. propose -> persist -> approve -> execute, excluding the model --------------------
     cycle_ms: list[float] = []
     cycle_cpu_ms: list[float] = []
-    from django.test.utils import CaptureQueriesContext
+    parts: dict[str, list[float]] = {
+        "claim_propose": [],
+        "persist": [],
+        "approve": [],
+        "execute": [],
+    }
+    # Per phase, measured on one warm cycle: queries, and commits (an outermost atomic
+    # block's COMMIT, or a write outside any atomic block in autocommit mode).
+    counted = min(5, opts.cycles - 1)
+    phase_counts: dict[str, dict[str, int]] = {}
+    counter = {"queries": 0, "commits": 0}
 
-    queries_per_cycle = 0
-    parts: dict[str, list[float]] = {"propose": [], "persist": [], "approve_execute": []}
-    for i in range(opts.cycles):
-        item = WorkItem.objects.create(
-            workflow=workflow,
-            external_id=f"cycle-{i}",
-            payload={"text": "Order A-9999 arrived broken, please refund."},
-            source=WorkItem.Source.COMMAND,
-        )
-        t0, c0 = time.perf_counter(), time.process_time()
-        capture = CaptureQueriesContext(connection) if i == 0 else None
-        if capture is not None:
-            capture.__enter__()
-        run = run_claim(work_item_id=item.pk)
-        runner = Runner(run)
-        runner.handle_call("create_refund", refund_args(i))
-        runner.state.final = {"confidence": 0.9, "rationale": "bench", "citations": []}
-        t1 = time.perf_counter()
-        runner.finish()
-        t2 = time.perf_counter()
-        proposal = Proposal.objects.get(run=run)
-        with transaction.atomic():
-            Proposal.objects.filter(pk=proposal.pk).update(
-                status=Proposal.Status.ACCEPTED, decided_at=timezone.now()
+    def count_query(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+        counter["queries"] += 1
+        if opts.show_queries:
+            print(f"  [{'atomic' if connection.in_atomic_block else 'auto'}] {sql[:300]}")
+        head = sql.lstrip()[:6].upper()
+        if not connection.in_atomic_block and head in ("INSERT", "UPDATE", "DELETE"):
+            counter["commits"] += 1
+        return execute(sql, params, many, context)
+
+    real_commit = connection.commit
+
+    def counting_commit() -> None:
+        counter["commits"] += 1
+        real_commit()
+
+    profiler = None
+    if opts.profile:
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)  # CPU, not waits
+
+    from django.contrib.auth import get_user_model
+
+    from agents.services import proposal_execute
+    from agents.tasks import execute_action
+    from reviews.services import claim_next, proposal_decide
+
+    reviewer = get_user_model().objects.create_user(username="bench-reviewer")
+
+    executed_inline: list[int] = []
+    real_delay = execute_action.delay
+
+    def execute_later(proposal_id: int) -> None:
+        # Eager Celery would run it inside the approve's on-commit hook: keep the two
+        # phases apart so each is timed (and counted) on its own.
+        executed_inline.append(proposal_id)
+
+    execute_action.delay = execute_later
+    stamps: list[float] = []
+    phase_queries: list[tuple[int, int]] = []
+
+    def mark() -> None:
+        if opts.show_queries and len(stamps) < len(parts) and counter["queries"]:
+            print(f"--- {list(parts)[len(stamps)]}")
+        stamps.append(time.perf_counter())
+        phase_queries.append((counter["queries"], counter["commits"]))
+
+    try:
+        for i in range(opts.cycles):
+            item = WorkItem.objects.create(
+                workflow=workflow,
+                external_id=f"cycle-{i}",
+                payload={"text": "Order A-9999 arrived broken, please refund."},
+                source=WorkItem.Source.COMMAND,
             )
-            Decision.objects.create(
-                proposal=proposal,
-                verdict=Decision.Verdict.ACCEPT,
-                final_arguments=proposal.arguments,
-                final_arguments_hash=arguments_hash(proposal.arguments),
-                autonomy_level=AutonomyLevel.SUPERVISED,
-            )
-            plan_dispatch_ready(run_id=run.pk)  # on commit: execute_action (eager, inline)
-        t3 = time.perf_counter()
-        cycle_cpu_ms.append((time.process_time() - c0) * 1000)
-        if capture is not None:
-            capture.__exit__(None, None, None)
-            queries_per_cycle = len(capture.captured_queries)
-        cycle_ms.append((t3 - t0) * 1000)
-        parts["propose"].append((t1 - t0) * 1000)
-        parts["persist"].append((t2 - t1) * 1000)
-        parts["approve_execute"].append((t3 - t2) * 1000)
-        if out_of_time():
-            break
+            stamps.clear()
+            phase_queries.clear()
+            wrapper = connection.execute_wrapper(count_query) if i == counted else None
+            if wrapper is not None:
+                wrapper.__enter__()
+                connection.commit = counting_commit
+
+            if profiler is not None and i > 0:
+                profiler.enable()
+            c0 = time.process_time()
+            mark()
+            run = run_claim(work_item_id=item.pk)
+            runner = Runner(run)
+            runner.handle_call("create_refund", refund_args(i))
+            runner.state.final = {"confidence": 0.9, "rationale": "bench", "citations": []}
+            mark()
+            runner.finish()
+            mark()
+            if opts.approve == "service":
+                claim = claim_next(reviewer=reviewer, workflow=workflow)
+                proposal_decide(
+                    proposal_id=claim.proposal_id,
+                    reviewer=reviewer,
+                    claim_token=claim.token,
+                    verdict=Decision.Verdict.ACCEPT,
+                    workflow=workflow,
+                )
+            else:
+                proposal = Proposal.objects.get(run=run)
+                with transaction.atomic():
+                    Proposal.objects.filter(pk=proposal.pk).update(
+                        status=Proposal.Status.ACCEPTED, decided_at=timezone.now()
+                    )
+                    Decision.objects.create(
+                        proposal=proposal,
+                        verdict=Decision.Verdict.ACCEPT,
+                        final_arguments=proposal.arguments,
+                        final_arguments_hash=arguments_hash(proposal.arguments),
+                        autonomy_level=AutonomyLevel.SUPERVISED,
+                    )
+                    plan_dispatch_ready(run_id=run.pk)  # on commit: execute_action
+            mark()
+            while executed_inline:
+                proposal_execute(proposal_id=executed_inline.pop(0))
+            mark()
+            cycle_cpu_ms.append((time.process_time() - c0) * 1000)
+            if profiler is not None:
+                profiler.disable()
+            if wrapper is not None:
+                wrapper.__exit__(None, None, None)
+                connection.commit = real_commit
+                for name, (q0, c0_), (q1, c1_) in zip(
+                    parts, phase_queries, phase_queries[1:], strict=False
+                ):
+                    phase_counts[name] = {"queries": q1 - q0, "commits": c1_ - c0_}
+            cycle_ms.append((stamps[-1] - stamps[0]) * 1000)
+            for name, t_a, t_b in zip(parts, stamps, stamps[1:], strict=False):
+                parts[name].append((t_b - t_a) * 1000)
+            if out_of_time():
+                break
+    finally:
+        execute_action.delay = real_delay
+    if profiler is not None:
+        import pstats
+
+        profiler.dump_stats(opts.profile)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
     executed = Execution.objects.filter(status=Execution.Status.SUCCEEDED).count()
 
     result = {
@@ -336,8 +444,9 @@ def main() -> None:
         "hitl_cycle_excluding_model": {
             **summary(cycle_ms),
             "parts_p50_ms": {k: round(pct(v, 0.5), 3) for k, v in parts.items()},
-            "durable_commits_per_cycle": 6,
-            "queries_per_cycle": queries_per_cycle,
+            "per_phase_counts": phase_counts,
+            "durable_commits_per_cycle": sum(c["commits"] for c in phase_counts.values()),
+            "queries_per_cycle": sum(c["queries"] for c in phase_counts.values()),
             "client_cpu_ms": summary(cycle_cpu_ms),
             "executed": executed,
         },
