@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Schema
 from pydantic import Field
@@ -14,6 +12,7 @@ from console.api.export import ERR_UNKNOWN_EXPORT, ERR_UNKNOWN_FORMAT, EXPORTS, 
 from console.api.export import export_response as build_export
 from console.api.routes_reads import ERR_NAIVE_SINCE
 from console.api.routes_work_items import ERROR_RESPONSES
+from console.api.schemas import IsoDateTime
 from console.models import ApiToken
 
 router = Router(tags=["export"])
@@ -21,8 +20,8 @@ router = Router(tags=["export"])
 
 class ExportQuery(Schema):
     format: str = Field("jsonl", description="jsonl or csv")
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDateTime | None = None
+    until: IsoDateTime | None = None
 
 
 @router.get(

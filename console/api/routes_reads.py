@@ -14,7 +14,7 @@ from console.api import errors
 from console.api.auth import workflow_ids_in_scope
 from console.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, paginate
 from console.api.routes_work_items import ERROR_RESPONSES
-from console.api.schemas import DecisionPage, ExecutionPage, ProposalPage
+from console.api.schemas import DecisionPage, ExecutionPage, IsoDateTime, ProposalPage
 from console.models import ApiToken
 from reviews.models import Decision
 
@@ -26,7 +26,9 @@ ERR_NAIVE_SINCE = "since must carry a time zone (e.g. 2026-01-01T00:00:00Z)."
 
 class ListFilters(Schema):
     workflow: str | None = Field(None, description="A workflow slug; default: all the token's.")
-    since: datetime | None = Field(None, description="Only rows created at or after this time.")
+    since: IsoDateTime | None = Field(
+        None, description="Only rows created at or after this time (ISO 8601, with a zone)."
+    )
     cursor: str | None = Field(None, description="next_cursor from the previous page.")
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
 

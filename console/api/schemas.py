@@ -7,12 +7,39 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 MAX_BATCH = 1000
 
 ExternalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
+
+ERR_NOT_ISO_DATETIME = "must be an ISO 8601 date-time with a time zone, e.g. 2026-01-01T00:00:00Z"
+
+
+def _iso_datetime_only(value: Any) -> Any:
+    """Refuse what pydantic would otherwise read as a Unix timestamp ("123", 1.5):
+    a time in a query is an ISO 8601 string, and a number is a caller's mistake."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(ERR_NOT_ISO_DATETIME)
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(ERR_NOT_ISO_DATETIME) from None
+
+
+# A query-string date-time: ISO 8601 only (a naive one is refused by the endpoint, with
+# its own message).
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_datetime_only)]
 
 ERR_DUPLICATE_IN_BATCH = "external_id “{external_id}” appears more than once in the batch."
 
@@ -53,7 +80,12 @@ class WorkItemOut(Schema):
     created_at: datetime
 
 
-class BatchItemIn(StrictSchema):
+class BatchItemIn(BaseModel):
+    # A plain pydantic model, not a ninja Schema: a Schema wraps every instance in a
+    # Python-level validator (for ORM attribute access), which cost ~40 µs an item on a
+    # batch of 1000. The rules are the same as StrictSchema's.
+    model_config = ConfigDict(extra="forbid")
+
     external_id: ExternalId
     title: Title = ""
     payload: dict[str, Any] = Field(default_factory=dict)

@@ -10,6 +10,7 @@ from django.utils import timezone
 from agents.models import Execution, Proposal
 from console.api import errors
 from console.api.pagination import ERR_BAD_CURSOR
+from console.api.schemas import ERR_NOT_ISO_DATETIME
 from console.models import ApiToken
 from reviews.models import Decision
 from tests.api.conftest import error_of
@@ -134,3 +135,26 @@ def test_lists_run_a_fixed_number_of_queries(api, workflow, django_assert_max_nu
         _proposal(workflow)
     with django_assert_max_num_queries(8):
         assert len(api.get("/api/v1/proposals").json()["items"]) == 10
+
+
+@pytest.mark.parametrize("since", ["1700000000", "0", "1.5", "-1", "1e9"])
+@pytest.mark.parametrize("path", ["/api/v1/proposals", "/api/v1/decisions", "/api/v1/executions"])
+def test_a_number_is_not_a_since(api, workflow, path, since):
+    # pydantic would read "1700000000" as a Unix timestamp; the API takes ISO 8601 only.
+    response = api.get(path, {"since": since})
+    assert response.status_code == 422
+    assert error_of(response)["code"] == errors.VALIDATION_FAILED
+    assert ERR_NOT_ISO_DATETIME in str(error_of(response))
+
+
+def test_an_iso_since_with_a_zone_is_still_accepted(api, workflow):
+    for since in ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00+02:00", "2026-01-01 00:00:00Z"):
+        assert api.get("/api/v1/proposals", {"since": since}).status_code == 200, since
+
+
+def test_export_refuses_a_number_for_since_and_until(api, workflow):
+    url = "/api/v1/workflows/refunds/export/decisions"
+    for params in ({"since": "1700000000"}, {"until": "12"}):
+        response = api.get(url, params)
+        assert response.status_code == 422, params
+        assert ERR_NOT_ISO_DATETIME in str(error_of(response))

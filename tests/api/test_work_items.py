@@ -232,3 +232,146 @@ def test_bulk_service_names_the_bad_item(workflow):
         work_items_create_bulk(workflow=workflow, items=items, source=WorkItem.Source.API)
     assert exc.value.params == {"index": 1}
     assert not WorkItem.objects.exists()
+
+
+# --- Fast ingest: one statement per batch, one message per batch ---------------------
+
+
+def test_a_retry_with_the_payload_keys_in_another_order_is_not_a_conflict(api, workflow):
+    # jsonb keeps an object's keys in its own order; a faithful retry must still match.
+    body = {"external_id": "K-1", "payload": {"text": "t", "order_number": "A-1", "amount": "1"}}
+    reordered = {
+        "external_id": "K-1",
+        "payload": {"amount": "1", "order_number": "A-1", "text": "t"},
+    }
+    assert api.post(URL, body).status_code == 201
+    assert api.post(URL, reordered).status_code == 200
+    assert api.post(BATCH, {"items": [reordered]}).status_code == 200
+
+
+def test_a_batch_is_sent_as_one_fan_out_message_with_every_new_id(
+    api, workflow, monkeypatch, django_capture_on_commit_callbacks
+):
+    from agents import tasks
+
+    fanned: list[list[int]] = []
+    single: list[int] = []
+    monkeypatch.setattr(tasks.run_agents, "delay", lambda ids: fanned.append(ids))
+    monkeypatch.setattr(tasks.run_agent, "delay", lambda pk: single.append(pk))
+    api.post(URL, {**BODY, "external_id": "OLD-1"})
+    items = [{"external_id": f"F-{i}", "payload": {"text": f"item {i}"}} for i in range(5)]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(BATCH, {"items": [{"external_id": "OLD-1", **BODY}, *items]})
+    assert response.status_code == 201
+    new_ids = [r["item"]["id"] for r in response.json()["results"] if r["created"]]
+    assert len(new_ids) == 5
+    assert fanned == [new_ids], "one message, only the new items"
+    assert single == [], "the existing item is not sent again"
+
+
+def test_fan_out_sends_one_run_agent_per_item_still_waiting(workflow, monkeypatch):
+    from agents import tasks
+    from agents.services import work_items_fan_out
+    from tests.factories import WorkItemFactory
+
+    waiting = [
+        WorkItemFactory(workflow=workflow, status=WorkItem.Status.RECEIVED) for _ in range(3)
+    ]
+    started = WorkItemFactory(workflow=workflow, status=WorkItem.Status.RUNNING)
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.run_agent, "apply_async", lambda args, **kw: sent.append(args[0]))
+    count = work_items_fan_out(work_item_ids=[i.pk for i in waiting] + [started.pk, 999_999])
+    assert count == 3
+    assert sent == sorted(i.pk for i in waiting), "each waiting item gets its own run_agent"
+
+
+def test_the_fan_out_task_runs_through_celery(workflow, monkeypatch):
+    from agents import tasks
+    from tests.factories import WorkItemFactory
+
+    item = WorkItemFactory(workflow=workflow, status=WorkItem.Status.RECEIVED)
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.run_agent, "apply_async", lambda args, **kw: sent.append(args[0]))
+    assert tasks.run_agents.apply(args=([item.pk],)).get() == 1
+    assert sent == [item.pk]
+
+
+def test_bulk_insert_stores_what_the_orm_would(api, workflow):
+    items = [
+        {"external_id": "S-1", "payload": {"text": "a", "title": "From the payload"}},
+        {"external_id": "S-2", "title": "Sent title", "payload": {"text": "b", "n": 1.5}},
+    ]
+    response = api.post(BATCH, {"items": items})
+    assert response.status_code == 201
+    stored = {i.external_id: i for i in WorkItem.objects.filter(workflow=workflow)}
+    assert stored["S-1"].title == "From the payload"
+    assert stored["S-2"].title == "Sent title"
+    assert stored["S-2"].payload == {"text": "b", "n": 1.5}
+    for item in stored.values():
+        assert item.status == WorkItem.Status.RECEIVED
+        assert item.source == WorkItem.Source.API
+        assert item.source_principal == "integration:billing"
+        assert item.created_at is not None
+        assert item.created_at == item.updated_at
+    out = {r["item"]["external_id"]: r["item"] for r in response.json()["results"]}
+    assert out["S-1"]["id"] == stored["S-1"].pk
+    assert out["S-1"]["created_at"].endswith("Z")
+
+
+def test_bulk_service_treats_ids_already_there_as_existing(workflow):
+    from agents.services import NewWorkItem, work_item_create, work_items_create_bulk
+
+    first, _ = work_item_create(
+        workflow=workflow, external_id="E-1", payload={"text": "a"}, source="api"
+    )
+    pairs = work_items_create_bulk(
+        workflow=workflow,
+        items=[NewWorkItem("E-1", {"text": "a"}), NewWorkItem("E-2", {"text": "b"})],
+        source=WorkItem.Source.API,
+    )
+    assert [(item.external_id, created) for item, created in pairs] == [
+        ("E-1", False),
+        ("E-2", True),
+    ]
+    assert pairs[0][0].pk == first.pk
+    assert WorkItem.objects.filter(workflow=workflow).count() == 2
+
+
+def test_ingest_falls_back_to_the_orm_for_a_column_the_insert_does_not_know(
+    api, workflow, monkeypatch
+):
+    # A field added to WorkItem later must not be silently left out by the raw insert.
+    monkeypatch.setattr("agents.services._INSERT_FIELDS", frozenset({"id"}))
+    batch = {"items": [{"external_id": "O-1", "payload": {"text": "a"}}]}
+    assert api.post(BATCH, batch).status_code == 201
+    assert api.post(BATCH, batch).status_code == 200
+    assert api.post(URL, {**BODY, "external_id": "O-2"}).status_code == 201
+    assert api.post(URL, {**BODY, "external_id": "O-2"}).status_code == 200
+    assert WorkItem.objects.filter(workflow=workflow).count() == 2
+
+
+def test_the_insert_knows_every_column_of_the_model():
+    # When this fails, teach agents.services._insert_new the new column (ingest still
+    # works meanwhile, through the slower ORM fallback).
+    from agents.services import _INSERT_FIELDS
+
+    assert {f.name for f in WorkItem._meta.concrete_fields} == _INSERT_FIELDS
+
+
+def test_items_waiting_when_a_workflow_resumes_go_out_as_one_fan_out(
+    workflow, monkeypatch, django_capture_on_commit_callbacks
+):
+    from agents import tasks
+    from agents.services import work_items_dispatch_received
+    from tests.factories import WorkItemFactory
+
+    waiting = [
+        WorkItemFactory(workflow=workflow, status=WorkItem.Status.RECEIVED) for _ in range(3)
+    ]
+    WorkItemFactory(workflow=workflow)  # already past its first run
+    fanned: list[list[int]] = []
+    monkeypatch.setattr(tasks.run_agents, "delay", lambda ids: fanned.append(ids))
+    with django_capture_on_commit_callbacks(execute=True):
+        ids = work_items_dispatch_received(workflow=workflow)
+    assert sorted(ids) == sorted(i.pk for i in waiting)
+    assert [sorted(batch) for batch in fanned] == [sorted(ids)]
