@@ -7,17 +7,26 @@ audit events and none can deadlock on them.
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
 from console.models import AuditChain, AuditEvent, Workflow
 
 GLOBAL_CHAIN = "global"
+
+logger = logging.getLogger("tenure.audit")
 
 
 def chain_key(workflow: Workflow | None) -> str:
@@ -82,10 +91,68 @@ def _seal_on_commit(key: str) -> None:
             return
 
     def seal() -> None:
-        audit_seal(chain=key)
+        if getattr(settings, "TENURE_AUDIT_SEAL", "background") == "commit":
+            audit_seal(chain=key)
+        else:
+            _sealer.submit(key)
 
     seal.audit_chain = key  # type: ignore[attr-defined]
     transaction.on_commit(seal, robust=True)
+
+
+class _Sealer:
+    """Seals chains off the request path: a daemon thread per process, started on
+    first use, that waits ``DELAY`` to gather what else commits meanwhile and then
+    seals every chain named, so a burst of commits costs one seal, not one each.
+
+    The events themselves are already committed with their change; only their
+    place in the chain waits (tens of milliseconds). If the process exits first,
+    ``atexit`` seals what is pending, and if it dies, the ``audit-seal`` beat job
+    and ``verify_audit`` do.
+    """
+
+    DELAY = 0.05
+    IDLE = 30.0
+
+    def __init__(self) -> None:
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, key: str) -> None:
+        with self._lock:
+            self._pending.add(key)
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()  # a forked child starts its own
+                self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Seal what is pending now, in the calling thread."""
+        with self._lock:
+            keys, self._pending = self._pending, set()
+        for key in sorted(keys):
+            try:
+                audit_seal(chain=key)
+            except Exception:  # noqa: BLE001 - the beat job seals it later
+                logger.exception("sealing audit chain %s failed; the periodic job retries", key)
+                db_connection.close_if_unusable_or_obsolete()
+
+    def _run(self) -> None:
+        while True:
+            if not self._wake.wait(timeout=self.IDLE):
+                db_connection.close()  # idle: give the connection back
+                continue
+            time.sleep(self.DELAY)
+            self._wake.clear()
+            self.flush()
+
+
+_sealer = _Sealer()
+atexit.register(lambda: _sealer.flush() if _sealer._pid == os.getpid() else None)
 
 
 def audit_seal(*, chain: str | None = None, limit: int = 5000) -> int:

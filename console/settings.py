@@ -258,6 +258,10 @@ LOGGING.setdefault("loggers", {})["kombu.connection"] = {"level": "ERROR"}
 # --- Tenure ---------------------------------------------------------------
 # Reviewer time is part of the cost of an outcome.
 TENURE_REVIEWER_HOURLY_RATE = Decimal(os.environ.get("TENURE_REVIEWER_HOURLY_RATE", "45.00"))
+# Audit events commit with their change; their place in the hash chain is sealed
+# after the commit: "background" (a sealer thread per process, off the request
+# path, a burst sealed at once) or "commit" (in the committing thread).
+TENURE_AUDIT_SEAL = os.environ.get("TENURE_AUDIT_SEAL", "background")
 TENURE_CLAIM_LEASE_SECONDS = int(os.environ.get("TENURE_CLAIM_LEASE_SECONDS", "300"))
 # An OpenAI-compatible endpoint; with no key, the built-in demo model runs.
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")

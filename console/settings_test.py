@@ -19,3 +19,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 # Parallel checkouts on one machine set TENURE_TEST_DB to keep their databases apart.
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TENURE_TEST_DB", "test_tenure")}  # noqa: F405
+
+# Tests read seq and hashes right after a commit: seal in the committing thread
+# (the background sealer has its own test).
+TENURE_AUDIT_SEAL = "commit"

@@ -444,3 +444,24 @@ def test_sealing_costs_the_same_few_queries_however_many_events_wait(workflow):
             "UPDATE",
         ]
     assert audit_verify(chain=chain_key(workflow)) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_background_sealer_seals_a_burst_of_commits_off_the_request_path(settings):
+    from console.models import Workflow
+
+    from console import audit
+
+    settings.TENURE_AUDIT_SEAL = "background"
+    audit._sealer.IDLE = 0.2  # lets the thread close its connection before teardown
+    workflow = Workflow.objects.create(slug="burst", name="Burst")
+    for i in range(30):
+        with transaction.atomic():
+            audit_append(action=f"test.{i}", actor="system", workflow=workflow)
+    deadline = time.monotonic() + 10
+    while AuditEvent.objects.filter(seq__isnull=True).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    seqs = list(AuditEvent.objects.order_by("id").values_list("seq", flat=True))
+    assert seqs == list(range(1, 31)), "sealed in the order written"
+    assert audit_verify(chain=chain_key(workflow)) == []
+    time.sleep(0.5)  # the idle sealer has closed its connection

@@ -67,7 +67,15 @@ def measure_kill_switch(stub, *, items: int = ITEMS, pause_after_refunds: int = 
                 payload={"text": f"[scenario:{scenario}] Order A-1001 arrived broken (#{i})."},
                 source="api",
             )
-    assert _wait(lambda: SandboxRefund.objects.count() >= pause_after_refunds), "nothing ran"
+
+    def mid_flight() -> bool:
+        # Refunds are landing and a run is thinking right now: pause at that moment.
+        return (
+            SandboxRefund.objects.count() >= pause_after_refunds
+            and Run.objects.filter(work_item__workflow=workflow, status=Run.Status.RUNNING).exists()
+        )
+
+    assert _wait(mid_flight, timeout=90), "no refund landed while a run was in flight"
 
     workflow_pause(workflow=workflow, actor="ops:drill", reason="kill switch drill")
     committed = time.time()  # measured after the commit returned: a late bound
