@@ -72,7 +72,11 @@ class WorkItem(models.Model):
                 fields=["workflow", "external_id"], name="workitem_unique_external_id"
             ),
         ]
-        indexes = [models.Index(fields=["workflow", "status", "created_at"])]
+        indexes = [
+            models.Index(fields=["workflow", "status", "created_at"]),
+            # The dashboard's live slice of today's outcomes.
+            models.Index(fields=["workflow", "resolved_at"], name="workitem_resolved_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.workflow.slug}/{self.external_id}"
@@ -190,6 +194,8 @@ class Step(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "index"], name="step_unique_index_in_run"),
         ]
+        # The dashboard's live slice of today's tool calls and errors.
+        indexes = [models.Index(fields=["kind", "created_at"], name="step_kind_created_at")]
 
     def __str__(self) -> str:
         return f"{self.run_id}.{self.index} {self.kind} {self.name}"

@@ -70,10 +70,10 @@ def _since(days: int, now: datetime) -> datetime:
     return metrics.start_of_today(now) - timedelta(days=days - 1)
 
 
-def _rows_url(slug: str, metric: str, days: int, **filters: Any) -> str:
+def _rows_url(slug: str, metric: str, days: int, *, base: str = "", **filters: Any) -> str:
     query = {"metric": metric, "days": days}
     query.update({k: v for k, v in filters.items() if v not in (None, "")})
-    return f"{reverse('evidence-rows', args=[slug])}?{urlencode(query)}"
+    return f"{base or reverse('evidence-rows', args=[slug])}?{urlencode(query)}"
 
 
 def _vary(response: HttpResponse) -> HttpResponse:
@@ -92,10 +92,11 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     except BadInput as exc:
         return _bad_request(request, str(exc))
     now = timezone.now()
-    scope = Scope.for_workflow(workflow, since=_since(days, now))
-    m = metrics.workflow_metrics(scope, workflow)
-    daily = metrics.daily_rollup(scope, now=now)
-    agreement_by_tool = metrics.agreement_by_tool(scope)
+    # Closed days come from the rollups, today is computed live: the same numbers as
+    # metrics.workflow_metrics / daily_rollup / agreement_by_tool over the window.
+    board = metrics.dashboard_metrics(workflow, since=_since(days, now), now=now)
+    m, daily, agreement_by_tool = board.metrics, board.daily, board.agreement_by_tool
+    scope = m.scope
     errors_by_tool = {t.tool: t for t in m.tool_errors}
     link = _linker(slug, days)
     tools = [
@@ -172,11 +173,13 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _linker(slug: str, days: int):
+    base = reverse("evidence-rows", args=[slug])  # once: a dashboard has ~200 links
+
     def link(metric: str, **filters: Any) -> str:
         day = filters.pop("day", None)
         if isinstance(day, date):
             filters["day"] = day.isoformat()
-        return _rows_url(slug, metric, days, **filters)
+        return _rows_url(slug, metric, days, base=base, **filters)
 
     return link
 
@@ -300,9 +303,7 @@ def ops_overview(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     since = _since(days, now)
     workflows = workflows_for(request.user).order_by("name")
-    rows = metrics.ops_overview(workflows, since=since, now=now)
-    ids = tuple(row.workflow.pk for row in rows)
-    daily = metrics.daily_rollup(Scope(workflow_ids=ids, since=since), now=now) if ids else []
+    rows, daily = metrics.ops_overview_rolled(workflows, since=since, now=now)
     total_today = sum((r.today_usd for r in rows), metrics.ZERO)
     total_week = sum((r.week_usd for r in rows), metrics.ZERO)
     context = {

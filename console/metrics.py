@@ -22,6 +22,12 @@ Definitions (window = ``since <= t < until``):
 - retry rate: runs with at least one retry / runs.
 - time-to-safe-fail: mean of (escalation created - its run's start).
 - tool error rate: tool-call steps with an error / tool-call steps, per tool.
+
+The functions above compute from raw rows over any window (the gate, the
+breaker, the evidence pack and the API use them). The dashboards and the ops
+overview read the same numbers from daily rollups instead (``MetricDay``: closed
+days stored once, today computed live; see "Rollups" below), so their cost does
+not grow with the history.
 """
 
 from __future__ import annotations
@@ -29,11 +35,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import (
     Avg,
     Count,
@@ -51,7 +57,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, Step, WorkItem
-from console.models import Workflow
+from console.models import MetricDay, Workflow
 from reviews.models import (
     CRITICAL_REJECT_REASONS,
     Decision,
@@ -834,20 +840,7 @@ def ops_overview(
         .order_by()
         .values_list("workflow", "n")
     )
-    pending = {
-        row["workflow"]: row
-        for row in Proposal.objects.filter(workflow__in=ids, status=Proposal.Status.PENDING)
-        .values("workflow")
-        .annotate(n=Count("pk"), oldest=Min("created_at"))
-        .order_by()
-    }
-    open_escalations = dict(
-        Escalation.objects.filter(workflow__in=ids, status=Escalation.Status.OPEN)
-        .values("workflow")
-        .annotate(n=Count("pk"))
-        .order_by()
-        .values_list("workflow", "n")
-    )
+    pending, open_escalations = _queue_state(ids)
     result = []
     for workflow in workflows:
         run = spend.get(workflow.pk, {})
@@ -870,6 +863,607 @@ def ops_overview(
             )
         )
     return result
+
+
+# --- Rollups: closed days stored, today live ---------------------------------------------
+#
+# The dashboards read ``MetricDay`` rows (additive sums per workflow x tool x day)
+# for closed days and compute the rest of the window live, from raw rows over an
+# index range, with the same function that rolls a day up, so the two cannot
+# drift. Which timestamp buckets each column (all in the current time zone, as
+# ``TruncDate`` does for the live metrics above):
+#
+# - decisions, verdicts, reject reasons, critical rejections, field-level edits,
+#   reviewer seconds: ``Decision.created_at`` (a late decision on an old proposal
+#   counts on the day it was made), per ``Proposal.tool``;
+# - tool calls and tool errors: ``Step.created_at``, per ``Step.name``;
+# - runs, model and tool cost, tool calls per run, retries, budget trips:
+#   ``Run.created_at``;
+# - received work items: ``WorkItem.created_at``; escalated items: an item whose
+#   first escalation came on the day it was received counts on that day; one
+#   escalated later counts on its first escalation's day, keyed by the day the
+#   item was received (so an escalation landing today on an item of a closed day
+#   changes today's row, never the closed day's);
+# - outcomes (resolved, succeeded): ``WorkItem.resolved_at``;
+# - escalations and time-to-safe-fail: ``Escalation.created_at``;
+# - escalation resolutions: ``EscalationResolution.created_at``.
+#
+# Every one of those timestamps is set when the row is written, so a closed day
+# only changes if a run started before midnight is still writing after it
+# (``ROLLUP_GRACE`` keeps a day live for that long) or rows are backfilled or
+# corrected by hand (call ``metric_days_invalidate`` for the days touched).
+
+ROLLUP_GRACE = timedelta(hours=1)
+ROLLUP_CHUNK_DAYS = 31
+
+_SUMMED = (
+    "decisions",
+    "accepted",
+    "edited",
+    "rejected",
+    "critical",
+    "reviewer_seconds",
+    "tool_calls",
+    "tool_errors",
+    "runs",
+    "run_tool_calls",
+    "retried_runs",
+    "model_usd",
+    "tool_usd",
+    "received",
+    "escalated_same_day",
+    "resolved",
+    "succeeded",
+    "escalations",
+    "safe_fail_n",
+    "safe_fail_us",
+    "resolutions",
+    "minutes_saved",
+    "rating_sum",
+    "rating_n",
+)
+
+_VERDICT_FIELD = {
+    Decision.Verdict.ACCEPT: "accepted",
+    Decision.Verdict.EDIT: "edited",
+    Decision.Verdict.REJECT: "rejected",
+}
+
+
+def _midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time()))
+
+
+def _as_date(value: date | str) -> date:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def last_closed_day(now: datetime) -> date:
+    """The last day that may be rolled up: it ended at least ``ROLLUP_GRACE`` ago."""
+    return timezone.localdate(now - ROLLUP_GRACE) - timedelta(days=1)
+
+
+def metric_days_compute(
+    workflow_ids: Iterable[int], *, since: datetime, until: datetime | None = None
+) -> dict[tuple[int, date, str], MetricDay]:
+    """The ``MetricDay`` rows (unsaved) of ``since <= t < until``: eight grouped
+    queries whatever the data. This is the one definition of every rolled column;
+    it is used both to roll closed days up and to compute today live."""
+    ids = tuple(workflow_ids)
+    scope = Scope(workflow_ids=ids, since=since, until=until)
+    rows: dict[tuple[int, date, str], MetricDay] = {}
+
+    def row(workflow_id: int, day: date | str, tool: str = "") -> MetricDay:
+        key = (workflow_id, _as_date(day), tool)
+        if key not in rows:
+            rows[key] = MetricDay(workflow_id=workflow_id, day=key[1], tool=tool)
+        return rows[key]
+
+    # Decisions. The verdict filter changes nothing (every decision has one of
+    # the three) but lets the (verdict, created_at) index bound the scan.
+    for d in (
+        decisions_rows(scope)
+        .filter(verdict__in=Decision.Verdict.values)
+        .annotate(day=TruncDate("created_at"))
+        .values("proposal__workflow", "day", "proposal__tool", "verdict", "reason")
+        .annotate(n=Count("pk"), s=Coalesce(Sum("seconds_spent"), 0))
+        .order_by()
+    ):
+        r = row(d["proposal__workflow"], d["day"], d["proposal__tool"])
+        r.decisions += d["n"]
+        r.reviewer_seconds += d["s"]
+        setattr(r, _VERDICT_FIELD[d["verdict"]], getattr(r, _VERDICT_FIELD[d["verdict"]]) + d["n"])
+        if d["verdict"] == Decision.Verdict.REJECT:
+            r.reject_reasons[d["reason"]] = r.reject_reasons.get(d["reason"], 0) + d["n"]
+            if d["reason"] in CRITICAL_REJECT_REASONS:
+                r.critical += d["n"]
+    for workflow_id, day, tool, name, n, changed in _field_rows(scope):
+        row(workflow_id, day, tool).fields[name] = [n, changed]
+
+    for s in (
+        tool_steps_rows(scope)
+        .annotate(day=TruncDate("created_at"))
+        .values("run__work_item__workflow", "day", "name")
+        .annotate(n=Count("pk"), e=Count("pk", filter=~Q(error="")))
+        .order_by()
+    ):
+        r = row(s["run__work_item__workflow"], s["day"], s["name"])
+        r.tool_calls += s["n"]
+        r.tool_errors += s["e"]
+
+    # Runs; the status filter only lets the (status, created_at) index bound the scan.
+    for run in (
+        runs_rows(scope)
+        .filter(status__in=Run.Status.values)
+        .annotate(day=TruncDate("created_at"))
+        .values("work_item__workflow", "day", "stop_reason")
+        .annotate(
+            n=Count("pk"),
+            calls=Coalesce(Sum("tool_calls"), 0),
+            retried=Count("pk", filter=Q(retries__gt=0)),
+            model=Coalesce(Sum("cost_usd"), ZERO),
+            tool=Coalesce(Sum("tool_cost_usd"), ZERO),
+        )
+        .order_by()
+    ):
+        r = row(run["work_item__workflow"], run["day"])
+        r.runs += run["n"]
+        r.run_tool_calls += run["calls"]
+        r.retried_runs += run["retried"]
+        r.model_usd += run["model"]
+        r.tool_usd += run["tool"]
+        if run["stop_reason"] in Run.BUDGET_REASONS:
+            reason = run["stop_reason"]
+            r.budget_trips[reason] = r.budget_trips.get(reason, 0) + run["n"]
+
+    same_day = Exists(
+        Escalation.objects.filter(work_item=OuterRef("pk"), created_at__date=OuterRef("day"))
+    )
+    for item in (
+        received_rows(scope)
+        .filter(status__in=WorkItem.Status.values)
+        .annotate(day=TruncDate("created_at"), same_day=same_day)
+        .values("workflow", "day")
+        .annotate(n=Count("pk"), escalated=Count("pk", filter=Q(same_day=True)))
+        .order_by()
+    ):
+        r = row(item["workflow"], item["day"])
+        r.received += item["n"]
+        r.escalated_same_day += item["escalated"]
+
+    for item in (
+        outcomes_rows(scope)
+        .annotate(day=TruncDate("resolved_at"))
+        .values("workflow", "day")
+        .annotate(n=Count("pk"), ok=Count("pk", filter=Q(succeeded=True)))
+        .order_by()
+    ):
+        r = row(item["workflow"], item["day"])
+        r.resolved += item["n"]
+        r.succeeded += item["ok"]
+
+    first = ~Exists(
+        Escalation.objects.filter(
+            work_item=OuterRef("work_item"), created_at__lt=OuterRef("created_at")
+        )
+    )
+    safe_fail = Q(run__started_at__isnull=False)
+    for esc in (
+        escalations_rows(scope)
+        .annotate(day=TruncDate("created_at"), received=TruncDate("work_item__created_at"))
+        .values("workflow", "day", "received")
+        .annotate(
+            n=Count("pk"),
+            safe_n=Count("pk", filter=safe_fail),
+            safe=Sum(
+                ExpressionWrapper(
+                    F("created_at") - F("run__started_at"), output_field=DurationField()
+                ),
+                filter=safe_fail,
+            ),
+            first=Count("work_item", distinct=True, filter=first),
+        )
+        .order_by()
+    ):
+        r = row(esc["workflow"], esc["day"])
+        r.escalations += esc["n"]
+        r.safe_fail_n += esc["safe_n"]
+        if esc["safe"] is not None:
+            r.safe_fail_us += esc["safe"] // timedelta(microseconds=1)
+        if esc["first"] and _as_date(esc["received"]) != _as_date(esc["day"]):
+            key = _as_date(esc["received"]).isoformat()
+            r.escalated_later[key] = r.escalated_later.get(key, 0) + esc["first"]
+
+    for res in (
+        resolutions_rows(scope)
+        .annotate(day=TruncDate("created_at"))
+        .values("escalation__workflow", "day")
+        .annotate(
+            n=Count("pk"),
+            minutes=Coalesce(Sum("minutes_saved"), 0),
+            rating=Coalesce(Sum("packet_rating"), 0),
+            rated=Count("packet_rating"),
+        )
+        .order_by()
+    ):
+        r = row(res["escalation__workflow"], res["day"])
+        r.resolutions += res["n"]
+        r.minutes_saved += res["minutes"]
+        r.rating_sum += res["rating"]
+        r.rating_n += res["rated"]
+    return rows
+
+
+def _field_rows(scope: Scope) -> list[tuple[int, date, str, str, int, int]]:
+    """Field-level edit counts per (workflow, day, tool, field); see field_agreement_for."""
+    vendor = connection.vendor
+    if vendor not in _KEYS_SQL:
+        return []
+    edited = decisions_rows(scope).filter(verdict=Decision.Verdict.EDIT)
+    ids_sql, ids_params = edited.order_by().values("pk").query.sql_with_params()
+    decision, proposal = Decision._meta.db_table, Proposal._meta.db_table
+    key = _KEY_NAME[vendor]
+    tzname = timezone.get_current_timezone_name() if settings.USE_TZ else None
+    day_sql, day_params = connection.ops.datetime_cast_date_sql("d.created_at", (), tzname)
+    parts, params = [], []
+    for src, col in (("args", "p.arguments"), ("diff", "d.diff")):
+        parts.append(
+            f"SELECT d.id AS id, p.workflow_id AS wf, {day_sql} AS day, p.tool AS tool, "
+            f"{key} AS field, '{src}' AS src FROM {decision} d "
+            f"JOIN {proposal} p ON p.id = d.proposal_id {_KEYS_SQL[vendor].format(col=col)} "
+            f"WHERE d.id IN ({ids_sql})"
+        )
+        params += [*day_params, *ids_params]
+    sql = (
+        "SELECT wf, day, tool, field, COUNT(DISTINCT id), "
+        "COUNT(DISTINCT CASE WHEN src = 'diff' THEN id END) "
+        f"FROM ({' UNION ALL '.join(parts)}) AS t GROUP BY wf, day, tool, field"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [(wf, _as_date(day), tool, f, n, c) for wf, day, tool, f, n, c in cursor.fetchall()]
+
+
+def _save_rolled(rows: Iterable[MetricDay]) -> None:
+    # One statement (bulk_create is atomic); a concurrent roll of the same day
+    # computed the same sums, so either copy will do.
+    MetricDay.objects.bulk_create(list(rows), ignore_conflicts=True)
+
+
+def _rolled_days(workflow_ids: tuple[int, ...], first: date, last: date) -> set[tuple[int, date]]:
+    return set(
+        MetricDay.objects.filter(
+            workflow__in=workflow_ids, day__gte=first, day__lte=last, tool=""
+        ).values_list("workflow", "day")
+    )
+
+
+def _roll(missing: set[tuple[int, date]], last: date) -> list[MetricDay]:
+    """Compute and store the rows of the ``missing`` (workflow, closed day) pairs."""
+    if not missing:
+        return []
+    first = min(day for _, day in missing)
+    computed = metric_days_compute(
+        {wf for wf, _ in missing}, since=_midnight(first), until=_midnight(last + timedelta(1))
+    )
+    rows = [r for key, r in computed.items() if key[:2] in missing]
+    for wf, day in missing:
+        if (wf, day, "") not in computed:
+            rows.append(MetricDay(workflow_id=wf, day=day, tool=""))
+    _save_rolled(rows)
+    return rows
+
+
+def metric_days_read(
+    workflow_ids: Iterable[int], *, since: datetime, now: datetime
+) -> list[MetricDay]:
+    """Every ``MetricDay`` row of the workflows from ``since``'s day up to now: the
+    stored rows of closed days plus the days since computed live. A fixed number
+    of queries whatever the data: one read and the live slice's eight (a closed day
+    found missing is rolled up and stored first, once)."""
+    ids = tuple(workflow_ids)
+    first = timezone.localdate(since)
+    last = last_closed_day(now)
+    stored: list[MetricDay] = []
+    if first <= last:
+        stored = list(MetricDay.objects.filter(workflow__in=ids, day__gte=first, day__lte=last))
+        rolled = {(r.workflow_id, r.day) for r in stored if r.tool == ""}
+        closed = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        missing = {(wf, day) for wf in ids for day in closed if (wf, day) not in rolled}
+        # Only the workflows and days missing are computed from raw rows here.
+        stored += _roll(missing, last)
+    live_since = _midnight(max(first, last + timedelta(days=1)))
+    if connection.in_atomic_block:
+        # Planner settings would outlive a savepoint: leave the caller's transaction be.
+        live = metric_days_compute(ids, since=live_since)
+    else:
+        with transaction.atomic():
+            _plan_for_small_ranges()
+            live = metric_days_compute(ids, since=live_since)
+    return stored + list(live.values())
+
+
+def _plan_for_small_ranges() -> None:
+    """Plan today's slice as what it is, for this transaction only: short index
+    ranges joined row by row. Left alone, PostgreSQL may hash-join a day of runs
+    against every work item (a sequential scan of the table), launch parallel
+    workers or JIT-compile, each costing more than the query (measured at 1M
+    decisions: 340 ms -> 26 ms for the runs query)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('max_parallel_workers_per_gather', '0', true), "
+                "set_config('jit', 'off', true), set_config('enable_hashjoin', 'off', true), "
+                "set_config('enable_mergejoin', 'off', true)"
+            )
+
+
+def metric_days_roll(
+    *,
+    workflow_ids: Iterable[int] | None = None,
+    days: int = 400,
+    now: datetime | None = None,
+    refresh: bool = False,
+) -> int:
+    """Roll up the closed days of the last ``days`` not rolled yet (all of them
+    again with ``refresh``). Idempotent; the periodic task calls it. Returns the
+    number of (workflow, day) pairs rolled."""
+    now = now or timezone.now()
+    ids = (
+        tuple(workflow_ids)
+        if workflow_ids is not None
+        else tuple(Workflow.objects.values_list("pk", flat=True))
+    )
+    last = last_closed_day(now)
+    first = last - timedelta(days=days - 1)
+    if not ids or first > last:
+        return 0
+    if refresh:
+        metric_days_invalidate(workflow_ids=ids, since=first, until=last)
+    rolled = _rolled_days(ids, first, last)
+    count = 0
+    chunk_start = first
+    while chunk_start <= last:
+        chunk_end = min(last, chunk_start + timedelta(days=ROLLUP_CHUNK_DAYS - 1))
+        missing = {
+            (wf, chunk_start + timedelta(days=i))
+            for wf in ids
+            for i in range((chunk_end - chunk_start).days + 1)
+        } - rolled
+        _roll(missing, chunk_end)
+        count += len(missing)
+        chunk_start = chunk_end + timedelta(days=1)
+    return count
+
+
+def metric_days_invalidate(
+    *, workflow_ids: Iterable[int], since: date, until: date | None = None
+) -> int:
+    """Forget the rolled days ``since..until`` (inclusive) of the workflows, after
+    rows were backfilled or corrected there; the next read or roll recomputes them."""
+    qs = MetricDay.objects.filter(workflow__in=tuple(workflow_ids), day__gte=since)
+    if until is not None:
+        qs = qs.filter(day__lte=until)
+    return qs.delete()[0]
+
+
+# --- Reading the rollups ------------------------------------------------------------------
+
+
+def _total(rows: Iterable[MetricDay], attr: str):
+    values = [getattr(r, attr) for r in rows]
+    return sum(values, ZERO) if attr in ("model_usd", "tool_usd") else sum(values)
+
+
+def _counter(rows: Iterable[MetricDay], attr: str) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for r in rows:
+        for key, n in getattr(r, attr).items():
+            total[key] = total.get(key, 0) + n
+    return total
+
+
+def _by_count(counts: dict[str, int]) -> dict[str, int]:
+    """Largest first, then by name (the order the live queries give)."""
+    return dict(sorted(((k, n) for k, n in counts.items() if n), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _agreement(accepted: int, edited: int, rejected: int) -> Agreement:
+    low, high = wilson_interval(accepted, accepted + edited + rejected)
+    return Agreement(accepted, edited, rejected, low, high)
+
+
+def _mean(total: int | Decimal, n: int) -> float | None:
+    return float(total) / n if n else None
+
+
+def metrics_from_days(
+    rows: list[MetricDay], scope: Scope, workflow: Workflow | None = None
+) -> WorkflowMetrics:
+    """``workflow_metrics`` from rolled rows (window from ``scope.since``'s day to now)."""
+    target = workflow.cost_target_usd if workflow is not None else None
+    budget = float(workflow.tool_error_budget) if workflow is not None else None
+    t = {attr: _total(rows, attr) for attr in _SUMMED}
+    since_day = timezone.localdate(scope.since).isoformat()
+    later = sum(n for day, n in _counter(rows, "escalated_later").items() if day >= since_day)
+    fields: dict[str, list[int]] = {}
+    for r in rows:
+        for name, (n, changed) in r.fields.items():
+            total = fields.setdefault(name, [0, 0])
+            total[0] += n
+            total[1] += changed
+    by_tool: dict[str, list[int]] = {}
+    for r in rows:
+        if r.tool_calls:
+            calls = by_tool.setdefault(r.tool, [0, 0])
+            calls[0] += r.tool_calls
+            calls[1] += r.tool_errors
+    return WorkflowMetrics(
+        scope=scope,
+        resolved=t["resolved"],
+        succeeded=t["succeeded"],
+        agreement=_agreement(t["accepted"], t["edited"], t["rejected"]),
+        field_agreement=[
+            FieldAgreement(field=name, edited_decisions=n, changed=changed)
+            for name, (n, changed) in sorted(fields.items(), key=lambda kv: (-kv[1][1], kv[0]))
+        ],
+        reject_reasons=_by_count(_counter(rows, "reject_reasons")),
+        critical_rejections=t["critical"],
+        cost=Cost(
+            model_usd=t["model_usd"],
+            tool_usd=t["tool_usd"],
+            reviewer_seconds=t["reviewer_seconds"],
+            outcomes=t["succeeded"],
+            target_usd=target,
+        ),
+        received=t["received"],
+        escalated_items=t["escalated_same_day"] + later,
+        escalations=t["escalations"],
+        runs=t["runs"],
+        mean_tool_calls=_mean(t["run_tool_calls"], t["runs"]),
+        retried_runs=t["retried_runs"],
+        time_to_safe_fail=(
+            timedelta(microseconds=t["safe_fail_us"] / t["safe_fail_n"])
+            if t["safe_fail_n"]
+            else None
+        ),
+        tool_errors=[
+            ToolErrors(tool=tool, calls=calls, errors=errors, budget=budget)
+            for tool, (calls, errors) in sorted(by_tool.items())
+        ],
+        budget_trips=_by_count(_counter(rows, "budget_trips")),
+        decisions=t["decisions"],
+        reviewer_seconds_per_decision=_mean(t["reviewer_seconds"], t["decisions"]),
+        resolutions=t["resolutions"],
+        minutes_saved_per_escalation=_mean(t["minutes_saved"], t["resolutions"]),
+        mean_packet_rating=_mean(t["rating_sum"], t["rating_n"]),
+    )
+
+
+def days_from_rows(rows: list[MetricDay], *, since: datetime, now: datetime) -> list[Day]:
+    """``daily_rollup`` from rolled rows."""
+    days = {d: Day(day=d) for d in days_between(since, now)}
+    for r in rows:
+        day = days.get(r.day)
+        if day is None:
+            continue
+        day.accepted += r.accepted
+        day.edited += r.edited
+        day.rejected += r.rejected
+        day.reviewer_seconds += r.reviewer_seconds
+        day.model_usd += r.model_usd
+        day.tool_usd += r.tool_usd
+        day.outcomes += r.succeeded
+        day.received += r.received
+        day.escalations += r.escalations
+        day.tool_calls += r.tool_calls
+        day.tool_errors += r.tool_errors
+    for day in days.values():
+        day.interval = wilson_interval(day.accepted, day.decided)
+    return list(days.values())
+
+
+def agreement_by_tool_from_rows(rows: list[MetricDay]) -> dict[str, Agreement]:
+    """``agreement_by_tool`` from rolled rows."""
+    by_tool: dict[str, list[int]] = {}
+    for r in rows:
+        if r.decisions:
+            counts = by_tool.setdefault(r.tool, [0, 0, 0])
+            counts[0] += r.accepted
+            counts[1] += r.edited
+            counts[2] += r.rejected
+    return {tool: _agreement(*counts) for tool, counts in sorted(by_tool.items())}
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    metrics: WorkflowMetrics
+    daily: list[Day]
+    agreement_by_tool: dict[str, Agreement]
+
+
+def dashboard_metrics(workflow: Workflow, *, since: datetime, now: datetime) -> Dashboard:
+    """A workflow's dashboard from its rollups and today's live slice: the same
+    numbers as ``workflow_metrics``, ``daily_rollup`` and ``agreement_by_tool``
+    over ``since``..now, in a number of queries that does not grow with the data."""
+    scope = Scope.for_workflow(workflow, since=since)
+    rows = metric_days_read((workflow.pk,), since=since, now=now)
+    return Dashboard(
+        metrics=metrics_from_days(rows, scope, workflow),
+        daily=days_from_rows(rows, since=since, now=now),
+        agreement_by_tool=agreement_by_tool_from_rows(rows),
+    )
+
+
+def ops_overview_rolled(
+    workflows: QuerySet[Workflow] | Iterable[Workflow], *, since: datetime, now: datetime
+) -> tuple[list[WorkflowSpend], list[Day]]:
+    """``ops_overview`` and the spend per day across the workflows, from rollups."""
+    workflows = list(workflows)
+    ids = tuple(w.pk for w in workflows)
+    if not ids:
+        return [], []
+    today, week = timezone.localdate(start_of_today(now)), timezone.localdate(start_of_week(now))
+    since_day = timezone.localdate(since)
+    rows = metric_days_read(ids, since=min(since, start_of_week(now)), now=now)
+    per: dict[int, dict[str, object]] = {
+        wf: {"today": ZERO, "week": ZERO, "model": ZERO, "tool": ZERO, "s": 0, "ok": 0, "trips": 0}
+        for wf in ids
+    }
+    for r in rows:
+        acc = per[r.workflow_id]
+        spend = r.model_usd + r.tool_usd
+        if r.day >= today:
+            acc["today"] += spend
+        if r.day >= week:
+            acc["week"] += spend
+        if r.day >= since_day:
+            acc["model"] += r.model_usd
+            acc["tool"] += r.tool_usd
+            acc["s"] += r.reviewer_seconds
+            acc["ok"] += r.succeeded
+            acc["trips"] += sum(r.budget_trips.values())
+    pending, open_escalations = _queue_state(ids)
+    result = [
+        WorkflowSpend(
+            workflow=workflow,
+            today_usd=per[workflow.pk]["today"],
+            week_usd=per[workflow.pk]["week"],
+            cost=Cost(
+                model_usd=per[workflow.pk]["model"],
+                tool_usd=per[workflow.pk]["tool"],
+                reviewer_seconds=per[workflow.pk]["s"],
+                outcomes=per[workflow.pk]["ok"],
+                target_usd=workflow.cost_target_usd,
+            ),
+            budget_trips=per[workflow.pk]["trips"],
+            pending=pending.get(workflow.pk, {}).get("n", 0),
+            escalations=open_escalations.get(workflow.pk, 0),
+            oldest_pending_at=pending.get(workflow.pk, {}).get("oldest"),
+        )
+        for workflow in workflows
+    ]
+    daily = days_from_rows([r for r in rows if r.day >= since_day], since=since, now=now)
+    return result, daily
+
+
+def _queue_state(ids: tuple[int, ...]) -> tuple[dict[int, dict], dict[int, int]]:
+    """The review backlog and open escalations per workflow (current state, not history)."""
+    pending = {
+        row["workflow"]: row
+        for row in Proposal.objects.filter(workflow__in=ids, status=Proposal.Status.PENDING)
+        .values("workflow")
+        .annotate(n=Count("pk"), oldest=Min("created_at"))
+        .order_by()
+    }
+    open_escalations = dict(
+        Escalation.objects.filter(workflow__in=ids, status=Escalation.Status.OPEN)
+        .values("workflow")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("workflow", "n")
+    )
+    return pending, open_escalations
 
 
 # --- Drill-down: the rows behind each number ------------------------------------------

@@ -45,3 +45,11 @@ def audit_seal_task() -> int:
     from console.audit import audit_seal
 
     return audit_seal()
+
+
+@shared_task(name="console.metric_rollup", ignore_result=True)
+def metric_rollup_task() -> int:
+    """Roll up the dashboards' closed days not rolled yet (idempotent)."""
+    from console.metrics import metric_days_roll
+
+    return metric_days_roll()

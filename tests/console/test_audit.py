@@ -448,9 +448,8 @@ def test_sealing_costs_the_same_few_queries_however_many_events_wait(workflow):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_background_sealer_seals_a_burst_of_commits_off_the_request_path(settings):
-    from console.models import Workflow
-
     from console import audit
+    from console.models import Workflow
 
     settings.TENURE_AUDIT_SEAL = "background"
     audit._sealer.IDLE = 0.2  # lets the thread close its connection before teardown
