@@ -35,9 +35,7 @@ def test_logging_in_and_out_while_redis_is_down(settings, reviewer):
     settings.SESSION_ENGINE = "console.sessions"
     settings.CACHES = DEAD_REDIS
     client = Client()
-    response = client.post(
-        reverse("login"), {"username": reviewer.username, "password": PASSWORD}
-    )
+    response = client.post(reverse("login"), {"username": reviewer.username, "password": PASSWORD})
     assert response.status_code == 302
     assert client.get(reverse("home")).status_code == 200
     client.post(reverse("logout"))

@@ -201,9 +201,7 @@ def test_workflow_page_names_its_accountable_owner(manager, workflow, client_for
     assert b"Accountable owner: <strong>mona</strong>" in body
 
 
-def test_the_workflow_page_shows_the_caps_that_apply_and_todays_use(
-    manager, workflow, client_for
-):
+def test_the_workflow_page_shows_the_caps_that_apply_and_todays_use(manager, workflow, client_for):
     from console.models import ToolGrant
 
     workflow.policy = {
