@@ -1040,12 +1040,13 @@ def _insert_new_orm(
 
 # --- The sweeper ----------------------------------------------------------------------
 
-STRANDED_AFTER = timedelta(minutes=2)
+STRANDED_AFTER = timedelta(seconds=int(os.environ.get("TENURE_STRANDED_AFTER_SECONDS", "120")))
 
 
 def stranded_redispatch(*, now: Any = None) -> dict[str, int]:
     """Re-send work a broker outage (or a lost task) left behind: items received but
-    never started, and approved plans whose next action has no finished execution.
+    never started, items whose run's worker and task were both lost, and approved
+    plans whose next action has no finished execution.
     Both tasks are idempotent, so re-sending something still queued is harmless."""
     from agents.tasks import run_agent
 
@@ -1059,6 +1060,16 @@ def stranded_redispatch(*, now: Any = None) -> dict[str, int]:
         )
         .exclude(workflow__autonomy_level=AutonomyLevel.OFF)
         .values_list("pk", flat=True)[:1000]
+    )
+    # Runs whose worker died and whose task died with the broker (a Redis restart
+    # without persistence loses unacknowledged messages too): run_agent takes the
+    # run over once it is stale, and retries until then.
+    items += list(
+        WorkItem.objects.filter(
+            status=WorkItem.Status.RUNNING,
+            updated_at__lt=cutoff,
+            workflow__paused=False,
+        ).values_list("pk", flat=True)[:1000]
     )
     for item_id in items:
         send_task(run_agent, item_id)

@@ -300,6 +300,9 @@ def base_env(app_name: str) -> dict[str, str]:
         ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
         TENURE_DATA_DIR=str(RESULTS / "soak-data"),
         TENURE_CLAIM_LEASE_SECONDS=str(CLAIM_LEASE_SECONDS),
+        # The sweeper re-sends lost work after this (production: 120 s), so the
+        # settle sees a task lost with Redis's restart come back.
+        TENURE_STRANDED_AFTER_SECONDS="20",
         CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
         OPENAI_API_KEY="",
         OPENAI_BASE_URL="",

@@ -47,3 +47,21 @@ def test_a_broker_outage_does_not_fail_the_request_that_saved_the_work(workflow,
 
     monkeypatch.setattr(run_agent, "delay", down)
     assert send_task(run_agent, 1) is False
+
+
+def test_sweeper_resends_a_run_whose_worker_and_task_were_both_lost(workflow, monkeypatch):
+    """The soak's finding: a worker SIGKILLed mid-run, then Redis restarted without
+    persistence, lost the unacknowledged task too; the item stayed 'running'."""
+    from tests.factories import RunFactory
+
+    sent: list[int] = []
+    monkeypatch.setattr("agents.tasks.run_agent.delay", lambda item_id: sent.append(item_id))
+    lost = WorkItemFactory(workflow=workflow, status=WorkItem.Status.RUNNING)
+    RunFactory(work_item=lost, status="running", stop_reason="")
+    busy = WorkItemFactory(workflow=workflow, status=WorkItem.Status.RUNNING)
+    WorkItem.objects.filter(pk=lost.pk).update(
+        updated_at=timezone.now() - STRANDED_AFTER - timedelta(seconds=5)
+    )
+    assert stranded_redispatch()["items"] == 1
+    assert sent == [lost.pk], "a run that may still be thinking is left alone"
+    assert busy.pk not in sent
