@@ -20,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, WorkItem
@@ -301,7 +301,17 @@ def _lock_decidable(*, proposal_id: int, workflow: Workflow | None) -> tuple[Pro
     lookup: dict[str, Any] = {"pk": proposal_id}
     if workflow is not None:
         lookup["workflow"] = workflow
-    proposal = Proposal.objects.select_for_update().get(**lookup)
+    # Lock the whole plan, in sequence order, in one statement: the plan dispatch
+    # that follows locks it too, and two reviewers deciding two actions of one plan
+    # who each locked only their own first deadlocked there (found by the soak).
+    plan = list(
+        Proposal.objects.select_for_update()
+        .filter(run_id=Subquery(Proposal.objects.filter(**lookup).values("run_id")[:1]))
+        .order_by("sequence")
+    )
+    proposal = next((p for p in plan if p.pk == proposal_id), None)
+    if proposal is None:
+        raise Proposal.DoesNotExist(f"Proposal {proposal_id} does not exist.")
     if workflow is not None:
         proposal.workflow = workflow  # the caller's (access-checked) row: no second read
     if is_sample(proposal) and not Decision.objects.filter(proposal=proposal).exists():

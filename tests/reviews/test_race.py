@@ -100,3 +100,61 @@ def test_a_double_submitted_decision_is_applied_once(roles, workflow, reviewer):
     assert outcomes.count("ok") == 1
     assert outcomes.count(services.ERR_ALREADY_DECIDED.format(status="accepted")) == 3
     assert Decision.objects.count() == 1
+
+
+def test_two_reviewers_deciding_two_actions_of_one_plan_do_not_deadlock(
+    roles, workflow, monkeypatch
+):
+    """The soak's finding: each reviewer locked their own action, then the plan
+    dispatch locked the whole plan and waited for the other's. Now the whole plan is
+    locked up front, in order, so the second reviewer waits instead."""
+    from tests.factories import RunFactory
+
+    run = RunFactory(work_item__workflow=workflow)
+    first = ProposalFactory(run=run, work_item=run.work_item, workflow=workflow, sequence=1)
+    second = ProposalFactory(run=run, work_item=run.work_item, workflow=workflow, sequence=2)
+    reviewers = []
+    for index in range(2):
+        user = UserFactory(username=f"planner{index}")
+        workflow_grant_role(user=user, workflow=workflow, role=Role.REVIEWER)
+        reviewers.append(user)
+    claims = [
+        services.claim_proposal(reviewer=reviewers[0], proposal=first),
+        services.claim_proposal(reviewer=reviewers[1], proposal=second),
+    ]
+    second_dispatching = threading.Event()
+    real_dispatch = services._plan_dispatch_ready
+
+    def dispatch(run_id: int) -> None:
+        if threading.current_thread().name == "reviewer-0":
+            # Hold this decision's locks until the other reviewer reaches the plan.
+            second_dispatching.wait(timeout=1.5)
+        else:
+            second_dispatching.set()
+        real_dispatch(run_id)
+
+    monkeypatch.setattr(services, "_plan_dispatch_ready", dispatch)
+    errors: list[BaseException] = []
+
+    def decide(index: int) -> None:
+        try:
+            services.proposal_decide(
+                proposal_id=(first, second)[index].pk,
+                reviewer=reviewers[index],
+                claim_token=claims[index].token,
+                verdict="accept",
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=decide, args=(i,), name=f"reviewer-{i}") for i in range(2)]
+    threads[0].start()
+    threading.Event().wait(0.3)  # the first reviewer holds its locks
+    threads[1].start()
+    for thread in threads:
+        thread.join(timeout=30)
+    close_old_connections()
+    assert errors == []
+    assert Decision.objects.filter(proposal__run=run).count() == 2
