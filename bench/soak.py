@@ -1323,6 +1323,9 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 - on
             [PY, "-m", "gunicorn", "console.wsgi:application", "--bind", f"127.0.0.1:{port}",
              "--workers", str(opts.web_workers), "--threads", str(opts.web_threads),
              "--worker-class", "gthread", "--timeout", "60", "--graceful-timeout", "10",
+             # Idle keep-alive connections outlive a reviewer's think time: gunicorn's
+             # 2 s default closed them just as the next request went out (a reset).
+             "--keep-alive", "75",
              # The default control socket is shared per user: another gunicorn on this
              # machine could reach (and stop) ours through it.
              "--no-control-socket"],

@@ -41,7 +41,7 @@ class Command(BaseCommand):
             ),
             self._spawn(
                 [sys.executable, "-m", "gunicorn", "console.wsgi:application", "--bind", bind,
-                 "--workers", "2", "--threads", "4",
+                 "--workers", "2", "--threads", "4", "--keep-alive", "75",
                  *(["--access-logfile", "-"] if verbose else [])]
             ),
         ]  # fmt: skip
