@@ -43,36 +43,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchdb import configure, recreate_database, reset_sequences  # noqa: E402 - bench/ is on sys.path as the script's folder
 
 SLUGS = (("bench-refunds", 0.8), ("bench-access", 0.1), ("bench-billing", 0.1))
 TOOLS = (("create_refund", 6), ("send_message", 3), ("lookup_order", 1))
 REASONS = ("wrong_amount", "wrong_record", "missing_context", "unsafe", "policy", "other")
 DAYS = 30
-
-
-def configure(database_url: str, redis_url: str) -> None:
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="console.settings",
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        SECRET_KEY="bench-only-" + "x" * 40,
-        TENURE_HTTPS="0",
-        DEBUG="0",
-        ALLOWED_HOSTS="testserver,localhost",
-        CELERY_QUEUE="tenure-bench",
-        LOG_LEVEL="ERROR",
-    )
-
-
-def recreate_database(database_url: str, *, drop_only: bool = False) -> None:
-    import psycopg
-
-    name = database_url.rsplit("/", 1)[1]
-    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _hash(arguments: dict) -> str:
@@ -235,13 +211,18 @@ def bulk_load(size: int, *, full_today: bool, seed: int = 5) -> dict:
                          min(at + timedelta(minutes=20), now))
                     )  # fmt: skip
         rows["escalations"] = len(escalations)
-        for table in ("agents_workitem", "agents_run", "agents_step", "agents_proposal",
-                      "reviews_decision", "agents_escalation",
-                      "reviews_escalationresolution"):  # fmt: skip
-            cur.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
-            )
+        reset_sequences(
+            cur,
+            (
+                "agents_workitem",
+                "agents_run",
+                "agents_step",
+                "agents_proposal",
+                "reviews_decision",
+                "agents_escalation",
+                "reviews_escalationresolution",
+            ),
+        )
     raw.commit()
     load_s = time.perf_counter() - started
     t0 = time.perf_counter()

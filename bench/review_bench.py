@@ -31,35 +31,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchdb import configure, recreate_database, reset_sequences  # noqa: E402 - bench/ is on sys.path as the script's folder
 
 TOKEN_RE = re.compile(r'name="token" value="([0-9a-f-]{36})"')
 PROPOSAL_RE = re.compile(r'data-proposal="(\d+)"')
 SLUG = "bench-refunds"
 ARGS = '{"order_number": "A-1001", "amount": "42.00", "reason": "Arrived broken"}'
-
-
-def configure(database_url: str, redis_url: str) -> None:
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="console.settings",
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        SECRET_KEY="bench-only-" + "x" * 40,
-        TENURE_HTTPS="0",
-        DEBUG="0",
-        ALLOWED_HOSTS="testserver,localhost",
-        CELERY_QUEUE="tenure-bench",
-        LOG_LEVEL="ERROR",
-    )
-
-
-def recreate_database(database_url: str) -> None:
-    import psycopg
-
-    name = database_url.rsplit("/", 1)[1]
-    admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def truncate() -> None:
@@ -158,11 +135,7 @@ def bulk_load(workflow, size: int) -> float:
                      "shadow", "pending", False, False, priority,
                      base + timedelta(seconds=2 * item, microseconds=sequence))
                 )  # fmt: skip
-        for table in ("agents_workitem", "agents_run", "agents_step", "agents_proposal"):
-            cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
-            )
+        reset_sequences(cursor, ("agents_workitem", "agents_run", "agents_step", "agents_proposal"))
     raw.commit()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")

@@ -48,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+from benchdb import reset_sequences  # noqa: E402 - bench/ is on sys.path as the script's folder
+
 sys.path.insert(0, str(ROOT))  # replaced by the snapshot in run()
 PY = sys.executable
 RESULTS = ROOT / "bench" / "results"
@@ -509,12 +511,10 @@ def bulk_load(n: int, pending_share: float) -> dict[str, Any]:
                      "wrong_amount" if verdict == "reject" else "", "", "shadow", 20 + i % 60,
                      when(i) + timedelta(minutes=3))
                 )  # fmt: skip
-        for table in ("agents_workitem", "agents_run", "agents_step", "agents_proposal",
-                      "reviews_decision"):  # fmt: skip
-            cur.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
-            )
+        reset_sequences(
+            cur,
+            ("agents_workitem", "agents_run", "agents_step", "agents_proposal", "reviews_decision"),
+        )
     raw.commit()
     load_s = time.perf_counter() - started
     t0 = time.perf_counter()
