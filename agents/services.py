@@ -961,7 +961,10 @@ def _insert_new(
     as the JSONField would (DjangoJSONEncoder). The ORM's bulk_create cost ~100 µs a
     row to compile and could not skip conflicts and still return ids.
     """
-    if {f.name for f in WorkItem._meta.concrete_fields} != _INSERT_FIELDS:
+    if (
+        connection.vendor != "postgresql"  # the embedded SQLite default
+        or {f.name for f in WorkItem._meta.concrete_fields} != _INSERT_FIELDS
+    ):
         return _insert_new_orm(workflow=workflow, rows=rows, source=source, principal=principal)
     from django.core.serializers.json import DjangoJSONEncoder
 
