@@ -83,7 +83,8 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
         "grants": {
             "get_order": {},
             "search_knowledge": {},
-            "create_refund": {"amount": REFUND_CAP},
+            # Per refund, and per day for what runs without a human at limited.
+            "create_refund": {"amount": REFUND_CAP, "count": 100, "total": 5000},
             "draft_customer_reply": {},
         },
         "docs": [
