@@ -20,7 +20,6 @@ from typing import Any
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
@@ -51,6 +50,7 @@ from agents.otel import run_trace_dispatch
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
 from agents.redaction import redact
 from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
+from console import sql
 from console.audit import audit_append
 from console.models import AutonomyLevel, ToolGrant, Workflow
 from console.notifications import notify_escalation
@@ -151,10 +151,12 @@ class Runner:
         self.client = client
         self.small, self.large_model = models_for(self.workflow)
         self.budget = RunBudget.for_workflow(self.workflow)
-        # order_by(): ToolGrant's default ordering joins the workflow, already in hand.
-        self.grants = {
-            g.tool: g for g in ToolGrant.objects.filter(workflow=self.workflow).order_by()
-        }
+        rows = sql.fetch(
+            f"SELECT {sql.columns(ToolGrant, 'g')} FROM {sql.table(ToolGrant)} g"  # noqa: S608
+            " WHERE g.workflow_id = %s",
+            [self.workflow.pk],
+        )
+        self.grants = {g.tool: g for g in (sql.build(ToolGrant, row) for row in rows)}
         self.registry = registry_for(
             self.workflow, granted={name for name, g in self.grants.items() if g.enabled}
         )
@@ -183,7 +185,7 @@ class Runner:
         run's final transaction: a run whose worker dies restarts from a clean trace,
         so a tool call costs no commit of its own."""
         if self.unsaved:
-            Step.objects.bulk_create(self.unsaved)
+            sql.insert(self.unsaved)  # one multi-row INSERT (console.sql)
             self.unsaved = []
 
     # --- kill switch ----------------------------------------------------------
@@ -486,9 +488,18 @@ class Runner:
             if not f.primary_key and f.attname not in ("created_at", "work_item_id", "attempt")
         }
         fields.update(status=status, stop_reason=stop_reason)
-        written = Run.objects.filter(
-            pk=self.run.pk, status=Run.Status.RUNNING, state__lease=lease
-        ).update(**fields)
+        if connection.vendor == "postgresql":
+            same_lease, lease_param = "state ->> 'lease' = %s", lease
+        else:
+            same_lease, lease_param = "json_extract(state, '$.lease') = %s", lease
+        written = sql.update(
+            Run,
+            self.run.pk,
+            fields,
+            f"status = %s AND {same_lease}",
+            Run.Status.RUNNING,
+            lease_param,
+        )
         if written:
             self.run.status, self.run.stop_reason = status, stop_reason
         return bool(written)
@@ -543,8 +554,8 @@ class Runner:
                         sla_due_at=sla,
                     )
                 )
-            # One multi-row INSERT for the whole plan (PostgreSQL returns the ids).
-            proposals = Proposal.objects.bulk_create(proposals)
+            # One multi-row INSERT for the whole plan, which returns the ids.
+            sql.insert(proposals)
             # Each action inside its caps at limited or above runs on its own, in plan
             # order; an action that needs a human holds the ones after it until decided.
             auto = [
@@ -560,7 +571,12 @@ class Runner:
                 else WorkItem.Status.AWAITING_REVIEW
             )
             self.item.sla_due_at = sla
-            self.item.save(update_fields=["status", "sla_due_at", "updated_at"])
+            self.item.updated_at = timezone.now()
+            sql.update(
+                WorkItem,
+                self.item.pk,
+                {"status": self.item.status, "sla_due_at": sla, "updated_at": self.item.updated_at},
+            )
             audit_append(
                 action="agent.run.proposed",
                 actor=self.principal,
@@ -655,25 +671,33 @@ class Runner:
         return self.run
 
 
+def _item_to_claim(work_item_id: int) -> WorkItem | None:
+    """The work item, locked (its row only: the workflow's is read, not locked; a FOR
+    UPDATE on it would serialise every claim and deadlock with executions' deferred
+    FK checks), with its workflow and its latest run's id (``latest_run_id``).
+    One hand-written statement (console.sql): every run starts here."""
+    rows = sql.fetch(
+        f"SELECT {sql.columns(WorkItem, 'i')}, {sql.columns(Workflow, 'w')},"  # noqa: S608 - names from the models
+        f" (SELECT r.id FROM {sql.table(Run)} r WHERE r.work_item_id = i.id"
+        " ORDER BY r.attempt DESC LIMIT 1)"
+        f" FROM {sql.table(WorkItem)} i JOIN {sql.table(Workflow)} w ON w.id = i.workflow_id"
+        f" WHERE i.id = %s{sql.lock('FOR UPDATE OF i')}",
+        [work_item_id],
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    item = sql.build(WorkItem, row)
+    item.workflow = sql.build(Workflow, row, sql.width(WorkItem))
+    item.latest_run_id = row[-1]
+    return item
+
+
 def run_claim(*, work_item_id: int) -> Run | None:
     """Start (or restart a dead) run for a work item, or return None when there is
     nothing to do. Idempotent: redelivery never makes a second run."""
     with transaction.atomic():
-        item = (
-            # of=self: the workflow row is read, not locked; a FOR UPDATE on it would
-            # serialise every claim and deadlock with executions' deferred FK checks.
-            WorkItem.objects.select_for_update(of=("self",))
-            .select_related("workflow")
-            .annotate(
-                latest_run_id=Subquery(
-                    Run.objects.filter(work_item=OuterRef("pk"))
-                    .order_by("-attempt")
-                    .values("pk")[:1]
-                )
-            )
-            .filter(pk=work_item_id)
-            .first()
-        )
+        item = _item_to_claim(work_item_id)
         if item is None:
             return None
         # The usual first claim (a received item with no run) costs no second query.
@@ -709,9 +733,13 @@ def run_claim(*, work_item_id: int) -> Run | None:
         run.agent_version = prompts.AGENT_VERSION
         run.prompt_version = prompts.PROMPT_VERSION
         run.state = {"lease": lease}
-        run.save()
+        if run.pk is None:
+            sql.insert([run])
+        else:
+            run.save()
         item.status = WorkItem.Status.RUNNING
-        item.save(update_fields=["status", "updated_at"])
+        item.updated_at = now
+        sql.update(WorkItem, item.pk, {"status": item.status, "updated_at": now})
     return run
 
 

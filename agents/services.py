@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError as PydanticValidationError
 
@@ -22,6 +22,7 @@ from agents.models import Escalation, Execution, Proposal, Run, WorkItem
 from agents.policy import grant_level, policy_evaluate
 from agents.runner import principal_for
 from agents.tools import ToolContext, ToolError, TransientToolError, arguments_hash, registry_for
+from console import sql
 from console.audit import audit_append
 from console.models import AutonomyLevel, ToolGrant, Workflow
 from console.notifications import notify_escalation
@@ -197,21 +198,50 @@ def _next_to_execute(proposals: list[Proposal], grants: dict[str, ToolGrant]) ->
     return None
 
 
-def _with_grant(proposals: Any) -> Any:
-    """Annotate each proposal with its tool's grant (level, enabled), read in the same
-    statement: the plan dispatcher needs no separate query for the grants. The
-    executor still reads the grant itself, fresh, before anything runs."""
-    grant = ToolGrant.objects.filter(workflow_id=OuterRef("workflow_id"), tool=OuterRef("tool"))
-    return proposals.annotate(
-        grant_level=Subquery(grant.order_by().values("autonomy_level")[:1]),
-        grant_enabled=Subquery(grant.order_by().values("enabled")[:1]),
+def _plan(run_id: int, *, workflow: Workflow | None = None, locked: bool = False) -> list[Proposal]:
+    """A run's proposals in sequence order, each with its decision (LEFT JOIN, never
+    locked) and its tool's grant (level and enabled, as ``grant_level`` and
+    ``grant_enabled``; None when there is none) read in the same statement, so the
+    plan dispatcher needs no separate query for the grants (the executor still reads
+    the grant itself, fresh, before anything runs). ``locked`` locks the proposals
+    (only their rows: locking the workflow's would block every insert referencing
+    it). The workflow is joined unless it is in hand.
+
+    One hand-written statement (console.sql): it runs after every decision and every
+    execution, and the ORM's compile of the join and subqueries cost a millisecond."""
+    decision_rel = Proposal._meta.get_field("decision")
+    decision_model = decision_rel.related_model
+    with_workflow = workflow is None
+    rows = sql.fetch(
+        f"SELECT {sql.columns(Proposal, 'p')}, {sql.columns(decision_model, 'd')},"  # noqa: S608 - names from the models
+        f" g.autonomy_level, g.enabled"
+        + (f", {sql.columns(Workflow, 'w')}" if with_workflow else "")
+        + f" FROM {sql.table(Proposal)} p"
+        f" LEFT JOIN {sql.table(decision_model)} d ON d.proposal_id = p.id"
+        f" LEFT JOIN {sql.table(ToolGrant)} g ON g.workflow_id = p.workflow_id AND g.tool = p.tool"
+        + (f" JOIN {sql.table(Workflow)} w ON w.id = p.workflow_id" if with_workflow else "")
+        + " WHERE p.run_id = %s ORDER BY p.sequence"
+        + (sql.lock("FOR UPDATE OF p") if locked else ""),
+        [run_id],
     )
+    plan = []
+    at_decision = sql.width(Proposal)
+    at_grant = at_decision + sql.width(decision_model)
+    for row in rows:
+        proposal = sql.build(Proposal, row)
+        decision_rel.set_cached_value(proposal, sql.build(decision_model, row, at_decision))
+        proposal.grant_level, proposal.grant_enabled = row[at_grant], row[at_grant + 1]
+        if with_workflow:
+            workflow = sql.build(Workflow, row, at_grant + 2)
+        proposal.workflow = workflow
+        plan.append(proposal)
+    return plan
 
 
 def _plan_grants(workflow: Workflow, proposals: list[Proposal]) -> dict[str, ToolGrant]:
     """The grants ``_next_to_execute`` consults: only approved actions are judged by
     their tool's level, so a plan with none left (the usual end) costs no query; nor
-    does one whose proposals came annotated by ``_with_grant``."""
+    does one whose proposals came from ``_plan`` (with their grants)."""
     executable = [p for p in proposals if p.status in EXECUTABLE_STATUSES]
     if not executable:
         return {}
@@ -234,11 +264,9 @@ def _item_transition(item_id: int, *, status: str, unless: tuple[str, ...], **fi
     """Move a work item to ``status`` unless it is in one of ``unless``: one
     conditional UPDATE, which takes the row lock and re-checks the state under it
     (instead of SELECT ... FOR UPDATE, then a save). Returns the rows changed."""
-    return (
-        WorkItem.objects.filter(pk=item_id)
-        .exclude(status__in=unless)
-        .update(status=status, updated_at=timezone.now(), **fields)
-    )
+    marks = ", ".join(["%s"] * len(unless))
+    values = {"status": status, "updated_at": timezone.now(), **fields}
+    return sql.update(WorkItem, item_id, values, f"status NOT IN ({marks})", *unless)
 
 
 def _item_resolve(item_id: int, *, succeeded: bool) -> int:
@@ -267,17 +295,9 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
     # savepoint=False: every caller lets an error propagate (the whole transaction
     # rolls back), so a savepoint would cost two round trips and buy nothing.
     with transaction.atomic(savepoint=False):
-        proposals = list(
-            # of=self: locking the joined workflow row FOR UPDATE would block every
-            # concurrent insert that references it (deferred FK checks) and deadlock.
-            # The decision comes along (LEFT JOIN, not locked): _next_to_execute reads it.
-            _with_grant(
-                Proposal.objects.select_for_update(of=("self",))
-                .select_related("workflow", "decision")
-                .filter(run_id=run_id)
-                .order_by("sequence")
-            )
-        )
+        # Only the proposals' rows are locked: locking the workflow's would block every
+        # concurrent insert that references it (deferred FK checks) and deadlock.
+        proposals = _plan(run_id, locked=True)
         if not proposals:
             return []
         # The work item is written with conditional UPDATEs (_item_transition), which
@@ -585,17 +605,6 @@ def _hold_for_approval(proposal: Proposal, rule: str) -> None:
     )
 
 
-def _plan_size() -> Subquery:
-    """How many actions the proposal's plan has (a correlated subquery)."""
-    return Subquery(
-        Proposal.objects.filter(run_id=OuterRef("run_id"))
-        .order_by()
-        .values("run_id")
-        .annotate(n=Count("pk"))
-        .values("n")[:1]
-    )
-
-
 def _paused_locked(workflow_id: int) -> bool:
     """Read the pause flag under FOR SHARE (PostgreSQL). The pause holds the row FOR
     NO KEY UPDATE, which conflicts: an execution either commits its start before the
@@ -608,6 +617,53 @@ def _paused_locked(workflow_id: int) -> bool:
     return bool(row and row[0])
 
 
+def _proposal_to_execute(proposal_id: int) -> Proposal | None:
+    """The proposal, locked, with its workflow, work item and decision (LEFT JOIN, not
+    locked: _approved reads it) and its plan's size, which never changes once the
+    runner wrote the plan (in one transaction): a one-action plan needs no second
+    look at the end. One hand-written statement (console.sql): the ORM's compile of
+    this join cost more than the rest of the execution's statements together."""
+    decision_rel = Proposal._meta.get_field("decision")
+    decision_model = decision_rel.related_model
+    rows = sql.fetch(
+        f"SELECT {sql.columns(Proposal, 'p')}, {sql.columns(Workflow, 'w')},"  # noqa: S608 - names from the models
+        f" {sql.columns(WorkItem, 'i')}, {sql.columns(decision_model, 'd')},"
+        f" (SELECT COUNT(*) FROM {sql.table(Proposal)} q WHERE q.run_id = p.run_id)"
+        f" FROM {sql.table(Proposal)} p"
+        f" JOIN {sql.table(Workflow)} w ON w.id = p.workflow_id"
+        f" JOIN {sql.table(WorkItem)} i ON i.id = p.work_item_id"
+        f" LEFT JOIN {sql.table(decision_model)} d ON d.proposal_id = p.id"
+        f" WHERE p.id = %s{sql.lock('FOR UPDATE OF p')}",
+        [proposal_id],
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    at = 0
+    parts = []
+    for model in (Proposal, Workflow, WorkItem, decision_model):
+        parts.append(sql.build(model, row, at))
+        at += sql.width(model)
+    proposal, workflow, item, decision = parts
+    proposal.workflow = workflow
+    proposal.work_item = item
+    decision_rel.set_cached_value(proposal, decision)
+    proposal.plan_size = row[at]
+    return proposal
+
+
+def _grant(workflow_id: int, tool: str, *, locked: bool) -> ToolGrant | None:
+    """The workflow's grant of ``tool``, read fresh (optionally FOR UPDATE of its
+    own row only: the workflow's row must not be locked, every insert referencing
+    it would wait)."""
+    rows = sql.fetch(
+        f"SELECT {sql.columns(ToolGrant, 'g')} FROM {sql.table(ToolGrant)} g"  # noqa: S608
+        f" WHERE g.workflow_id = %s AND g.tool = %s{sql.lock() if locked else ''}",
+        [workflow_id, tool],
+    )
+    return sql.build(ToolGrant, rows[0]) if rows else None
+
+
 def proposal_execute(*, proposal_id: int) -> Execution | None:
     """Execute one approved (or auto-allowed) proposal exactly once.
 
@@ -616,16 +672,7 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
     so redelivery, a killed worker or a double click never repeats the side effect.
     """
     with transaction.atomic():
-        proposal = (
-            # The decision (LEFT JOIN, not locked) comes along: _approved reads it. So
-            # does the plan's size, which never changes once the runner wrote the plan
-            # (in one transaction): a one-action plan needs no second look at the end.
-            Proposal.objects.select_for_update(of=("self",))
-            .select_related("workflow", "work_item", "decision")
-            .annotate(plan_size=_plan_size())
-            .filter(pk=proposal_id)
-            .first()
-        )
+        proposal = _proposal_to_execute(proposal_id)
         if proposal is None:
             return None
         if proposal.status == Proposal.Status.EXECUTED:
@@ -650,21 +697,15 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             refusal = str(exc)
         else:
             refusal = ""
-        if auto and (
-            Proposal.objects.filter(run_id=proposal.run_id, sequence__lt=proposal.sequence)
-            .exclude(status=Proposal.Status.EXECUTED)
-            .exists()
+        if auto and sql.fetch(
+            f"SELECT 1 FROM {sql.table(Proposal)} WHERE run_id = %s AND sequence < %s"  # noqa: S608
+            " AND status <> %s LIMIT 1",
+            [proposal.run_id, proposal.sequence, Proposal.Status.EXECUTED],
         ):
             return None  # an earlier action of its plan has not run: it starts after that
-        # order_by(): ToolGrant's default ordering joins the workflow for nothing.
-        grants = ToolGrant.objects.filter(workflow=workflow, tool=proposal.tool).order_by()
         # Automatic executions serialise on their grant's row: the daily caps and
         # the sample are decided under this lock (see _auto_reserve).
-        if auto and not refusal:
-            # of=self and no ordering: ToolGrant's default ordering joins the workflow,
-            # whose row must not be locked (every insert referencing it would wait).
-            grants = grants.order_by().select_for_update(of=("self",))
-        grant = grants.first()
+        grant = _grant(workflow.pk, proposal.tool, locked=auto and not refusal)
         # The kill switch, re-read now that the locks are held: the workflow row read
         # above may predate a pause that committed while this waited for them.
         if _paused_locked(workflow.pk):
@@ -711,9 +752,12 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             # a missing row cannot appear before this transaction commits: the INSERT
             # below needs no savepoint. The unique key stays the last word: a duplicate
             # would abort this transaction before any side effect.
-            execution = (
-                Execution.objects.select_for_update().filter(idempotency_key=key).order_by().first()
+            rows = sql.fetch(
+                f"SELECT {sql.columns(Execution, 'x')} FROM {sql.table(Execution)} x"  # noqa: S608
+                f" WHERE x.idempotency_key = %s{sql.lock()}",
+                [key],
             )
+            execution = sql.build(Execution, rows[0]) if rows else None
             if auto and execution is None:
                 held = _auto_reserve(
                     proposal=proposal, grant=grant, facts=tool.policy_facts(args), key=key
@@ -722,7 +766,7 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
                     _hold_for_approval(proposal, held)
                     return None
             if execution is None:
-                execution = Execution.objects.create(
+                execution = Execution(
                     idempotency_key=key,
                     proposal=proposal,
                     arguments=arguments,
@@ -733,6 +777,7 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
                     attempts=1,
                     started_at=timezone.now(),
                 )
+                sql.insert([execution])
             else:
                 if execution.status == Execution.Status.SUCCEEDED:
                     return execution
@@ -742,13 +787,21 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
                 execution.save(update_fields=["attempts", "status", "started_at"])
             if proposal.work_item.status != WorkItem.Status.EXECUTING:
                 proposal.work_item.status = WorkItem.Status.EXECUTING
-                proposal.work_item.save(update_fields=["status", "updated_at"])
+                proposal.work_item.updated_at = timezone.now()
+                sql.update(
+                    WorkItem,
+                    proposal.work_item_id,
+                    {"status": WorkItem.Status.EXECUTING, "updated_at": timezone.now()},
+                )
     if refusal:
         _fail(proposal, None, refusal)
         return None
 
     # The kill switch, once more, right before the side effect starts.
-    if Workflow.objects.filter(pk=workflow.pk, paused=True).exists():
+    if sql.fetch(
+        f"SELECT 1 FROM {sql.table(Workflow)} WHERE id = %s AND paused",  # noqa: S608
+        [workflow.pk],
+    ):
         Execution.objects.filter(pk=execution.pk).update(status=Execution.Status.PENDING)
         return None
     ctx = ToolContext(
@@ -772,7 +825,7 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
         # Conditional UPDATEs lock the rows in the usual order (the proposal, then its
         # execution) without reading them back first. If another delivery recorded
         # the success meanwhile, the proposal is already EXECUTED: nothing more to do.
-        Proposal.objects.filter(pk=proposal.pk).update(status=Proposal.Status.EXECUTED)
+        sql.update(Proposal, proposal.pk, {"status": Proposal.Status.EXECUTED})
         proposal.status = Proposal.Status.EXECUTED
         recorded = {
             "status": Execution.Status.SUCCEEDED,
@@ -780,10 +833,8 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             "finished_at": timezone.now(),
             "error": "",
         }
-        if (
-            not Execution.objects.filter(pk=execution.pk)
-            .exclude(status=Execution.Status.SUCCEEDED)
-            .update(**recorded)
+        if not sql.update(
+            Execution, execution.pk, recorded, "status <> %s", Execution.Status.SUCCEEDED
         ):
             return Execution.objects.get(pk=execution.pk)
         for name, value in recorded.items():
@@ -804,15 +855,7 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
         if proposal.plan_size == 1:
             proposals = [proposal]  # the whole plan, and it has just run
         else:
-            proposals = list(
-                _with_grant(
-                    Proposal.objects.select_related("decision")
-                    .filter(run_id=proposal.run_id)
-                    .order_by("sequence")
-                )
-            )
-            for p in proposals:
-                p.workflow = workflow  # in hand already: no join, no lazy load
+            proposals = _plan(proposal.run_id, workflow=workflow)
         nxt = _next_to_execute(proposals, _plan_grants(workflow, proposals))
         if nxt is not None:
             _enqueue_execute(nxt.pk)

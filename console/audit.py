@@ -22,6 +22,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
+from console import sql
 from console.models import AuditChain, AuditEvent, Workflow
 
 GLOBAL_CHAIN = "global"
@@ -67,7 +68,7 @@ def audit_append(
     way round (a decision and an execution of the same plan).
     """
     key = chain_key(workflow)
-    event = AuditEvent.objects.create(
+    event = AuditEvent(
         chain=key,
         workflow=workflow,
         actor=_user_or_none(actor),
@@ -78,6 +79,7 @@ def audit_append(
         data=data or {},
         created_at=timezone.now(),
     )
+    sql.insert([event])  # every auditing transaction writes one: no ORM compile
     _seal_on_commit(key)
     return event
 
@@ -169,23 +171,43 @@ def audit_seal(*, chain: str | None = None, limit: int = 5000) -> int:
         unsealed = AuditEvent.objects.filter(seq__isnull=True).order_by()
         keys = sorted(set(unsealed.values_list("chain", flat=True)[:limit]))
     sealed = 0
+    # Hand-written statements (console.sql): sealing runs after every auditing commit.
+    head_sql = f"SELECT id, seq, head_hash FROM {sql.table(AuditChain)} WHERE key = %s{sql.lock()}"  # noqa: S608 - names from the model
+    events_sql = (
+        f"SELECT {sql.columns(AuditEvent, 'e')} FROM {sql.table(AuditEvent)} e"  # noqa: S608
+        " WHERE e.chain = %s AND e.seq IS NULL ORDER BY e.id LIMIT %s"
+    )
+    events_table = sql.table(AuditEvent)
     for key in keys:
         with transaction.atomic():
-            head = AuditChain.objects.select_for_update().filter(key=key).first()
-            if head is None:  # the chain's first event
+            heads = sql.fetch(head_sql, [key])
+            if not heads:  # the chain's first event
                 AuditChain.objects.get_or_create(key=key)
-                head = AuditChain.objects.select_for_update().get(key=key)
-            events = list(
-                AuditEvent.objects.filter(chain=key, seq__isnull=True).order_by("id")[:limit]
-            )
+                heads = sql.fetch(head_sql, [key])
+            head_id, seq, head_hash = heads[0]
+            events = [sql.build(AuditEvent, row) for row in sql.fetch(events_sql, [key, limit])]
             for event in events:
-                event.seq = head.seq + 1
-                event.prev_hash = head.head_hash
+                event.seq = seq + 1
+                event.prev_hash = head_hash
                 event.hash = event.compute_hash()
-                head.seq, head.head_hash = event.seq, event.hash
+                seq, head_hash = event.seq, event.hash
             if events:
-                AuditEvent.objects.bulk_update(events, ["seq", "prev_hash", "hash"])
-                head.save(update_fields=["seq", "head_hash"])
+                rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint), %s, %s)"] * len(events))
+                params = [v for e in events for v in (e.pk, e.seq, e.prev_hash, e.hash)]
+                with db_connection.cursor() as cursor:
+                    # One statement for every event (UPDATE ... FROM a VALUES list, which
+                    # PostgreSQL and SQLite 3.33+ both run), then the head.
+                    cursor.execute(
+                        f"WITH v(id, seq, prev_hash, hash) AS (VALUES {rows})"  # noqa: S608
+                        f" UPDATE {events_table} SET seq = v.seq, prev_hash = v.prev_hash,"
+                        f" hash = v.hash FROM v WHERE {events_table}.id = v.id",
+                        params,
+                    )
+                    cursor.execute(
+                        f"UPDATE {sql.table(AuditChain)} SET seq = %s, head_hash = %s"  # noqa: S608
+                        " WHERE id = %s",
+                        [seq, head_hash, head_id],
+                    )
             sealed += len(events)
     return sealed
 

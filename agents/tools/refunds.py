@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.models import RiskClass, SandboxMessage, SandboxOrder, SandboxRefund
 from agents.tools.base import Tool, ToolContext, ToolError
+from console import sql
 
 ERR_NO_SUCH_ORDER = "There is no order {number}."
 ERR_REFUND_EXCEEDS = "A refund of {amount} exceeds what is left to refund on {number} ({left})."
@@ -65,14 +66,21 @@ def get_order(ctx: ToolContext, args: GetOrderArgs) -> dict[str, Any]:
 
 def create_refund(ctx: ToolContext, args: CreateRefundArgs) -> dict[str, Any]:
     key = ctx.require_key("create_refund")
-    existing = SandboxRefund.objects.filter(idempotency_key=key).first()
-    if existing is not None:
-        return {"refund_id": existing.pk, "amount": str(existing.amount), "replayed": True}
+    # Hand-written statements (console.sql): this runs on every approved refund.
+    done = sql.fetch(
+        f"SELECT id, amount FROM {sql.table(SandboxRefund)} WHERE idempotency_key = %s",  # noqa: S608
+        [key],
+    )
+    if done:
+        return {"refund_id": done[0][0], "amount": str(done[0][1]), "replayed": True}
     try:
         with transaction.atomic():
-            order = (
-                SandboxOrder.objects.select_for_update().filter(number=args.order_number).first()
+            rows = sql.fetch(
+                f"SELECT {sql.columns(SandboxOrder, 'o')} FROM {sql.table(SandboxOrder)} o"  # noqa: S608
+                f" WHERE o.number = %s{sql.lock()}",
+                [args.order_number],
             )
+            order = sql.build(SandboxOrder, rows[0]) if rows else None
             if order is None:
                 raise ToolError(ERR_NO_SUCH_ORDER.format(number=args.order_number))
             if order.status in ("cancelled", "chargeback"):
@@ -84,12 +92,13 @@ def create_refund(ctx: ToolContext, args: CreateRefundArgs) -> dict[str, Any]:
                 raise ToolError(
                     ERR_REFUND_EXCEEDS.format(amount=args.amount, number=order.number, left=left)
                 )
-            refund = SandboxRefund.objects.create(
+            refund = SandboxRefund(
                 order=order, amount=args.amount, reason=args.reason, idempotency_key=key
             )
+            sql.insert([refund])
             order.refunded = order.refunded + args.amount
             order.status = "refunded" if order.refunded == order.total else "partially_refunded"
-            order.save(update_fields=["refunded", "status"])
+            sql.update(SandboxOrder, order.pk, {"refunded": order.refunded, "status": order.status})
     except IntegrityError:
         # A concurrent delivery with the same key won the race: report its refund.
         existing = SandboxRefund.objects.get(idempotency_key=key)

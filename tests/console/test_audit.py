@@ -435,12 +435,13 @@ def test_sealing_costs_the_same_few_queries_however_many_events_wait(workflow):
         with CaptureQueriesContext(connection) as ctx:
             assert audit_seal(chain=chain_key(workflow)) == n
         statements = [q["sql"].split()[0] for q in ctx.captured_queries]
-        # Lock the head, read the waiting events, update them, move the head (the
-        # savepoint is the test's own transaction; in production it is BEGIN/COMMIT).
+        # Lock the head, read the waiting events, update them all (one WITH ... UPDATE),
+        # move the head (the savepoint is the test's own transaction; in production it
+        # is BEGIN/COMMIT).
         assert [s for s in statements if "SAVEPOINT" not in s and s != "RELEASE"] == [
             "SELECT",
             "SELECT",
-            "UPDATE",
+            "WITH",
             "UPDATE",
         ]
     assert audit_verify(chain=chain_key(workflow)) == []
