@@ -664,6 +664,20 @@ def _grant(workflow_id: int, tool: str, *, locked: bool) -> ToolGrant | None:
     return sql.build(ToolGrant, rows[0]) if rows else None
 
 
+def _grant_and_pause(workflow_id: int, tool: str) -> tuple[ToolGrant | None, bool]:
+    """The grant of ``tool`` (not locked) and the pause flag read under FOR SHARE
+    (as ``_paused_locked``), in one statement."""
+    rows = sql.fetch(
+        f"SELECT w.paused, {sql.columns(ToolGrant, 'g')} FROM {sql.table(Workflow)} w"  # noqa: S608
+        f" LEFT JOIN {sql.table(ToolGrant)} g ON g.workflow_id = w.id AND g.tool = %s"
+        f" WHERE w.id = %s{sql.lock('FOR SHARE OF w')}",
+        [tool, workflow_id],
+    )
+    if not rows:
+        return None, False
+    return sql.build(ToolGrant, rows[0], 1), bool(rows[0][0])
+
+
 def proposal_execute(*, proposal_id: int) -> Execution | None:
     """Execute one approved (or auto-allowed) proposal exactly once.
 
@@ -705,10 +719,14 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             return None  # an earlier action of its plan has not run: it starts after that
         # Automatic executions serialise on their grant's row: the daily caps and
         # the sample are decided under this lock (see _auto_reserve).
-        grant = _grant(workflow.pk, proposal.tool, locked=auto and not refusal)
         # The kill switch, re-read now that the locks are held: the workflow row read
         # above may predate a pause that committed while this waited for them.
-        if _paused_locked(workflow.pk):
+        if auto and not refusal:
+            grant = _grant(workflow.pk, proposal.tool, locked=True)
+            paused = _paused_locked(workflow.pk)
+        else:
+            grant, paused = _grant_and_pause(workflow.pk, proposal.tool)
+        if paused:
             logger.info("execution of proposal %s held: %s", proposal.pk, ERR_PAUSED_EXECUTION)
             return None
         level = grant_level(workflow, grant)
@@ -749,42 +767,44 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
         else:
             key = execution_key(proposal, approved_hash)
             # Every writer of this key holds the proposal's row lock (taken above), so
-            # a missing row cannot appear before this transaction commits: the INSERT
-            # below needs no savepoint. The unique key stays the last word: a duplicate
-            # would abort this transaction before any side effect.
-            rows = sql.fetch(
-                f"SELECT {sql.columns(Execution, 'x')} FROM {sql.table(Execution)} x"  # noqa: S608
-                f" WHERE x.idempotency_key = %s{sql.lock()}",
-                [key],
+            # a missing row cannot appear before this transaction commits; the unique
+            # key stays the last word.
+            execution = Execution(
+                idempotency_key=key,
+                proposal=proposal,
+                arguments=arguments,
+                arguments_hash=approved_hash,
+                principal=principal_for(workflow),
+                auto=auto,
+                status=Execution.Status.RUNNING,
+                attempts=1,
+                started_at=timezone.now(),
             )
-            execution = sql.build(Execution, rows[0]) if rows else None
-            if auto and execution is None:
-                held = _auto_reserve(
-                    proposal=proposal, grant=grant, facts=tool.policy_facts(args), key=key
+            # A human-approved action is usually on its first delivery: insert straight
+            # away (ON CONFLICT DO NOTHING); a redelivery finds the row below. An
+            # automatic one reserves its daily caps first, so it looks first.
+            if auto or not sql.insert_new(execution, conflict="idempotency_key"):
+                rows = sql.fetch(
+                    f"SELECT {sql.columns(Execution, 'x')} FROM {sql.table(Execution)} x"  # noqa: S608
+                    f" WHERE x.idempotency_key = %s{sql.lock()}",
+                    [key],
                 )
-                if held:
-                    _hold_for_approval(proposal, held)
-                    return None
-            if execution is None:
-                execution = Execution(
-                    idempotency_key=key,
-                    proposal=proposal,
-                    arguments=arguments,
-                    arguments_hash=approved_hash,
-                    principal=principal_for(workflow),
-                    auto=auto,
-                    status=Execution.Status.RUNNING,
-                    attempts=1,
-                    started_at=timezone.now(),
-                )
-                sql.insert([execution])
-            else:
-                if execution.status == Execution.Status.SUCCEEDED:
-                    return execution
-                execution.attempts += 1
-                execution.status = Execution.Status.RUNNING
-                execution.started_at = execution.started_at or timezone.now()
-                execution.save(update_fields=["attempts", "status", "started_at"])
+                if rows:
+                    execution = sql.build(Execution, rows[0])
+                    if execution.status == Execution.Status.SUCCEEDED:
+                        return execution
+                    execution.attempts += 1
+                    execution.status = Execution.Status.RUNNING
+                    execution.started_at = execution.started_at or timezone.now()
+                    execution.save(update_fields=["attempts", "status", "started_at"])
+                else:  # first delivery of an automatic action
+                    held = auto and _auto_reserve(
+                        proposal=proposal, grant=grant, facts=tool.policy_facts(args), key=key
+                    )
+                    if held:
+                        _hold_for_approval(proposal, held)
+                        return None
+                    sql.insert([execution])
             if proposal.work_item.status != WorkItem.Status.EXECUTING:
                 proposal.work_item.status = WorkItem.Status.EXECUTING
                 proposal.work_item.updated_at = timezone.now()

@@ -88,6 +88,29 @@ def insert(objs: Sequence[Model]) -> None:
 
 
 @cache
+def _insert_new_sql(model: type[Model], conflict: str) -> str:
+    head, returning = _insert_sql(model, 1).rsplit(" RETURNING ", 1)
+    return f"{head} ON CONFLICT ({qn(conflict)}) DO NOTHING RETURNING {returning}"
+
+
+def insert_new(obj: Model, *, conflict: str) -> bool:
+    """INSERT one instance unless a row with the same value in the unique column
+    ``conflict`` exists (``ON CONFLICT DO NOTHING``, PostgreSQL and SQLite). Returns
+    whether it was inserted (and its primary key set)."""
+    model = type(obj)
+    db = _db()
+    params = [f.get_db_prep_save(f.pre_save(obj, True), db) for f in _insert_fields(model)]
+    with db.cursor() as cursor:
+        cursor.execute(_insert_new_sql(model, _field(model, conflict).column), params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    obj.pk = row[0]
+    obj._state.adding, obj._state.db = False, db.alias
+    return True
+
+
+@cache
 def _field(model: type[Model], attname: str) -> Field:
     for field in _fields(model):
         if field.attname == attname:
