@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
@@ -27,6 +31,15 @@ PREFIX_BYTES = 6  # 8 url-safe characters
 SECRET_BYTES = 32
 # Writing last_used_at on every request would turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+# How long a process trusts a token row it has read. Revocation reaches every process
+# sooner through the recheck marker (see ``api_token_revoke``); these seconds bound it
+# only while the cache (Redis) is unreachable.
+TOKEN_CACHE_SECONDS = 5.0
+TOKEN_CACHE_MAX = 1024
+# Longer than TOKEN_CACHE_SECONDS, so no process can still hold a pre-revocation row.
+RECHECK_MARKER_SECONDS = 600
+
+logger = logging.getLogger(__name__)
 
 ERR_UNKNOWN_VERB = "“{verb}” is not an API verb. Choose from: {choices}."
 ERR_NO_VERBS = "Give the token at least one verb."
@@ -121,6 +134,12 @@ def api_token_revoke(*, token: ApiToken, actor: AbstractBaseUser | str | None) -
         raise ValidationError(ERR_ALREADY_REVOKED, code="already_revoked")
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
+    # Other processes hold the row in their token cache: the marker makes each of them
+    # read it again on the token's next request. Set now and again after the commit (a
+    # process that re-read the row before the commit reads it once more).
+    _recheck_mark(token.prefix)
+    transaction.on_commit(lambda: _recheck_mark(token.prefix))
+    _token_cache.pop(token.token_hash, None)
     data = {"name": token.name, "prefix": token.prefix}
     audit_append(action="api_token.revoked", actor=actor, obj=token, data=data)
     for workflow in token.workflows.all():
@@ -139,6 +158,56 @@ def api_token_lookup(plain: str) -> ApiToken | None:
     if token is None or not hmac.compare_digest(token.token_hash, token_hash(plain)):
         return None
     return token
+
+
+# --- The token cache ------------------------------------------------------------------
+# Every API request authenticates; reading the row each time was a query and ~0.4 ms of
+# ORM work. A token's row never changes after creation except for its revocation (and
+# last_used_at), so each process keeps the rows it read, by the token's hash, for
+# TOKEN_CACHE_SECONDS. Unknown tokens are never cached. Revocation is prompt everywhere:
+# the revoking process drops its entry at once, and a marker in the cache, read in the
+# same Redis round trip as the rate-limit counter, sends every other process back to the
+# database on the token's next request.
+
+_token_cache: dict[str, tuple[float, ApiToken]] = {}
+_token_cache_lock = threading.Lock()
+_clock = time.monotonic  # a test moves it forward
+
+
+def recheck_marker_key(prefix: str) -> str:
+    return f"api-token-recheck:{prefix}"
+
+
+def _recheck_mark(prefix: str) -> None:
+    try:
+        cache.set(recheck_marker_key(prefix), 1, timeout=RECHECK_MARKER_SECONDS)
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down
+        # The database has the revocation; other processes see it within
+        # TOKEN_CACHE_SECONDS, when their cached row expires.
+        logger.warning("token recheck marker not set for %s: cache unavailable", prefix)
+
+
+def api_token_lookup_cached(plain: str, *, fresh: bool = False) -> tuple[ApiToken | None, bool]:
+    """``api_token_lookup`` through the process's token cache.
+
+    Returns the token (or None) and whether it was read from the database just now.
+    ``fresh=True`` skips the cache (the caller saw a recheck marker).
+    """
+    digest = token_hash(plain)
+    now = _clock()
+    if not fresh:
+        entry = _token_cache.get(digest)
+        if entry is not None and entry[0] > now:
+            return entry[1], False
+    token = api_token_lookup(plain)
+    with _token_cache_lock:
+        if token is None:
+            _token_cache.pop(digest, None)
+        else:
+            if len(_token_cache) >= TOKEN_CACHE_MAX:
+                _token_cache.clear()
+            _token_cache[digest] = (now + TOKEN_CACHE_SECONDS, token)
+    return token, True
 
 
 def api_token_touch(token: ApiToken) -> None:

@@ -158,3 +158,92 @@ def test_rate_limit_fails_open_when_the_cache_is_down(make_token, workflow, monk
     monkeypatch.setattr(redis.client.Pipeline, "execute", down)  # the one round trip on Redis
     rate_limit_check(token)  # no exception: the request goes on
     rate_limit_check(token)
+
+
+# --- The token cache: a process reads a token's row once per TOKEN_CACHE_SECONDS -------
+
+
+def _apitoken_queries(queries) -> list[str]:
+    return [q["sql"] for q in queries if "console_apitoken" in q["sql"] and "FROM" in q["sql"]]
+
+
+def test_a_token_is_read_from_the_database_once_then_from_the_process_cache(workflow, make_token):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, plain = make_token([workflow])
+    client = ApiClient(plain)
+    with CaptureQueriesContext(connection) as first:
+        assert client.get(PROPOSALS).status_code == 200
+    with CaptureQueriesContext(connection) as second:
+        assert client.get(PROPOSALS).status_code == 200
+    assert any('"console_apitoken"."prefix"' in sql for sql in _apitoken_queries(first))
+    assert not any('"console_apitoken"."prefix"' in sql for sql in _apitoken_queries(second))
+
+
+def test_a_token_revoked_by_another_process_stops_working_at_its_next_request(workflow, make_token):
+    from console.api import tokens
+
+    token, plain = make_token([workflow])
+    client = ApiClient(plain)
+    assert client.get(PROPOSALS).status_code == 200  # now in this process's cache
+    stale = tokens._token_cache[token.token_hash]
+    api_token_revoke(token=token, actor=None)  # as another process would: DB + marker
+    tokens._token_cache[token.token_hash] = stale  # this process still holds the old row
+    response = client.get(PROPOSALS)
+    assert response.status_code == 401
+    assert error_of(response)["message"] == errors.ERR_TOKEN_REVOKED
+
+
+def test_without_the_marker_a_revocation_is_seen_when_the_cached_row_expires(
+    workflow, make_token, monkeypatch
+):
+    import time
+
+    from django.core.cache import cache
+
+    from console.api import tokens
+
+    token, plain = make_token([workflow])
+    client = ApiClient(plain)
+    assert client.get(PROPOSALS).status_code == 200
+    stale = tokens._token_cache[token.token_hash]
+    api_token_revoke(token=token, actor=None)
+    cache.delete(tokens.recheck_marker_key(token.prefix))  # e.g. Redis was flushed
+    tokens._token_cache[token.token_hash] = stale
+    later = time.monotonic() + tokens.TOKEN_CACHE_SECONDS + 0.1
+    monkeypatch.setattr(tokens, "_clock", lambda: later)
+    response = client.get(PROPOSALS)
+    assert response.status_code == 401
+    assert error_of(response)["message"] == errors.ERR_TOKEN_REVOKED
+
+
+def test_an_unknown_token_is_never_cached(workflow, make_token):
+    from console.api import tokens
+
+    _, plain = make_token([workflow])
+    wrong = plain[:-1] + ("A" if plain[-1] != "A" else "B")
+    assert ApiClient(wrong).get(PROPOSALS).status_code == 401
+    assert tokens.token_hash(wrong) not in tokens._token_cache
+
+
+def test_the_workflow_in_scope_is_the_whole_row_as_the_orm_reads_it(
+    workflow, other_workflow, make_token
+):
+    from decimal import Decimal
+
+    from console.api.auth import _workflow_in_scope
+    from console.models import Workflow
+
+    workflow.policy = {"refund": {"max_amount": "50.00", "always_approve": ["x"]}}
+    workflow.max_cost_usd = Decimal("0.1234")
+    workflow.paused = True
+    workflow.save()
+    token, _ = make_token([workflow])
+    found = _workflow_in_scope(token, "refunds")
+    expected = Workflow.objects.get(pk=workflow.pk)
+    for field in Workflow._meta.concrete_fields:
+        assert getattr(found, field.attname) == getattr(expected, field.attname), field.name
+    assert found._state.adding is False
+    assert _workflow_in_scope(token, "access") is None  # exists, out of scope
+    assert _workflow_in_scope(token, "nope") is None
