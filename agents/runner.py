@@ -194,14 +194,11 @@ class Runner:
 
         FOR SHARE (PostgreSQL) waits for a pause that is committing, instead of reading
         the row as it was before it: a check never passes while a pause is in flight."""
-        table = connection.ops.quote_name(Workflow._meta.db_table)
-        lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT paused, autonomy_level FROM {table} WHERE id = %s{lock}",  # noqa: S608 - table name from the model
-                [self.workflow.pk],
-            )
-            paused, level = cursor.fetchone()
+        ((paused, level),) = sql.fetch(
+            f"SELECT paused, autonomy_level FROM {sql.table(Workflow)}"  # noqa: S608 - table name from the model
+            f" WHERE id = %s{sql.lock('FOR SHARE')}",
+            [self.workflow.pk],
+        )
         if paused:
             raise RunStopped(Run.StopReason.PAUSED, Escalation.Reason.PAUSED, ERR_PAUSED)
         if level == AutonomyLevel.OFF:

@@ -609,12 +609,11 @@ def _paused_locked(workflow_id: int) -> bool:
     """Read the pause flag under FOR SHARE (PostgreSQL). The pause holds the row FOR
     NO KEY UPDATE, which conflicts: an execution either commits its start before the
     pause commits, or sees the pause. Nothing starts after it."""
-    table = connection.ops.quote_name(Workflow._meta.db_table)
-    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT paused FROM {table} WHERE id = %s{lock}", [workflow_id])  # noqa: S608 - table name from the model
-        row = cursor.fetchone()
-    return bool(row and row[0])
+    rows = sql.fetch(
+        f"SELECT paused FROM {sql.table(Workflow)} WHERE id = %s{sql.lock('FOR SHARE')}",  # noqa: S608 - table name from the model
+        [workflow_id],
+    )
+    return bool(rows and rows[0][0])
 
 
 def _proposal_to_execute(proposal_id: int) -> Proposal | None:

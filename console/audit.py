@@ -203,11 +203,7 @@ def audit_seal(*, chain: str | None = None, limit: int = 5000) -> int:
                         f" hash = v.hash FROM v WHERE {events_table}.id = v.id",
                         params,
                     )
-                    cursor.execute(
-                        f"UPDATE {sql.table(AuditChain)} SET seq = %s, head_hash = %s"  # noqa: S608
-                        " WHERE id = %s",
-                        [seq, head_hash, head_id],
-                    )
+                sql.update(AuditChain, head_id, {"seq": seq, "head_hash": head_hash})
             sealed += len(events)
     return sealed
 

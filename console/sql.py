@@ -11,6 +11,13 @@ model instances the way the ORM does (``from_db`` after the fields' converters).
 The SQL is portable between PostgreSQL and SQLite (the embedded default): quoted
 names, ``RETURNING``, and row locks only where the database has them. Values are
 always bound parameters.
+
+On PostgreSQL these statements are sent with server-side binding and prepared on
+first use (psycopg's ``prepare=True``): the server parses and plans each one once
+per connection, and the client does not quote values into the text. The rest of
+the ORM keeps Django's defaults (client-side binding, nothing prepared). A
+prepared statement's plan outlives a migration that changes its table on the same
+connection: restart workers after migrating (deploys do).
 """
 
 from __future__ import annotations
@@ -26,6 +33,38 @@ from django.db.models.base import ModelState
 
 def qn(name: str) -> str:
     return connection.ops.quote_name(name)
+
+
+class _PreparedCursor:
+    """Made on first use (PostgreSQL only): psycopg's server-binding cursor whose
+    ``execute`` prepares the statement, wrapped by Django like any cursor (query
+    logging, execute wrappers, errors as django.db exceptions)."""
+
+    cls: Any = None
+
+    @classmethod
+    def make(cls, db: Any) -> Any:
+        if cls.cls is None:
+            from django.db.backends.postgresql.base import ServerBindingCursor
+
+            class Prepared(ServerBindingCursor):
+                def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+                    kwargs.setdefault("prepare", True)
+                    return super().execute(query, params, **kwargs)
+
+            cls.cls = Prepared
+        db.close_if_health_check_failed()
+        db.ensure_connection()
+        with db.wrap_database_errors:
+            return db._prepare_cursor(cls.cls(db.connection))
+
+
+def _cursor(db: Any, *, prepare: bool = True) -> Any:
+    """A cursor for one of the statements here: prepared on PostgreSQL (a statement
+    whose text varies, like a multi-row INSERT, is not)."""
+    if prepare and db.vendor == "postgresql":
+        return _PreparedCursor.make(db)
+    return db.cursor()
 
 
 def _db() -> Any:
@@ -77,7 +116,7 @@ def insert(objs: Sequence[Model]) -> None:
     for obj in objs:
         for field in fields:
             params.append(field.get_db_prep_save(field.pre_save(obj, True), db))
-    with db.cursor() as cursor:
+    with _cursor(db, prepare=len(objs) <= 4) as cursor:
         cursor.execute(_insert_sql(model, len(objs)), params)
         ids = cursor.fetchall()
     alias = db.alias
@@ -100,7 +139,7 @@ def insert_new(obj: Model, *, conflict: str) -> bool:
     model = type(obj)
     db = _db()
     params = [f.get_db_prep_save(f.pre_save(obj, True), db) for f in _insert_fields(model)]
-    with db.cursor() as cursor:
+    with _cursor(db) as cursor:
         cursor.execute(_insert_new_sql(model, _field(model, conflict).column), params)
         row = cursor.fetchone()
     if row is None:
@@ -133,7 +172,7 @@ def update(model: type[Model], pk: Any, values: dict[str, Any], where: str = "",
     params = [_field(model, name).get_db_prep_save(value, db) for name, value in values.items()]
     params.append(pk)
     params.extend(args)
-    with db.cursor() as cursor:
+    with _cursor(db) as cursor:
         cursor.execute(_update_sql(model, tuple(values), where), params)
         return cursor.rowcount
 
@@ -189,7 +228,7 @@ def build(model: type[Model], row: Sequence[Any], start: int = 0) -> Model | Non
     return obj
 
 
-def fetch(sql: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
-    with _db().cursor() as cursor:
+def fetch(sql: str, params: Iterable[Any], *, prepare: bool = True) -> list[tuple[Any, ...]]:
+    with _cursor(_db(), prepare=prepare) as cursor:
         cursor.execute(sql, list(params))
         return cursor.fetchall()
