@@ -8,8 +8,8 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agent runtime"
 
     def ready(self) -> None:
-        from agents.services import plans_redispatch, work_items_dispatch_received
+        from agents.services import resume_dispatch
         from console.services import RESUME_HOOKS
 
-        if plans_redispatch not in RESUME_HOOKS:
-            RESUME_HOOKS.extend([plans_redispatch, work_items_dispatch_received])
+        if resume_dispatch not in RESUME_HOOKS:
+            RESUME_HOOKS.append(resume_dispatch)

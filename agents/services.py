@@ -341,6 +341,29 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
         return [nxt.pk]
 
 
+def resume_dispatch(*, workflow_id: int) -> None:
+    """A resume hook (console.services.RESUME_HOOKS), run once the resume has
+    committed: a worker restarts the held work. If the broker is down, the sweeper
+    re-sends approved plans, automatic actions and received items itself."""
+    from agents.tasks import resume_held_work
+
+    send_task(resume_held_work, workflow_id)
+
+
+def held_work_restart(*, workflow_id: int) -> int:
+    """Restart what a pause held back: plans whose approved (or automatic) actions
+    waited, and items that arrived meanwhile. Returns how many were sent. A pause
+    that came back since then holds them again (each execution re-checks it)."""
+    workflow = Workflow.objects.filter(pk=workflow_id).first()
+    if workflow is None or workflow.paused:
+        return 0
+    with transaction.atomic():
+        enqueued = plans_redispatch(workflow=workflow)
+    with transaction.atomic():
+        received = work_items_dispatch_received(workflow=workflow)
+    return len(enqueued) + len(received)
+
+
 def plans_redispatch(*, workflow: Workflow) -> list[int]:
     """After a resume: restart the plans whose approved actions the pause held back.
     Returns the proposal ids enqueued (on commit)."""

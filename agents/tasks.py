@@ -67,3 +67,11 @@ def run_agents(work_item_ids: list[int]) -> int:
     from agents.services import work_items_fan_out
 
     return work_items_fan_out(work_item_ids=work_item_ids)
+
+
+@shared_task(name="agents.resume_held_work", ignore_result=True)
+def resume_held_work(workflow_id: int) -> int:
+    """After a resume: restart what the pause held back (see services.held_work_restart)."""
+    from agents.services import held_work_restart
+
+    return held_work_restart(workflow_id=workflow_id)

@@ -28,9 +28,11 @@ ERR_NOT_PAUSED = "The workflow is not paused."
 ERR_GATE_FAILED = "The evidence does not clear the promotion gate: {failed}."
 ERR_GATE_TURNED = "The evidence no longer clears the gate at approval time: {failed}."
 
-# Called inside workflow_resume's transaction. Governance does not import the
-# runtime (dependencies point reviews -> agents -> console), so the agents app
-# registers here what a resume restarts: held plans and items that arrived.
+# Called with the workflow's id once workflow_resume has committed. Governance does
+# not import the runtime (dependencies point reviews -> agents -> console), so the
+# agents app registers here what a resume restarts: held plans and items that
+# arrived. The agents' hook hands that to a worker: the resume answers at once, however
+# much the pause held back.
 RESUME_HOOKS: list[Callable[..., Any]] = []
 
 # Workflow rows are locked FOR NO KEY UPDATE: it serialises changes to the flags
@@ -256,9 +258,11 @@ def workflow_resume(
         workflow.paused_at = None
         workflow.paused_reason = ""
         workflow.save(update_fields=["paused", "paused_at", "paused_reason", "updated_at"])
-        # Work held by the pause starts again (the agents app registers how).
+        # Work held by the pause starts again once this commits (the agents app
+        # registers how).
+        workflow_id = workflow.pk
         for hook in RESUME_HOOKS:
-            hook(workflow=workflow)
+            transaction.on_commit(lambda hook=hook: hook(workflow_id=workflow_id))
         audit_append(
             action="workflow.resumed",
             actor=actor,

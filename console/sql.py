@@ -35,36 +35,47 @@ def qn(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-class _PreparedCursor:
-    """Made on first use (PostgreSQL only): psycopg's server-binding cursor whose
-    ``execute`` prepares the statement, wrapped by Django like any cursor (query
-    logging, execute wrappers, errors as django.db exceptions)."""
-
-    cls: Any = None
-
-    @classmethod
-    def make(cls, db: Any) -> Any:
-        if cls.cls is None:
-            from django.db.backends.postgresql.base import ServerBindingCursor
-
-            class Prepared(ServerBindingCursor):
-                def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-                    kwargs.setdefault("prepare", True)
-                    return super().execute(query, params, **kwargs)
-
-            cls.cls = Prepared
-        db.close_if_health_check_failed()
-        db.ensure_connection()
-        with db.wrap_database_errors:
-            return db._prepare_cursor(cls.cls(db.connection))
+_PREPARED_CLASS: Any = None
 
 
-def _cursor(db: Any, *, prepare: bool = True) -> Any:
-    """A cursor for one of the statements here: prepared on PostgreSQL (a statement
-    whose text varies, like a multi-row INSERT, is not)."""
-    if prepare and db.vendor == "postgresql":
-        return _PreparedCursor.make(db)
-    return db.cursor()
+def _prepared_class() -> Any:
+    """psycopg's server-binding cursor, with ``execute`` preparing the statement."""
+    global _PREPARED_CLASS  # noqa: PLW0603 - made once, on first use (PostgreSQL only)
+    if _PREPARED_CLASS is None:
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        class Prepared(ServerBindingCursor):
+            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+                kwargs.setdefault("prepare", True)
+                return super().execute(query, params, **kwargs)
+
+        _PREPARED_CLASS = Prepared
+    return _PREPARED_CLASS
+
+
+def _prepared_cursor(db: Any) -> Any:
+    """The connection's cursor for these statements, made once per database
+    connection (a psycopg cursor costs more to make than a statement to run) and
+    wrapped by Django like any cursor: query logging, execute wrappers, errors as
+    django.db exceptions. Made again when the connection or the logging changes."""
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    cached = db.__dict__.get("_tenure_sql_cursor")
+    if cached is not None and cached[0] is db.connection and cached[1] == db.queries_logged:
+        return cached[2]
+    with db.wrap_database_errors:
+        cursor = db._prepare_cursor(_prepared_class()(db.connection))
+    db.__dict__["_tenure_sql_cursor"] = (db.connection, db.queries_logged, cursor)
+    return cursor
+
+
+def _execute(sql: str, params: list[Any], *, prepare: bool = True) -> Any:
+    """Run one statement and return its cursor (results still to fetch): prepared on
+    PostgreSQL, except a statement whose text varies (a multi-row INSERT)."""
+    db = _db()
+    cursor = _prepared_cursor(db) if prepare and db.vendor == "postgresql" else db.cursor()
+    cursor.execute(sql, params)
+    return cursor
 
 
 def _db() -> Any:
@@ -116,9 +127,7 @@ def insert(objs: Sequence[Model]) -> None:
     for obj in objs:
         for field in fields:
             params.append(field.get_db_prep_save(field.pre_save(obj, True), db))
-    with _cursor(db, prepare=len(objs) <= 4) as cursor:
-        cursor.execute(_insert_sql(model, len(objs)), params)
-        ids = cursor.fetchall()
+    ids = _execute(_insert_sql(model, len(objs)), params, prepare=len(objs) <= 4).fetchall()
     alias = db.alias
     for obj, (pk,) in zip(objs, ids, strict=True):
         obj.pk = pk
@@ -139,9 +148,7 @@ def insert_new(obj: Model, *, conflict: str) -> bool:
     model = type(obj)
     db = _db()
     params = [f.get_db_prep_save(f.pre_save(obj, True), db) for f in _insert_fields(model)]
-    with _cursor(db) as cursor:
-        cursor.execute(_insert_new_sql(model, _field(model, conflict).column), params)
-        row = cursor.fetchone()
+    row = _execute(_insert_new_sql(model, _field(model, conflict).column), params).fetchone()
     if row is None:
         return False
     obj.pk = row[0]
@@ -172,9 +179,7 @@ def update(model: type[Model], pk: Any, values: dict[str, Any], where: str = "",
     params = [_field(model, name).get_db_prep_save(value, db) for name, value in values.items()]
     params.append(pk)
     params.extend(args)
-    with _cursor(db) as cursor:
-        cursor.execute(_update_sql(model, tuple(values), where), params)
-        return cursor.rowcount
+    return _execute(_update_sql(model, tuple(values), where), params).rowcount
 
 
 @cache
@@ -229,6 +234,4 @@ def build(model: type[Model], row: Sequence[Any], start: int = 0) -> Model | Non
 
 
 def fetch(sql: str, params: Iterable[Any], *, prepare: bool = True) -> list[tuple[Any, ...]]:
-    with _cursor(_db(), prepare=prepare) as cursor:
-        cursor.execute(sql, list(params))
-        return cursor.fetchall()
+    return _execute(sql, list(params), prepare=prepare).fetchall()

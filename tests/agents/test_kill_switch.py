@@ -53,6 +53,45 @@ def test_execute_action_does_not_start_while_paused():
     assert proposal_execute(proposal_id=refund.pk).status == Execution.Status.SUCCEEDED
 
 
+def test_a_resume_answers_at_once_and_a_worker_restarts_the_held_work(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    """The resume commits and hands the held plans and items to one task; the
+    request does not re-dispatch them itself (under load that took seconds)."""
+    from agents import tasks
+
+    workflow = make_refund_workflow(level="supervised")
+    (refund,) = plan(workflow, ("create_refund", dict(GOOD_REFUND), "money"))
+    workflow_pause(workflow=workflow, actor="ops:test", reason="incident")
+    decide(refund)  # approved while paused: held
+    waiting = make_item(workflow, "good")  # arrived while paused: held
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(
+        services, "send_task", lambda task, *args: sent.append((task.name, args)) or True
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        workflow_resume(workflow=Workflow.objects.get(pk=workflow.pk), actor="ops:test")
+    assert sent == [("agents.resume_held_work", (workflow.pk,))]
+    assert not Execution.objects.exists()  # nothing ran inside the resume
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert tasks.resume_held_work(workflow.pk) == 2  # the held plan and the new item
+    assert len([c for c in callbacks if not hasattr(c, "audit_chain")]) == 2
+    waiting.refresh_from_db()
+    assert waiting.status == WorkItem.Status.RECEIVED  # sent for a run, on commit
+
+
+def test_the_resume_task_leaves_a_workflow_paused_again_alone():
+    from agents import tasks
+
+    workflow = make_refund_workflow(level="supervised")
+    (refund,) = plan(workflow, ("create_refund", dict(GOOD_REFUND), "money"))
+    decide(refund)
+    workflow_pause(workflow=workflow, actor="ops:test", reason="incident")
+    assert tasks.resume_held_work(workflow.pk) == 0
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_pausing_stops_in_flight_runs_before_their_next_step(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import pytest
 
 from agents.models import Proposal, WorkItem
+from agents.services import held_work_restart
 from console.models import AutonomyLevel, ToolGrant
 from console.services import workflow_pause, workflow_resume
 from reviews.services import claim_proposal, proposal_decide
@@ -41,9 +42,11 @@ def test_resume_does_not_execute_proposals_accepted_in_shadow_mode(
     workflow.save()
     ToolGrant.objects.filter(workflow=workflow).update(autonomy_level=AutonomyLevel.SUPERVISED)
 
+    workflow_pause(workflow=workflow, actor=ops, reason="drill")
+    workflow_resume(workflow=workflow, actor=ops, reason="drill over")
+    # What the resume's task does, in a worker:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        workflow_pause(workflow=workflow, actor=ops, reason="drill")
-        workflow_resume(workflow=workflow, actor=ops, reason="drill over")
+        assert held_work_restart(workflow_id=workflow.pk) == 0
 
     item.refresh_from_db()
     proposal.refresh_from_db()
