@@ -5,9 +5,10 @@ Bulk-loads (COPY) ``--size`` decided proposals, each with its work item, run, on
 tool-call step and its decision, over the last thirty days into a private
 database (dropped and recreated), plus escalations (2% of items, half of them a
 day late), their resolutions and a backlog of pending proposals. Three workflows
-share the load (80/10/10). Then it rolls the closed days up
-(``metric_days_roll``), drives the real views in-process with django.test.Client
-over a persistent connection, and prints JSON:
+share the load (80/10/10). Then it rolls the closed days and the open day's closed
+hours up as the beat job does (``metric_days_roll``, ``open_hours_roll``), drives
+the real views in-process with django.test.Client over a persistent connection,
+and prints JSON:
 
 - ``dashboard``: GET /w/<slug>/dashboard/ (30 days) of the biggest workflow;
 - ``ops``: GET /ops/ (7 days) and ``ops_30``: GET /ops/?days=30 over the three;
@@ -16,11 +17,18 @@ over a persistent connection, and prints JSON:
   (agents 0005) already create the ones today's slice uses, so this is a check;
 - ``before_live``: the pre-rollup computation (workflow_metrics + daily_rollup +
   agreement_by_tool from raw rows) of the same dashboard, timed a few times, and
-  checked equal to what the rollups give.
+  checked equal to what the rollups give (``rollup_equals_live``); the open day's
+  closed hours as read from the cache checked equal to their raw computation
+  (``hours_equal_live``, null before the first hour of the day closes) and the ops
+  overview equal to ``ops_overview`` (``ops_equals_live``).
 
-Today's slice is computed live from raw rows, so its cost grows through the day;
-``--full-today`` puts a whole day's volume between midnight and now (the cost at
-23:59) instead of the real time of day's share.
+Closed days come from ``MetricDay``, the open day's closed hours from the cache
+(``open_hours_read``), and only the last hour or two (``ROLLUP_GRACE``) live from
+raw rows, so the cost does not grow through the day. ``--full-today`` puts a whole
+day's volume between midnight and now (the cost at 23:59) instead of the real
+time of day's share. Each measurement reports the CPU time of this process per
+request (``cpu_*``: Django, templates, drivers; PostgreSQL's is not in it) beside
+the wall time; ``--profile FILE`` cProfiles (process time) the requests.
 
     .venv/bin/python bench/dashboard_bench.py                 # 1,000,000 decisions
     .venv/bin/python bench/dashboard_bench.py --quick         # 50,000
@@ -252,15 +260,43 @@ def measure(client, url: str, requests: int) -> dict:
 
     for _ in range(5):
         assert client.get(url).status_code == 200
-    times = []
+    times, cpu = [], []
     for _ in range(requests):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         response = client.get(url)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         assert response.status_code == 200, response.status_code
     with CaptureQueriesContext(connection) as queries:
         client.get(url)
-    return {**summary(times), "queries": len(queries)}
+    # CPU of this process (Django, templates, drivers), not PostgreSQL's: steadier than
+    # wall time on a shared machine.
+    cpu_ms = sorted(c * 1000 for c in cpu)
+    return {
+        **summary(times),
+        "cpu_p50_ms": round(statistics.median(cpu_ms), 1),
+        "cpu_mean_ms": round(statistics.fmean(cpu_ms), 1),
+        "queries": len(queries),
+    }
+
+
+def profile(client, urls: list[str], requests: int, path: str) -> None:
+    """cProfile (process time) of ``requests`` GETs of each URL; stats saved to
+    ``path`` and the top functions by own time printed to stderr."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile(time.process_time)
+    for url in urls:
+        for _ in range(requests):
+            profiler.enable()
+            response = client.get(url)
+            profiler.disable()
+            assert response.status_code == 200, response.status_code
+    profiler.dump_stats(path)
+    stats = pstats.Stats(path, stream=sys.stderr)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(40)
 
 
 # Today's slice of two metrics has no index to bound it in the tree today: tool
@@ -308,6 +344,7 @@ def before_live(workflow, repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
     board = metrics.dashboard_metrics(workflow, since=since, now=now)
     rolled = board.metrics
+    hours, ops = hours_equal_live(now), ops_equals_live(now)
     same = (
         rolled.agreement == live.agreement
         and rolled.cost == live.cost
@@ -323,7 +360,58 @@ def before_live(workflow, repeats: int) -> dict:
         and board.daily == daily
         and board.agreement_by_tool == by_tool
     )
-    return {**summary(times), "rollup_equals_live": same, "decisions": live.decisions}
+    return {
+        **summary(times),
+        "rollup_equals_live": same,
+        "hours_equal_live": hours,
+        "ops_equals_live": ops,
+        "decisions": live.decisions,
+    }
+
+
+def hours_equal_live(now) -> bool | None:
+    """The open day's closed hours as the dashboards read them (from the cache) are
+    the raw computation of that range; None when no hour of the open day is closed."""
+    from console import metrics
+    from console.models import Workflow
+
+    start = metrics._midnight(metrics.last_closed_day(now) + timedelta(days=1))
+    until = metrics.last_closed_hour(now)
+    if until <= start:
+        return None
+    workflows = list(Workflow.objects.all())
+    cached = metrics.open_hours_read(workflows, start=start, until=until)
+    raw = metrics.metric_days_compute([w.pk for w in workflows], since=start, until=until)
+
+    def columns(rows) -> list[tuple]:
+        return sorted(
+            (r.workflow_id, r.day, r.tool, *(getattr(r, c) for c in metrics._OPEN_COLUMNS))
+            for r in rows
+        )
+
+    return columns(metrics.metric_rows_merge(cached)) == columns(raw.values())
+
+
+def ops_equals_live(now) -> bool:
+    """The ops overview from rollups equals its raw computation (7 and 30 days)."""
+    from console import metrics
+    from console.models import Workflow
+
+    workflows = Workflow.objects.order_by("name")
+    for days in (7, 30):
+        since = metrics.start_of_today(now) - timedelta(days=days - 1)
+        rows, daily = metrics.ops_overview_rolled(workflows, since=since, now=now)
+        live = metrics.ops_overview(workflows, since=since, now=now)
+        fields = ("today_usd", "week_usd", "cost", "budget_trips", "pending", "escalations")
+        if [[getattr(r, f) for f in fields] for r in rows] != [
+            [getattr(r, f) for f in fields] for r in live
+        ]:
+            return False
+        scope = metrics.Scope(workflow_ids=tuple(w.pk for w in workflows), since=since)
+        spend = [(d.day, d.spend_usd) for d in metrics.daily_rollup(scope, now=now)]
+        if [(d.day, d.spend_usd) for d in daily] != spend:
+            return False
+    return True
 
 
 def main() -> int:
@@ -333,6 +421,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--before", type=int, default=2, help="live-computation repeats")
     parser.add_argument("--full-today", action="store_true")
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="cProfile (process time) the dashboard and ops requests into FILE",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true", help="measure a database kept by --keep")
     parser.add_argument(
@@ -383,6 +476,7 @@ def main() -> int:
 def run(options, *, size: int | None, load: dict | None = None) -> int:
     from django.contrib.auth import get_user_model
     from django.test import Client
+    from django.utils import timezone
 
     from console import metrics
     from console.models import Workflow
@@ -396,6 +490,12 @@ def run(options, *, size: int | None, load: dict | None = None) -> int:
     t0 = time.perf_counter()
     result["rolled_days"] = metrics.metric_days_roll(days=DAYS + 5)
     result["roll_seconds"] = round(time.perf_counter() - t0, 1)
+    # The beat job then rolls the open day's closed hours (metric_rollup_task).
+    t0 = time.perf_counter()
+    metrics.open_hours_roll()
+    result["roll_hours_seconds"] = round(time.perf_counter() - t0, 2)
+    live_since = metrics.last_closed_hour(timezone.now())
+    result["live_slice_decisions"] = Decision.objects.filter(created_at__gte=live_since).count()
     print(json.dumps({"roll_seconds": result["roll_seconds"]}), file=sys.stderr, flush=True)
 
     client = Client()
@@ -406,6 +506,9 @@ def run(options, *, size: int | None, load: dict | None = None) -> int:
     result["ops_30"] = measure(client, "/ops/?days=30", options.requests)
     result["loadavg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result), file=sys.stderr, flush=True)
+    if options.profile:
+        urls = [f"/w/{main_slug}/dashboard/", "/ops/", "/ops/?days=30"]
+        profile(client, urls, options.requests, options.profile)
     if options.recommended_indexes:
         result["with_indexes"] = with_indexes(client, options.requests)
     if options.before:

@@ -173,13 +173,20 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _linker(slug: str, days: int):
-    base = reverse("evidence-rows", args=[slug])  # once: a dashboard has ~200 links
+    """``_rows_url`` for one dashboard, faster: a dashboard has ~200 links, so the
+    reverse and the ``?metric=..&days=..`` part are built once per metric."""
+    base = reverse("evidence-rows", args=[slug])
+    prefixes: dict[str, str] = {}
 
     def link(metric: str, **filters: Any) -> str:
+        prefix = prefixes.get(metric)
+        if prefix is None:
+            prefix = prefixes[metric] = _rows_url(slug, metric, days, base=base)
         day = filters.pop("day", None)
         if isinstance(day, date):
             filters["day"] = day.isoformat()
-        return _rows_url(slug, metric, days, base=base, **filters)
+        rest = urlencode({k: v for k, v in filters.items() if v not in (None, "")})
+        return f"{prefix}&{rest}" if rest else prefix
 
     return link
 

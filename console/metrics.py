@@ -25,20 +25,23 @@ Definitions (window = ``since <= t < until``):
 
 The functions above compute from raw rows over any window (the gate, the
 breaker, the evidence pack and the API use them). The dashboards and the ops
-overview read the same numbers from daily rollups instead (``MetricDay``: closed
-days stored once, today computed live; see "Rollups" below), so their cost does
-not grow with the history.
+overview read the same numbers from rollups instead (``MetricDay``: closed days
+stored once; today's closed hours rolled up once into the cache; only the last
+hour or two computed live; see "Rollups" below), so their cost grows neither with
+the history nor through the day.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import (
     Avg,
@@ -64,6 +67,8 @@ from reviews.models import (
     EscalationResolution,
     RejectReason,
 )
+
+logger = logging.getLogger(__name__)
 
 ZERO = Decimal("0")
 SECONDS_PER_HOUR = Decimal("3600")
@@ -868,8 +873,9 @@ def ops_overview(
 # --- Rollups: closed days stored, today live ---------------------------------------------
 #
 # The dashboards read ``MetricDay`` rows (additive sums per workflow x tool x day)
-# for closed days and compute the rest of the window live, from raw rows over an
-# index range, with the same function that rolls a day up, so the two cannot
+# for closed days, the open day's closed hours as the same sums (see "The open
+# day's closed hours") and compute the rest of the window live, from raw rows over
+# an index range, with the same function that rolls a day up, so they cannot
 # drift. Which timestamp buckets each column (all in the current time zone, as
 # ``TruncDate`` does for the live metrics above):
 #
@@ -879,11 +885,11 @@ def ops_overview(
 # - tool calls and tool errors: ``Step.created_at``, per ``Step.name``;
 # - runs, model and tool cost, tool calls per run, retries, budget trips:
 #   ``Run.created_at``;
-# - received work items: ``WorkItem.created_at``; escalated items: an item whose
-#   first escalation came on the day it was received counts on that day; one
-#   escalated later counts on its first escalation's day, keyed by the day the
-#   item was received (so an escalation landing today on an item of a closed day
-#   changes today's row, never the closed day's);
+# - received work items: ``WorkItem.created_at``; escalated items: by their first
+#   escalation's ``created_at``, as ``escalated_same_day`` when that is the day the
+#   item was received, else keyed by the day the item was received (so an
+#   escalation landing now on an item of a closed day or hour changes the live
+#   row, never the closed one's);
 # - outcomes (resolved, succeeded): ``WorkItem.resolved_at``;
 # - escalations and time-to-safe-fail: ``Escalation.created_at``;
 # - escalation resolutions: ``EscalationResolution.created_at``.
@@ -930,6 +936,14 @@ _VERDICT_FIELD = {
 }
 
 
+# The groups of MetricDay columns, one query each (see metric_days_compute).
+ALL_PARTS = frozenset(
+    ("decisions", "fields", "steps", "runs", "received", "outcomes", "escalations", "resolutions")
+)
+# What the ops overview reads: spend, reviewer seconds, successes, budget trips.
+OPS_PARTS = frozenset(("decisions", "runs", "outcomes"))
+
+
 def _midnight(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time()))
 
@@ -944,11 +958,19 @@ def last_closed_day(now: datetime) -> date:
 
 
 def metric_days_compute(
-    workflow_ids: Iterable[int], *, since: datetime, until: datetime | None = None
+    workflow_ids: Iterable[int],
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    parts: frozenset[str] = ALL_PARTS,
 ) -> dict[tuple[int, date, str], MetricDay]:
     """The ``MetricDay`` rows (unsaved) of ``since <= t < until``: eight grouped
     queries whatever the data. This is the one definition of every rolled column;
-    it is used both to roll closed days up and to compute today live."""
+    it is used both to roll closed days up and to compute today live.
+
+    ``parts`` names the groups of columns to compute (one query each); the others
+    stay zero. Rows to store are always computed whole; a reader that needs only
+    some columns (the ops overview) computes its live slice with only those."""
     ids = tuple(workflow_ids)
     scope = Scope(workflow_ids=ids, since=since, until=until)
     rows: dict[tuple[int, date, str], MetricDay] = {}
@@ -959,138 +981,145 @@ def metric_days_compute(
             rows[key] = MetricDay(workflow_id=workflow_id, day=key[1], tool=tool)
         return rows[key]
 
-    # Decisions. The verdict filter changes nothing (every decision has one of
-    # the three) but lets the (verdict, created_at) index bound the scan.
-    for d in (
-        decisions_rows(scope)
-        .filter(verdict__in=Decision.Verdict.values)
-        .annotate(day=TruncDate("created_at"))
-        .values("proposal__workflow", "day", "proposal__tool", "verdict", "reason")
-        .annotate(n=Count("pk"), s=Coalesce(Sum("seconds_spent"), 0))
-        .order_by()
-    ):
-        r = row(d["proposal__workflow"], d["day"], d["proposal__tool"])
-        r.decisions += d["n"]
-        r.reviewer_seconds += d["s"]
-        setattr(r, _VERDICT_FIELD[d["verdict"]], getattr(r, _VERDICT_FIELD[d["verdict"]]) + d["n"])
-        if d["verdict"] == Decision.Verdict.REJECT:
-            r.reject_reasons[d["reason"]] = r.reject_reasons.get(d["reason"], 0) + d["n"]
-            if d["reason"] in CRITICAL_REJECT_REASONS:
-                r.critical += d["n"]
-    for workflow_id, day, tool, name, n, changed in _field_rows(scope):
-        row(workflow_id, day, tool).fields[name] = [n, changed]
-
-    for s in (
-        tool_steps_rows(scope)
-        .annotate(day=TruncDate("created_at"))
-        .values("run__work_item__workflow", "day", "name")
-        .annotate(n=Count("pk"), e=Count("pk", filter=~Q(error="")))
-        .order_by()
-    ):
-        r = row(s["run__work_item__workflow"], s["day"], s["name"])
-        r.tool_calls += s["n"]
-        r.tool_errors += s["e"]
-
-    # Runs; the status filter only lets the (status, created_at) index bound the scan.
-    for run in (
-        runs_rows(scope)
-        .filter(status__in=Run.Status.values)
-        .annotate(day=TruncDate("created_at"))
-        .values("work_item__workflow", "day", "stop_reason")
-        .annotate(
-            n=Count("pk"),
-            calls=Coalesce(Sum("tool_calls"), 0),
-            retried=Count("pk", filter=Q(retries__gt=0)),
-            model=Coalesce(Sum("cost_usd"), ZERO),
-            tool=Coalesce(Sum("tool_cost_usd"), ZERO),
+    if "decisions" in parts:
+        # Decisions. The verdict filter changes nothing (every decision has one of
+        # the three) but lets the (verdict, created_at) index bound the scan.
+        for d in (
+            decisions_rows(scope)
+            .filter(verdict__in=Decision.Verdict.values)
+            .annotate(day=TruncDate("created_at"))
+            .values("proposal__workflow", "day", "proposal__tool", "verdict", "reason")
+            .annotate(n=Count("pk"), s=Coalesce(Sum("seconds_spent"), 0))
+            .order_by()
+        ):
+            r = row(d["proposal__workflow"], d["day"], d["proposal__tool"])
+            r.decisions += d["n"]
+            r.reviewer_seconds += d["s"]
+            setattr(
+                r, _VERDICT_FIELD[d["verdict"]], getattr(r, _VERDICT_FIELD[d["verdict"]]) + d["n"]
+            )
+            if d["verdict"] == Decision.Verdict.REJECT:
+                r.reject_reasons[d["reason"]] = r.reject_reasons.get(d["reason"], 0) + d["n"]
+                if d["reason"] in CRITICAL_REJECT_REASONS:
+                    r.critical += d["n"]
+    if "fields" in parts:
+        for workflow_id, day, tool, name, n, changed in _field_rows(scope):
+            row(workflow_id, day, tool).fields[name] = [n, changed]
+    if "steps" in parts:
+        for s in (
+            tool_steps_rows(scope)
+            .annotate(day=TruncDate("created_at"))
+            .values("run__work_item__workflow", "day", "name")
+            .annotate(n=Count("pk"), e=Count("pk", filter=~Q(error="")))
+            .order_by()
+        ):
+            r = row(s["run__work_item__workflow"], s["day"], s["name"])
+            r.tool_calls += s["n"]
+            r.tool_errors += s["e"]
+    if "runs" in parts:
+        # Runs; the status filter only lets the (status, created_at) index bound the scan.
+        for run in (
+            runs_rows(scope)
+            .filter(status__in=Run.Status.values)
+            .annotate(day=TruncDate("created_at"))
+            .values("work_item__workflow", "day", "stop_reason")
+            .annotate(
+                n=Count("pk"),
+                calls=Coalesce(Sum("tool_calls"), 0),
+                retried=Count("pk", filter=Q(retries__gt=0)),
+                model=Coalesce(Sum("cost_usd"), ZERO),
+                tool=Coalesce(Sum("tool_cost_usd"), ZERO),
+            )
+            .order_by()
+        ):
+            r = row(run["work_item__workflow"], run["day"])
+            r.runs += run["n"]
+            r.run_tool_calls += run["calls"]
+            r.retried_runs += run["retried"]
+            r.model_usd += run["model"]
+            r.tool_usd += run["tool"]
+            if run["stop_reason"] in Run.BUDGET_REASONS:
+                reason = run["stop_reason"]
+                r.budget_trips[reason] = r.budget_trips.get(reason, 0) + run["n"]
+    if "received" in parts:
+        for item in (
+            received_rows(scope)
+            .filter(status__in=WorkItem.Status.values)
+            .annotate(day=TruncDate("created_at"))
+            .values("workflow", "day")
+            .annotate(n=Count("pk"))
+            .order_by()
+        ):
+            row(item["workflow"], item["day"]).received += item["n"]
+    if "outcomes" in parts:
+        for item in (
+            outcomes_rows(scope)
+            .annotate(day=TruncDate("resolved_at"))
+            .values("workflow", "day")
+            .annotate(n=Count("pk"), ok=Count("pk", filter=Q(succeeded=True)))
+            .order_by()
+        ):
+            r = row(item["workflow"], item["day"])
+            r.resolved += item["n"]
+            r.succeeded += item["ok"]
+    if "escalations" in parts:
+        first = ~Exists(
+            Escalation.objects.filter(
+                work_item=OuterRef("work_item"), created_at__lt=OuterRef("created_at")
+            )
         )
-        .order_by()
-    ):
-        r = row(run["work_item__workflow"], run["day"])
-        r.runs += run["n"]
-        r.run_tool_calls += run["calls"]
-        r.retried_runs += run["retried"]
-        r.model_usd += run["model"]
-        r.tool_usd += run["tool"]
-        if run["stop_reason"] in Run.BUDGET_REASONS:
-            reason = run["stop_reason"]
-            r.budget_trips[reason] = r.budget_trips.get(reason, 0) + run["n"]
-
-    same_day = Exists(
-        Escalation.objects.filter(work_item=OuterRef("pk"), created_at__date=OuterRef("day"))
-    )
-    for item in (
-        received_rows(scope)
-        .filter(status__in=WorkItem.Status.values)
-        .annotate(day=TruncDate("created_at"), same_day=same_day)
-        .values("workflow", "day")
-        .annotate(n=Count("pk"), escalated=Count("pk", filter=Q(same_day=True)))
-        .order_by()
-    ):
-        r = row(item["workflow"], item["day"])
-        r.received += item["n"]
-        r.escalated_same_day += item["escalated"]
-
-    for item in (
-        outcomes_rows(scope)
-        .annotate(day=TruncDate("resolved_at"))
-        .values("workflow", "day")
-        .annotate(n=Count("pk"), ok=Count("pk", filter=Q(succeeded=True)))
-        .order_by()
-    ):
-        r = row(item["workflow"], item["day"])
-        r.resolved += item["n"]
-        r.succeeded += item["ok"]
-
-    first = ~Exists(
-        Escalation.objects.filter(
-            work_item=OuterRef("work_item"), created_at__lt=OuterRef("created_at")
-        )
-    )
-    safe_fail = Q(run__started_at__isnull=False)
-    for esc in (
-        escalations_rows(scope)
-        .annotate(day=TruncDate("created_at"), received=TruncDate("work_item__created_at"))
-        .values("workflow", "day", "received")
-        .annotate(
-            n=Count("pk"),
-            safe_n=Count("pk", filter=safe_fail),
-            safe=Sum(
-                ExpressionWrapper(
-                    F("created_at") - F("run__started_at"), output_field=DurationField()
+        safe_fail = Q(run__started_at__isnull=False)
+        for esc in (
+            escalations_rows(scope)
+            .annotate(day=TruncDate("created_at"), received=TruncDate("work_item__created_at"))
+            .values("workflow", "day", "received")
+            .annotate(
+                n=Count("pk"),
+                safe_n=Count("pk", filter=safe_fail),
+                safe=Sum(
+                    ExpressionWrapper(
+                        F("created_at") - F("run__started_at"), output_field=DurationField()
+                    ),
+                    filter=safe_fail,
                 ),
-                filter=safe_fail,
-            ),
-            first=Count("work_item", distinct=True, filter=first),
-        )
-        .order_by()
-    ):
-        r = row(esc["workflow"], esc["day"])
-        r.escalations += esc["n"]
-        r.safe_fail_n += esc["safe_n"]
-        if esc["safe"] is not None:
-            r.safe_fail_us += esc["safe"] // timedelta(microseconds=1)
-        if esc["first"] and _as_date(esc["received"]) != _as_date(esc["day"]):
-            key = _as_date(esc["received"]).isoformat()
-            r.escalated_later[key] = r.escalated_later.get(key, 0) + esc["first"]
-
-    for res in (
-        resolutions_rows(scope)
-        .annotate(day=TruncDate("created_at"))
-        .values("escalation__workflow", "day")
-        .annotate(
-            n=Count("pk"),
-            minutes=Coalesce(Sum("minutes_saved"), 0),
-            rating=Coalesce(Sum("packet_rating"), 0),
-            rated=Count("packet_rating"),
-        )
-        .order_by()
-    ):
-        r = row(res["escalation__workflow"], res["day"])
-        r.resolutions += res["n"]
-        r.minutes_saved += res["minutes"]
-        r.rating_sum += res["rating"]
-        r.rating_n += res["rated"]
+                first=Count("work_item", distinct=True, filter=first),
+            )
+            .order_by()
+        ):
+            r = row(esc["workflow"], esc["day"])
+            r.escalations += esc["n"]
+            r.safe_fail_n += esc["safe_n"]
+            if esc["safe"] is not None:
+                r.safe_fail_us += esc["safe"] // timedelta(microseconds=1)
+            # An escalated item is counted where its first escalation lands, so that a
+            # range closed before the escalation (an earlier hour, a closed day) never
+            # needs recomputing: as ``escalated_same_day`` when that is the day the
+            # item was received, else in ``escalated_later`` under that day.
+            if not esc["first"]:
+                continue
+            if _as_date(esc["received"]) == _as_date(esc["day"]):
+                r.escalated_same_day += esc["first"]
+            else:
+                key = _as_date(esc["received"]).isoformat()
+                r.escalated_later[key] = r.escalated_later.get(key, 0) + esc["first"]
+    if "resolutions" in parts:
+        for res in (
+            resolutions_rows(scope)
+            .annotate(day=TruncDate("created_at"))
+            .values("escalation__workflow", "day")
+            .annotate(
+                n=Count("pk"),
+                minutes=Coalesce(Sum("minutes_saved"), 0),
+                rating=Coalesce(Sum("packet_rating"), 0),
+                rated=Count("packet_rating"),
+            )
+            .order_by()
+        ):
+            r = row(res["escalation__workflow"], res["day"])
+            r.resolutions += res["n"]
+            r.minutes_saved += res["minutes"]
+            r.rating_sum += res["rating"]
+            r.rating_n += res["rated"]
     return rows
 
 
@@ -1155,32 +1184,220 @@ def _roll(missing: set[tuple[int, date]], last: date) -> list[MetricDay]:
 
 
 def metric_days_read(
-    workflow_ids: Iterable[int], *, since: datetime, now: datetime
+    workflows: Iterable[Workflow], *, since: datetime, now: datetime
 ) -> list[MetricDay]:
     """Every ``MetricDay`` row of the workflows from ``since``'s day up to now: the
-    stored rows of closed days plus the days since computed live. A fixed number
-    of queries whatever the data: one read and the live slice's eight (a closed day
-    found missing is rolled up and stored first, once)."""
-    ids = tuple(workflow_ids)
+    stored rows of closed days, the closed hours of the open day(s) (rolled up once
+    and kept in the cache, see ``open_hours_read``) and the last hour or two computed
+    live. A fixed number of queries whatever the data: one read and the live slice's
+    eight (a closed day found missing is rolled up and stored first, once; closed
+    hours found missing likewise)."""
+    workflows = list(workflows)
+    ids = tuple(w.pk for w in workflows)
     first = timezone.localdate(since)
     last = last_closed_day(now)
     stored: list[MetricDay] = []
     if first <= last:
         stored = list(MetricDay.objects.filter(workflow__in=ids, day__gte=first, day__lte=last))
         rolled = {(r.workflow_id, r.day) for r in stored if r.tool == ""}
-        closed = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-        missing = {(wf, day) for wf in ids for day in closed if (wf, day) not in rolled}
-        # Only the workflows and days missing are computed from raw rows here.
-        stored += _roll(missing, last)
-    live_since = _midnight(max(first, last + timedelta(days=1)))
+        stored += _roll(_missing_days(ids, first, last, rolled), last)
+    return stored + _open_rows(workflows, first=first, now=now)
+
+
+def _missing_days(
+    ids: tuple[int, ...], first: date, last: date, rolled: set[tuple[int, date]]
+) -> set[tuple[int, date]]:
+    closed = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return {(wf, day) for wf in ids for day in closed if (wf, day) not in rolled}
+
+
+def _open_rows(
+    workflows: list[Workflow], *, first: date, now: datetime, parts: frozenset[str] = ALL_PARTS
+) -> list[MetricDay]:
+    """The rows of the days not closed yet (from ``first``'s day): their closed hours
+    (whole rows, from the cache) and the live slice after them (``parts`` only)."""
+    open_start = _midnight(max(first, last_closed_day(now) + timedelta(days=1)))
+    hours_until = last_closed_hour(now)
+    rows: list[MetricDay] = []
+    live_since = open_start
+    if hours_until > open_start:
+        rows = open_hours_read(workflows, start=open_start, until=hours_until)
+        live_since = hours_until
+    live = _compute_recent(tuple(w.pk for w in workflows), since=live_since, parts=parts)
+    return rows + list(live.values())
+
+
+def _compute_recent(
+    ids: tuple[int, ...],
+    *,
+    since: datetime,
+    until: datetime | None = None,
+    parts: frozenset[str] = ALL_PARTS,
+) -> dict[tuple[int, date, str], MetricDay]:
+    """``metric_days_compute`` over a recent range (at most a day), planned as such."""
     if connection.in_atomic_block:
         # Planner settings would outlive a savepoint: leave the caller's transaction be.
-        live = metric_days_compute(ids, since=live_since)
-    else:
-        with transaction.atomic():
-            _plan_for_small_ranges()
-            live = metric_days_compute(ids, since=live_since)
-    return stored + list(live.values())
+        return metric_days_compute(ids, since=since, until=until, parts=parts)
+    with transaction.atomic():
+        _plan_for_small_ranges()
+        return metric_days_compute(ids, since=since, until=until, parts=parts)
+
+
+# --- The open day's closed hours ---------------------------------------------------------
+#
+# The day (or two, within ``ROLLUP_GRACE`` after midnight) not closed yet is read as
+# a prefix rolled up to the last closed hour plus a live slice of at most
+# ``ROLLUP_GRACE`` + one hour, so today's cost does not grow through the day. An
+# hour closes on the rule a day does (it ended ``ROLLUP_GRACE`` ago), so the two
+# give the same guarantee; a row written later into a closed hour (a backfill, a
+# correction) shows once ``metric_days_invalidate`` is called for its day.
+#
+# The prefix sums of [midnight, hour) live in the cache, not in a table: they are
+# needed only until the day closes and ``MetricDay`` takes over, and losing them
+# (a Redis restart) costs one recomputation, never a wrong number. Each hour's
+# prefix is the previous hour's plus that hour, so an hour's rows are read once.
+
+OPEN_HOUR = timedelta(hours=1)
+OPEN_CACHE_SECONDS = int((timedelta(days=1) + 2 * ROLLUP_GRACE + OPEN_HOUR).total_seconds())
+# Columns of a cached row, after (day, tool); bump the key's version when they change.
+_OPEN_COLUMNS = (*_SUMMED, "reject_reasons", "fields", "budget_trips", "escalated_later")
+_OPEN_KEY_VERSION = 1
+
+
+def last_closed_hour(now: datetime) -> datetime:
+    """The end of the last hour that may be rolled up (it ended ``ROLLUP_GRACE`` ago).
+    Whole UTC hours: local midnights fall on them in every zone a whole number of
+    hours from UTC, and a prefix never crosses midnight (see ``metric_days_read``)."""
+    ended = (now - ROLLUP_GRACE).astimezone(UTC)
+    return ended.replace(minute=0, second=0, microsecond=0)
+
+
+def _open_key(workflow: Workflow, start: datetime, until: datetime) -> str:
+    # The workflow's creation time with its id: a key stays unique when databases
+    # are recreated around one cache (tests, restores), as ids start over there.
+    created = workflow.created_at.timestamp() if workflow.created_at else 0
+    return (
+        f"metrics:open:v{_OPEN_KEY_VERSION}:{workflow.pk}:{created:.6f}:"
+        f"{start.timestamp():.0f}:{until.timestamp():.0f}"
+    )
+
+
+def _open_pack(rows: Iterable[MetricDay]) -> list[tuple]:
+    return [(r.day, r.tool, *(getattr(r, c) for c in _OPEN_COLUMNS)) for r in rows]
+
+
+def _open_unpack(workflow_id: int, packed: list[tuple]) -> list[MetricDay]:
+    rows = []
+    for day, tool, *values in packed:
+        r = MetricDay(workflow_id=workflow_id, day=day, tool=tool)
+        for column, value in zip(_OPEN_COLUMNS, values, strict=True):
+            setattr(r, column, value)
+        rows.append(r)
+    return rows
+
+
+def metric_rows_merge(rows: Iterable[MetricDay]) -> list[MetricDay]:
+    """Rows of the same (workflow, day, tool) summed into one: every column is
+    additive over disjoint time ranges (a row counts each event once, where its
+    timestamp falls)."""
+    merged: dict[tuple[int, date, str], MetricDay] = {}
+    for r in rows:
+        key = (r.workflow_id, r.day, r.tool)
+        total = merged.get(key)
+        if total is None:
+            merged[key] = total = MetricDay(workflow_id=r.workflow_id, day=r.day, tool=r.tool)
+        for column in _SUMMED:
+            setattr(total, column, getattr(total, column) + getattr(r, column))
+        for column in ("reject_reasons", "budget_trips", "escalated_later"):
+            counts = getattr(total, column)
+            for k, n in getattr(r, column).items():
+                counts[k] = counts.get(k, 0) + n
+        for name, (n, changed) in r.fields.items():
+            before = total.fields.get(name, [0, 0])
+            total.fields[name] = [before[0] + n, before[1] + changed]
+    return list(merged.values())
+
+
+def open_hours_read(
+    workflows: Iterable[Workflow], *, start: datetime, until: datetime
+) -> list[MetricDay]:
+    """The rows of [start, until) (whole hours of one open day) for the workflows,
+    from the cache; a prefix missing there is the previous hour's plus one hour
+    computed from raw rows, or the whole range when that is missing too. At most
+    sixteen queries (two computations), none when every prefix is cached."""
+    workflows = list(workflows)
+    keys = {w.pk: _open_key(w, start, until) for w in workflows}
+    previous_until = until - OPEN_HOUR
+    previous = (
+        {w.pk: _open_key(w, start, previous_until) for w in workflows}
+        if previous_until > start
+        else {}
+    )
+    try:
+        cached = cache.get_many([*keys.values(), *previous.values()])
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down
+        # Correct and slower: compute the range from raw rows and keep nothing.
+        logger.warning("metric rollups of the open day computed live: cache unavailable")
+        cached = None
+    found = cached or {}
+    rows: list[MetricDay] = []
+    extend: dict[int, list[MetricDay]] = {}  # workflow -> its previous hour's prefix
+    whole: list[int] = []
+    for wf, key in keys.items():
+        if key in found:
+            rows += _open_unpack(wf, found[key])
+        elif previous.get(wf) in found:
+            extend[wf] = _open_unpack(wf, found[previous[wf]])
+        else:
+            whole.append(wf)
+    fresh: dict[int, list[MetricDay]] = {}
+    if extend:
+        hour = _compute_recent(tuple(extend), since=previous_until, until=until)
+        for wf, base in extend.items():
+            fresh[wf] = metric_rows_merge(
+                [*base, *(r for r in hour.values() if r.workflow_id == wf)]
+            )
+    if whole:
+        computed = _compute_recent(tuple(whole), since=start, until=until)
+        for wf in whole:
+            fresh[wf] = [r for r in computed.values() if r.workflow_id == wf]
+    for wf_rows in fresh.values():
+        rows += wf_rows
+    if fresh and cached is not None:
+        try:
+            cache.set_many(
+                {keys[wf]: _open_pack(wf_rows) for wf, wf_rows in fresh.items()},
+                timeout=OPEN_CACHE_SECONDS,
+            )
+        except Exception:  # noqa: BLE001 - the cache (Redis) is down
+            logger.warning("metric rollups of the open day not kept: cache unavailable")
+    return rows
+
+
+def open_hours_roll(*, now: datetime | None = None) -> int:
+    """Roll the open day's closed hours of every workflow up into the cache (the
+    periodic task calls it, so a request seldom has to). Returns the workflows read."""
+    now = now or timezone.now()
+    workflows = list(Workflow.objects.all())
+    start = _midnight(last_closed_day(now) + timedelta(days=1))
+    until = last_closed_hour(now)
+    if not workflows or until <= start:
+        return 0
+    open_hours_read(workflows, start=start, until=until)
+    return len(workflows)
+
+
+def _open_keys_of_days(workflows: Iterable[Workflow], first: date, last: date) -> list[str]:
+    """Every cache key a prefix of the days ``first..last`` can have."""
+    keys = []
+    for i in range((last - first).days + 1):
+        start = _midnight(first + timedelta(days=i))
+        end = _midnight(first + timedelta(days=i + 1))
+        until = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + OPEN_HOUR
+        while until <= end:
+            keys += [_open_key(w, start, until) for w in workflows]
+            until += OPEN_HOUR
+    return keys
 
 
 def _plan_for_small_ranges() -> None:
@@ -1237,11 +1454,25 @@ def metric_days_roll(
 
 
 def metric_days_invalidate(
-    *, workflow_ids: Iterable[int], since: date, until: date | None = None
+    *,
+    workflow_ids: Iterable[int],
+    since: date,
+    until: date | None = None,
+    now: datetime | None = None,
 ) -> int:
-    """Forget the rolled days ``since..until`` (inclusive) of the workflows, after
-    rows were backfilled or corrected there; the next read or roll recomputes them."""
-    qs = MetricDay.objects.filter(workflow__in=tuple(workflow_ids), day__gte=since)
+    """Forget the rolled days ``since..until`` (inclusive) of the workflows, and the
+    rolled hours of those still open, after rows were backfilled or corrected there;
+    the next read or roll recomputes them. Returns the ``MetricDay`` rows deleted."""
+    ids = tuple(workflow_ids)
+    now = now or timezone.now()
+    first_open = max(since, last_closed_day(now) + timedelta(days=1))
+    last_open = min(until or timezone.localdate(now), timezone.localdate(now))
+    if first_open <= last_open:
+        # The cache first: if it is down this raises before anything changed, and
+        # calling again is safe.
+        workflows = list(Workflow.objects.filter(pk__in=ids))
+        cache.delete_many(_open_keys_of_days(workflows, first_open, last_open))
+    qs = MetricDay.objects.filter(workflow__in=ids, day__gte=since)
     if until is not None:
         qs = qs.filter(day__lte=until)
     return qs.delete()[0]
@@ -1387,7 +1618,7 @@ def dashboard_metrics(workflow: Workflow, *, since: datetime, now: datetime) -> 
     numbers as ``workflow_metrics``, ``daily_rollup`` and ``agreement_by_tool``
     over ``since``..now, in a number of queries that does not grow with the data."""
     scope = Scope.for_workflow(workflow, since=since)
-    rows = metric_days_read((workflow.pk,), since=since, now=now)
+    rows = metric_days_read((workflow,), since=since, now=now)
     return Dashboard(
         metrics=metrics_from_days(rows, scope, workflow),
         daily=days_from_rows(rows, since=since, now=now),
@@ -1395,21 +1626,93 @@ def dashboard_metrics(workflow: Workflow, *, since: datetime, now: datetime) -> 
     )
 
 
+@dataclass
+class SpendDay:
+    """What the ops overview reads of a workflow's day: spend, reviewer time,
+    successful outcomes and budget trips (summed over tools)."""
+
+    workflow_id: int
+    day: date
+    model_usd: Decimal = ZERO
+    tool_usd: Decimal = ZERO
+    reviewer_seconds: int = 0
+    succeeded: int = 0
+    budget_trips: int = 0
+
+
+def spend_days_read(
+    workflows: Iterable[Workflow], *, since: datetime, now: datetime
+) -> list[SpendDay]:
+    """``metric_days_read`` cut to what the ops overview shows: the closed days summed
+    over tools in SQL (no row per tool to load), the open days' live slice computed
+    for those columns only (three queries instead of eight)."""
+    workflows = list(workflows)
+    ids = tuple(w.pk for w in workflows)
+    first = timezone.localdate(since)
+    last = last_closed_day(now)
+    days: list[SpendDay] = []
+    rows: list[MetricDay] = []
+    if first <= last:
+        stored = MetricDay.objects.filter(workflow__in=ids, day__gte=first, day__lte=last)
+        rolled: set[tuple[int, date]] = set()
+        by_day: dict[tuple[int, date], SpendDay] = {}
+        for wf, day, model, tool, seconds, ok, whole in (
+            stored.values("workflow", "day")
+            .annotate(
+                m=Sum("model_usd"),
+                t=Sum("tool_usd"),
+                s=Sum("reviewer_seconds"),
+                ok=Sum("succeeded"),
+                whole=Count("pk", filter=Q(tool="")),
+            )
+            .order_by()
+            .values_list("workflow", "day", "m", "t", "s", "ok", "whole")
+        ):
+            by_day[wf, day] = SpendDay(wf, day, model, tool, seconds, ok)
+            if whole:
+                rolled.add((wf, day))
+        # Budget trips are a JSON counter on the workflow's row: only days with any.
+        for wf, day, trips in (
+            stored.filter(tool="")
+            .exclude(budget_trips={})
+            .values_list("workflow", "day", "budget_trips")
+        ):
+            by_day[wf, day].budget_trips = sum(trips.values())
+        days = list(by_day.values())
+        rows = _roll(_missing_days(ids, first, last, rolled), last)
+    rows += _open_rows(workflows, first=first, now=now, parts=OPS_PARTS)
+    days += [
+        SpendDay(
+            r.workflow_id,
+            r.day,
+            r.model_usd,
+            r.tool_usd,
+            r.reviewer_seconds,
+            r.succeeded,
+            sum(r.budget_trips.values()),
+        )
+        for r in rows
+    ]
+    return days
+
+
 def ops_overview_rolled(
     workflows: QuerySet[Workflow] | Iterable[Workflow], *, since: datetime, now: datetime
 ) -> tuple[list[WorkflowSpend], list[Day]]:
-    """``ops_overview`` and the spend per day across the workflows, from rollups."""
+    """``ops_overview`` and the spend per day across the workflows, from rollups
+    (``Day`` rows with their model and tool cost only: what the overview charts)."""
     workflows = list(workflows)
     ids = tuple(w.pk for w in workflows)
     if not ids:
         return [], []
     today, week = timezone.localdate(start_of_today(now)), timezone.localdate(start_of_week(now))
     since_day = timezone.localdate(since)
-    rows = metric_days_read(ids, since=min(since, start_of_week(now)), now=now)
+    rows = spend_days_read(workflows, since=min(since, start_of_week(now)), now=now)
     per: dict[int, dict[str, object]] = {
         wf: {"today": ZERO, "week": ZERO, "model": ZERO, "tool": ZERO, "s": 0, "ok": 0, "trips": 0}
         for wf in ids
     }
+    daily = {d: Day(day=d) for d in days_between(since, now)}
     for r in rows:
         acc = per[r.workflow_id]
         spend = r.model_usd + r.tool_usd
@@ -1422,7 +1725,11 @@ def ops_overview_rolled(
             acc["tool"] += r.tool_usd
             acc["s"] += r.reviewer_seconds
             acc["ok"] += r.succeeded
-            acc["trips"] += sum(r.budget_trips.values())
+            acc["trips"] += r.budget_trips
+            day = daily.get(r.day)
+            if day is not None:  # the spend chart: model and tool cost per day
+                day.model_usd += r.model_usd
+                day.tool_usd += r.tool_usd
     pending, open_escalations = _queue_state(ids)
     result = [
         WorkflowSpend(
@@ -1443,8 +1750,7 @@ def ops_overview_rolled(
         )
         for workflow in workflows
     ]
-    daily = days_from_rows([r for r in rows if r.day >= since_day], since=since, now=now)
-    return result, daily
+    return result, list(daily.values())
 
 
 def _queue_state(ids: tuple[int, ...]) -> tuple[dict[int, dict], dict[int, int]]:

@@ -49,7 +49,10 @@ def audit_seal_task() -> int:
 
 @shared_task(name="console.metric_rollup", ignore_result=True)
 def metric_rollup_task() -> int:
-    """Roll up the dashboards' closed days not rolled yet (idempotent)."""
-    from console.metrics import metric_days_roll
+    """Roll up the dashboards' closed days not rolled yet, then the open day's closed
+    hours (idempotent). Returns the number of days rolled."""
+    from console.metrics import metric_days_roll, open_hours_roll
 
-    return metric_days_roll()
+    rolled = metric_days_roll()
+    open_hours_roll()
+    return rolled

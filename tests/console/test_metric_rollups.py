@@ -151,7 +151,9 @@ def test_rollup_equals_the_live_metrics_on_random_evidence(workflow, other_workf
     _assert_same(rows, live)
     ids = (workflow.pk, other_workflow.pk)
     scope = metrics.Scope(workflow_ids=ids, since=_window(now, 7))
-    _assert_same(daily, metrics.daily_rollup(scope, now=now))
+    # The overview's chart is spend per day: model and tool cost.
+    spend = [(d.day, d.model_usd, d.tool_usd) for d in metrics.daily_rollup(scope, now=now)]
+    assert [(d.day, d.model_usd, d.tool_usd) for d in daily] == spend
 
 
 def test_a_late_decision_on_an_old_proposal_counts_on_the_day_it_was_made(workflow):
@@ -273,6 +275,24 @@ def test_dashboard_queries_do_not_grow_with_decisions(client_for, manager, workf
     assert Decision.objects.count() == 200
     assert Step.objects.count() == 200
     assert _dashboard_queries(client, "refunds") == small
+
+
+def _ops_queries(client) -> int:
+    url = reverse("ops-overview") + "?days=30"
+    client.get(url)  # stores the rollups of days not rolled yet
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries.captured_queries)
+
+
+def test_ops_overview_queries_do_not_grow_with_decisions(client_for, ops, workflow):
+    client = client_for(ops)
+    now = timezone.now()
+    _spread(workflow, now, 10)
+    small = _ops_queries(client)
+    _spread(workflow, now, 190)
+    assert _ops_queries(client) == small
 
 
 @pytest.mark.django_db(transaction=True)
