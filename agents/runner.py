@@ -513,6 +513,7 @@ class Runner:
         sla = now + timedelta(minutes=self.workflow.review_sla_minutes)
         citations = list(dict.fromkeys([*final.get("citations", []), *self.state.citations]))
         with transaction.atomic():
+            sql.commit_without_flush_wait()  # lost in a server crash: the item runs again
             if not self._save_if_still_mine(
                 status=Run.Status.PROPOSED, stop_reason=Run.StopReason.COMPLETED
             ):
@@ -694,6 +695,7 @@ def run_claim(*, work_item_id: int) -> Run | None:
     """Start (or restart a dead) run for a work item, or return None when there is
     nothing to do. Idempotent: redelivery never makes a second run."""
     with transaction.atomic():
+        sql.commit_without_flush_wait()  # lost in a server crash: the item is sent again
         item = _item_to_claim(work_item_id)
         if item is None:
             return None

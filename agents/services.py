@@ -708,6 +708,9 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
     so redelivery, a killed worker or a double click never repeats the side effect.
     """
     with transaction.atomic():
+        # The reservation and, below, the record can be re-created from the idempotency
+        # key; the side effect in between commits durably (see console.sql).
+        sql.commit_without_flush_wait()
         proposal = _proposal_to_execute(proposal_id)
         if proposal is None:
             return None
@@ -864,6 +867,7 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
     _test_delay()
 
     with transaction.atomic():
+        sql.commit_without_flush_wait()
         # Conditional UPDATEs lock the rows in the usual order (the proposal, then its
         # execution) without reading them back first. If another delivery recorded
         # the success meanwhile, the proposal is already EXECUTED: nothing more to do.

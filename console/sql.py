@@ -84,6 +84,25 @@ def _db() -> Any:
     return connections[DEFAULT_DB_ALIAS]
 
 
+def commit_without_flush_wait() -> None:
+    """Inside a transaction whose writes can be re-created: let its COMMIT return
+    without waiting for the WAL flush (PostgreSQL's ``synchronous_commit = off``,
+    for this transaction only; nothing on SQLite).
+
+    What this risks: if the PostgreSQL server itself crashes, the last few hundred
+    milliseconds of such commits can be lost, never half-applied. What may use it:
+    state the system re-creates on its own when lost: a run's claim, a run's
+    proposals (the sweeper runs the item again), an execution's reservation and its
+    record (the retry finds the side effect by its idempotency key). A human's
+    decision and a side effect commit durably, and because the log is flushed in
+    order, their commit makes every earlier one durable too: nothing durable can
+    depend on a write that was lost.
+    """
+    db = _db()
+    if db.vendor == "postgresql" and db.in_atomic_block:
+        _execute("SET LOCAL synchronous_commit TO off", [], prepare=False)
+
+
 @cache
 def table(model: type[Model]) -> str:
     return qn(model._meta.db_table)
