@@ -14,13 +14,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, WorkItem
@@ -28,16 +28,20 @@ from agents.tools.base import arguments_hash
 from console.audit import audit_append
 from console.models import AutonomyLevel, Workflow
 from console.permissions import REVIEW, workflows_for
+from reviews import sql
 from reviews import tools as review_tools
 from reviews.models import Approval, Claim, Decision, EscalationResolution, RejectReason
 from reviews.selectors import (
+    GrantRead,
     QueueFilters,
+    _as_datetime,
     approvers_required,
-    awaiting_review_q,
-    awaiting_sample_q,
     claimable_q,
+    grant_read,
+    grant_sql,
     is_sample,
-    tool_and_level,
+    queue_ranges,
+    tool_and_level_read,
 )
 
 ERR_CLAIM_LOST = (
@@ -104,10 +108,6 @@ def _scope(*, reviewer: AbstractBaseUser, workflow: Workflow | None) -> list[int
     return list(workflows_for(reviewer, REVIEW).order_by("pk").values_list("pk", flat=True))
 
 
-def _live_claim(now: datetime) -> Exists:
-    return Exists(Claim.objects.filter(proposal=OuterRef("pk"), expires_at__gt=now))
-
-
 def _claim_upsert(*, proposal_id: int, reviewer_id: int, now: datetime) -> Claim | None:
     """Insert a claim, or take over an expired one, in one statement. None if
     another reviewer holds a live claim on the proposal."""
@@ -138,42 +138,105 @@ def _claim_upsert(*, proposal_id: int, reviewer_id: int, now: datetime) -> Claim
     )
 
 
-def _queue_heads(
+@cache
+def _claim_next_sql(*, workflows: int, filters: str, skip: int, held: bool) -> str:
+    """One statement for "what does this reviewer see next": the live claim they
+    already hold in scope (``held``), else the head of each queue range of each
+    workflow, locked with SKIP LOCKED, so concurrent reviewers step past each
+    other's heads. A head is read only when nothing is held (an InitPlan that
+    stops the scan, and takes no lock); each is one index range scan, so the cost
+    does not grow with the queue.
+
+    Built once per shape (workflows in scope, filters set, proposals to skip) and
+    cached; every value is a parameter. Rows: the held claim's columns, then a
+    head's (id, priority, created_at); the other side NULL.
+    """
+    proposal, claim = sql.table(Proposal), sql.table(Claim)
+    approval = sql.table(Approval)
+    pending, sample = queue_ranges()
+    in_scope = ", ".join(["%s"] * workflows)
+    ctes, selects = [], []
+    claim_width = sql.width(Claim)
+    if held:
+        ctes.append(
+            f"held AS (SELECT {sql.columns(Claim, 'c')} FROM {claim} c "  # noqa: S608 - names from the models
+            f"JOIN {proposal} p ON p.id = c.proposal_id "
+            f"WHERE c.reviewer_id = %s AND c.expires_at > %s AND p.workflow_id IN ({in_scope}) "
+            f"AND (({pending}) OR ({sample})){filters} "
+            "ORDER BY c.claimed_at LIMIT 1)"
+        )
+        selects.append("SELECT *, NULL, NULL, NULL FROM held")
+    nulls = ", ".join(["NULL"] * claim_width)
+    not_skipped = f" AND p.id NOT IN ({', '.join(['%s'] * skip)})" if skip else ""
+    nothing_held = " AND NOT EXISTS (SELECT 1 FROM held)" if held else ""
+    for n in range(workflows * 2):
+        scope = pending if n % 2 == 0 else sample
+        ctes.append(
+            f"h{n} AS (SELECT p.id, p.priority, p.created_at FROM {proposal} p "  # noqa: S608 - names from the models
+            f"WHERE p.workflow_id = %s AND {scope}{filters} "
+            f"AND NOT EXISTS (SELECT 1 FROM {claim} c "
+            "WHERE c.proposal_id = p.id AND c.expires_at > %s) "
+            f"AND NOT EXISTS (SELECT 1 FROM {approval} a "
+            f"WHERE a.proposal_id = p.id AND a.reviewer_id = %s){not_skipped}{nothing_held} "
+            "ORDER BY p.priority DESC, p.created_at, p.id LIMIT 1"
+            f"{sql.lock('FOR UPDATE OF p SKIP LOCKED')})"
+        )
+        selects.append(f"SELECT {nulls}, id, priority, created_at FROM h{n}")  # noqa: S608
+    return f"WITH {', '.join(ctes)} {' UNION ALL '.join(selects)}"
+
+
+def _claim_next_params(
     *,
+    reviewer_id: int,
     workflow_ids: list[int],
     filters: QueueFilters,
     now: datetime,
-    skip: set[int],
-    reviewer_id: int,
-) -> list[tuple[int, int, datetime]]:
-    """The first unclaimed pending proposal of each workflow, locked (SKIP LOCKED).
-
-    One query per workflow, each an index range scan on ``proposal_queue_idx``,
-    so the cost does not grow with the queue.
-    """
-    heads = []
-    approved_by_me = Exists(
-        Approval.objects.filter(proposal=OuterRef("pk"), reviewer_id=reviewer_id)
-    )
+    skip: list[int],
+    held: bool,
+) -> tuple[str, list[Any]]:
+    filters_sql, filter_params = filters.as_sql("p")
+    now_db = connection.ops.adapt_datetimefield_value(now)
+    params: list[Any] = []
+    if held:
+        params += [reviewer_id, now_db, *workflow_ids, *filter_params]
     for workflow_id in workflow_ids:
-        # The pending queue, then the post-hoc samples: each its own index range.
-        for scope in (awaiting_review_q(), awaiting_sample_q()):
-            queryset: QuerySet[Proposal] = filters.apply(
-                Proposal.objects.filter(scope, workflow_id=workflow_id)
-            ).filter(~_live_claim(now), ~approved_by_me)
-            if skip:
-                queryset = queryset.exclude(pk__in=skip)
-            row = (
-                queryset.order_by("-priority", "created_at", "pk")
-                .select_for_update(skip_locked=True, of=("self",))
-                .values_list("pk", "priority", "created_at")
-                .first()
-            )
-            if row is not None:
-                heads.append(row)
+        for _scope in ("pending", "sample"):
+            params += [workflow_id, *filter_params, now_db, reviewer_id, *skip]
+    statement = _claim_next_sql(
+        workflows=len(workflow_ids), filters=filters_sql, skip=len(skip), held=held
+    )
+    return statement, params
+
+
+def _held_or_heads(
+    *,
+    reviewer_id: int,
+    workflow_ids: list[int],
+    filters: QueueFilters,
+    now: datetime,
+    skip: list[int],
+    held: bool,
+) -> tuple[Claim | None, list[tuple[int, int, datetime]]]:
+    """The reviewer's held claim (if ``held`` and they hold one), else the queue
+    heads, highest priority first, then the oldest."""
+    statement, params = _claim_next_params(
+        reviewer_id=reviewer_id,
+        workflow_ids=workflow_ids,
+        filters=filters,
+        now=now,
+        skip=skip,
+        held=held,
+    )
+    rows = sql.fetch(statement, params)
+    width = sql.width(Claim)
+    heads = []
+    for row in rows:
+        if row[0] is not None:
+            return sql.build(Claim, row), []
+        heads.append((row[width], row[width + 1], _as_datetime(row[width + 2])))
     # Across workflows: higher priority first, then the oldest.
     heads.sort(key=lambda head: (-head[1], head[2]))
-    return heads
+    return None, heads
 
 
 def claim_next(
@@ -188,52 +251,56 @@ def claim_next(
     its lease renewed); then the highest-priority, oldest unclaimed proposal.
     Expired claims are taken over. Returns None when the queue is empty.
 
-    Serving the claim already held (every page view) is a read and at most one
-    conditional UPDATE, so it opens no transaction; taking a new one locks the
-    queue head (SKIP LOCKED) inside one.
+    One statement reads the held claim or, when there is none, locks the queue
+    heads (SKIP LOCKED); a second takes the claim. Serving the claim already held
+    (every page view) writes nothing unless its lease is half gone.
     """
     filters = filters or QueueFilters()
     now = timezone.now()
     workflow_ids = _scope(reviewer=reviewer, workflow=workflow)
     if not workflow_ids:
         return None
-    held = (
-        Claim.objects.filter(
-            claimable_q(prefix="proposal__"),
-            reviewer=reviewer,
-            expires_at__gt=now,
-            proposal__workflow_id__in=workflow_ids,
-        )
-        .filter(filters.as_q(prefix="proposal__"))
-        .order_by("claimed_at")
-        .first()
-    )
-    if held is not None:
-        return claim_renew(claim=held, now=now)
     # No savepoint when the caller's transaction is open (decide-and-next): nothing
     # here is caught and retried, so an error rolls the whole request back anyway.
     with transaction.atomic(savepoint=False):
+        held, heads = _held_or_heads(
+            reviewer_id=reviewer.pk,
+            workflow_ids=workflow_ids,
+            filters=filters,
+            now=now,
+            skip=[],
+            held=True,
+        )
+        if held is not None:
+            return claim_renew(claim=held, now=now)
         return _claim_queue_head(
-            reviewer=reviewer, workflow_ids=workflow_ids, filters=filters, now=now
+            reviewer=reviewer, workflow_ids=workflow_ids, filters=filters, now=now, heads=heads
         )
 
 
 def _claim_queue_head(
-    *, reviewer: AbstractBaseUser, workflow_ids: list[int], filters: QueueFilters, now: datetime
+    *,
+    reviewer: AbstractBaseUser,
+    workflow_ids: list[int],
+    filters: QueueFilters,
+    now: datetime,
+    heads: list[tuple[int, int, datetime]],
 ) -> Claim | None:
-    tried: set[int] = set()
-    for _attempt in range(CLAIM_ATTEMPTS):
-        heads = _queue_heads(
-            workflow_ids=workflow_ids,
-            filters=filters,
-            now=now,
-            skip=tried,
-            reviewer_id=reviewer.pk,
-        )
+    tried: list[int] = []
+    for attempt in range(CLAIM_ATTEMPTS):
+        if attempt:
+            _held, heads = _held_or_heads(
+                reviewer_id=reviewer.pk,
+                workflow_ids=workflow_ids,
+                filters=filters,
+                now=now,
+                skip=tried,
+                held=False,
+            )
         if not heads:
             return None
         for proposal_id, _priority, _created in heads:
-            tried.add(proposal_id)
+            tried.append(proposal_id)
             claim = _claim_upsert(proposal_id=proposal_id, reviewer_id=reviewer.pk, now=now)
             if claim is not None:
                 return claim
@@ -296,26 +363,40 @@ def _breaker_dispatch(*, decision: Decision, workflow: Workflow, tool: str, leve
     transaction.on_commit(lambda: send_task(breaker_check_task, workflow_id, tool, decision_id))
 
 
-def _lock_decidable(*, proposal_id: int, workflow: Workflow | None) -> tuple[Proposal, bool]:
-    """The proposal, locked, and whether this is a post-hoc sample review."""
-    lookup: dict[str, Any] = {"pk": proposal_id}
+@cache
+def _lock_plan_sql(*, in_workflow: bool) -> str:
+    """The plan of a proposal, each row with its tool's grant, locked in sequence order."""
+    proposal = sql.table(Proposal)
+    grant_columns, grant_join = grant_sql()
+    in_scope = " AND q.workflow_id = %s" if in_workflow else ""
+    return (
+        f"SELECT {sql.columns(Proposal, 'p')}, {grant_columns} FROM {proposal} p {grant_join} "  # noqa: S608 - names from the models
+        f"WHERE p.run_id = (SELECT q.run_id FROM {proposal} q WHERE q.id = %s{in_scope}) "
+        f"ORDER BY p.sequence{sql.lock('FOR UPDATE OF p')}"
+    )
+
+
+def _lock_decidable(
+    *, proposal_id: int, workflow: Workflow | None
+) -> tuple[Proposal, bool, GrantRead]:
+    """The proposal, locked, whether this is a post-hoc sample review, and its grant."""
+    params: list[Any] = [proposal_id]
     if workflow is not None:
-        lookup["workflow"] = workflow
+        params.append(workflow.pk)
     # Lock the whole plan, in sequence order, in one statement: the plan dispatch
     # that follows locks it too, and two reviewers deciding two actions of one plan
     # who each locked only their own first deadlocked there (found by the soak).
-    plan = list(
-        Proposal.objects.select_for_update()
-        .filter(run_id=Subquery(Proposal.objects.filter(**lookup).values("run_id")[:1]))
-        .order_by("sequence")
-    )
-    proposal = next((p for p in plan if p.pk == proposal_id), None)
-    if proposal is None:
+    rows = sql.fetch(_lock_plan_sql(in_workflow=workflow is not None), params)
+    width = sql.width(Proposal)
+    row = next((r for r in rows if r[0] == proposal_id), None)
+    if row is None:
         raise Proposal.DoesNotExist(f"Proposal {proposal_id} does not exist.")
+    proposal = sql.build(Proposal, row)
+    grant = grant_read(row, width)
     if workflow is not None:
         proposal.workflow = workflow  # the caller's (access-checked) row: no second read
     if is_sample(proposal) and not Decision.objects.filter(proposal=proposal).exists():
-        return proposal, True
+        return proposal, True, grant
     if proposal.status != Proposal.Status.PENDING:
         raise DecisionRefused(
             ERR_ALREADY_DECIDED.format(status=proposal.get_status_display().lower()),
@@ -323,7 +404,31 @@ def _lock_decidable(*, proposal_id: int, workflow: Workflow | None) -> tuple[Pro
         )
     if proposal.auto_executed:
         raise DecisionRefused(ERR_AUTO_IN_FLIGHT, code="auto_in_flight")
-    return proposal, False
+    return proposal, False, grant
+
+
+@cache
+def _take_claim_sql() -> str:
+    claim = sql.table(Claim)
+    return (
+        f"DELETE FROM {claim} WHERE proposal_id = %s AND reviewer_id = %s AND token = %s "  # noqa: S608 - names from the model
+        f"RETURNING {sql.columns(Claim, Claim._meta.db_table)}"
+    )
+
+
+def _claim_take(
+    *, proposal_id: int, reviewer_id: int, claim_token: uuid.UUID | str
+) -> Claim | None:
+    """Check and release the reviewer's claim in one statement: delete it if it is
+    theirs with this token, and return it (None: the claim was lost). Called inside
+    the decision's transaction, so a refused decision puts it back (rollback)."""
+    try:
+        token = uuid.UUID(str(claim_token))
+    except ValueError:
+        return None
+    token_db = Claim._meta.get_field("token").get_db_prep_value(token, connection)
+    rows = sql.fetch(_take_claim_sql(), [proposal_id, reviewer_id, token_db])
+    return sql.build(Claim, rows[0]) if rows else None
 
 
 def _proposal_decide(
@@ -353,15 +458,16 @@ def _proposal_decide(
     """
     if verdict not in _STATUS_FOR_VERDICT:
         raise ValidationError(ERR_UNKNOWN_VERDICT.format(verdict=verdict), code="verdict")
-    proposal, sample = _lock_decidable(proposal_id=proposal_id, workflow=workflow)
-    claim = Claim.objects.select_for_update().filter(proposal=proposal).first()
-    if claim is None or str(claim.token) != str(claim_token) or claim.reviewer_id != reviewer.pk:
+    proposal, sample, grant = _lock_decidable(proposal_id=proposal_id, workflow=workflow)
+    # Released here already: anything refused below rolls the transaction back.
+    claim = _claim_take(proposal_id=proposal.pk, reviewer_id=reviewer.pk, claim_token=claim_token)
+    if claim is None:
         raise DecisionRefused(ERR_CLAIM_LOST, code="claim_lost")
 
     workflow = proposal.workflow
     # The level at decision time, as the plan dispatcher will see it: it decides
     # whether this approval executes.
-    tool, level = tool_and_level(workflow=workflow, name=proposal.tool)
+    tool, level = tool_and_level_read(workflow=workflow, name=proposal.tool, grant=grant)
     proposed = review_tools.normalised(tool, proposal.arguments)
     diff: dict[str, list[Any]] = {}
     if verdict == Decision.Verdict.REJECT:
@@ -397,7 +503,6 @@ def _proposal_decide(
             if len(prior) + 1 < needed:
                 return _approval_record(
                     proposal=proposal,
-                    claim=claim,
                     reviewer=reviewer,
                     verdict=verdict,
                     final=final,
@@ -423,7 +528,7 @@ def _proposal_decide(
                 seconds_spent=seconds_spent,
             )
             approvers = [a.reviewer_id for a in prior] + [reviewer.pk]
-    decision = Decision.objects.create(
+    decision = Decision(
         proposal=proposal,
         reviewer=reviewer,
         kind=Decision.Kind.SAMPLE if sample else Decision.Kind.REVIEW,
@@ -436,11 +541,12 @@ def _proposal_decide(
         autonomy_level=level,
         seconds_spent=seconds_spent,
     )
+    # Hand-written INSERT and UPDATE (reviews.sql): every decision writes both.
+    sql.insert([decision])
     if not sample:
         proposal.status = _STATUS_FOR_VERDICT[verdict]
     proposal.decided_at = now
-    proposal.save(update_fields=["status", "decided_at"])
-    claim.delete()
+    sql.update(Proposal, proposal.pk, {"status": proposal.status, "decided_at": now})
     audit_append(
         action=f"proposal.sample.{verdict}" if sample else f"proposal.{verdict}",
         actor=reviewer,
@@ -503,7 +609,6 @@ def proposal_decide_and_claim_next(
 def _approval_record(
     *,
     proposal: Proposal,
-    claim: Claim,
     reviewer: AbstractBaseUser,
     verdict: str,
     final: dict[str, Any],
@@ -512,7 +617,8 @@ def _approval_record(
     seconds_spent: int,
     needed: int,
 ) -> Approval:
-    """The first of two approvals: recorded; the proposal stays pending, unclaimed."""
+    """The first of two approvals: recorded; the proposal stays pending, unclaimed
+    (the decision released the claim)."""
     approval = Approval.objects.create(
         proposal=proposal,
         reviewer=reviewer,
@@ -523,7 +629,6 @@ def _approval_record(
         reason_text=reason_text.strip(),
         seconds_spent=seconds_spent,
     )
-    claim.delete()
     audit_append(
         action="proposal.approval_recorded",
         actor=reviewer,

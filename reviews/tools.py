@@ -8,11 +8,14 @@ still gets a plain form, one text field per proposed argument.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pydantic
+from django.conf import settings
+from django.utils.formats import localize
 
 if TYPE_CHECKING:
     from console.models import Workflow
@@ -26,18 +29,29 @@ ERR_REQUIRED = "This field is required."
 ARG_PREFIX = "arg-"
 
 
-def tool_for(*, workflow: Workflow, name: str, enabled: bool | None = None) -> Any | None:
+def tool_for(
+    *, workflow: Workflow, name: str, enabled: bool | None = None, defined: bool | None = None
+) -> Any | None:
     """The registered Tool called ``name`` for this workflow, or None.
 
     ``enabled`` says whether the workflow holds an enabled grant for the tool,
     when the caller has already read it: then only that one tool is looked up.
+    ``defined`` says whether the workflow registered a tool of that name from a
+    JSON schema (read with the grant): when it did not, a name that is not built
+    in resolves to None without asking the registry (which reads the definitions).
     """
     try:
-        from agents.tools import registry_for
+        from agents.tools import builtin_tool, registry_for
     except ImportError:  # the agent runtime's registry is optional for reviewing
         return None
     if enabled is False:
         return None  # the registry holds enabled grants only
+    if enabled:
+        builtin = builtin_tool(name)
+        if builtin is not None:
+            return builtin  # as in the registry: a built-in name wins over a definition
+        if defined is False:
+            return None
     registry = registry_for(workflow, granted={name}) if enabled else registry_for(workflow)
     if isinstance(registry, Mapping):
         return registry.get(name)
@@ -84,6 +98,27 @@ class ArgField:
     @property
     def step(self) -> str:
         return "1" if self.kind == "integer" else "any"
+
+    @property
+    def constraint(self) -> str:
+        """The bounds, as the form states them under the input (the pattern apart)."""
+        parts = []
+        if self.minimum is not None:
+            word = "more than" if self.exclusive_minimum else "min"
+            parts.append(f"{word} {number(self.minimum)} ")
+        if self.maximum is not None:
+            parts.append(f"max {number(self.maximum)} ")
+        if self.max_length:
+            parts.append(f"up to {number(self.max_length)} characters ")
+        return "".join(parts)
+
+
+def number(value: Any) -> str:
+    """A number as the template engine prints it (``localize``), with the common
+    case, a whole number without thousand separators, made without its lookups."""
+    if type(value) is int and not settings.USE_THOUSAND_SEPARATOR:
+        return str(value)
+    return str(localize(value))
 
 
 def _resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
@@ -159,10 +194,36 @@ def fields_from_schema(schema: dict[str, Any], values: Mapping[str, Any]) -> lis
     return fields
 
 
+# Per args model, its form fields (filled with the schema's defaults), built once per
+# process: pydantic's model_json_schema() costs more than the rest of a card. Weak
+# keys, so models built at run time (tools registered from JSON schemas) can go.
+_SCHEMA_FIELDS: weakref.WeakKeyDictionary[type, tuple[ArgField, ...]] = weakref.WeakKeyDictionary()
+
+
+def _schema_fields(args_model: type[pydantic.BaseModel]) -> tuple[ArgField, ...]:
+    fields = _SCHEMA_FIELDS.get(args_model)
+    if fields is None:
+        fields = tuple(fields_from_schema(args_model.model_json_schema(), {}))
+        _SCHEMA_FIELDS[args_model] = fields
+    return fields
+
+
+def arg_types(args_model: type[pydantic.BaseModel]) -> dict[str, str]:
+    """Argument name -> the type the card shows, in the model's field order."""
+    return {
+        item.name: "enum" if item.kind == "select" else item.kind
+        for item in _schema_fields(args_model)
+    }
+
+
 def edit_fields(tool: Any | None, arguments: Mapping[str, Any]) -> list[ArgField]:
     """The edit form's fields, filled with ``arguments``."""
     if tool is not None:
-        return fields_from_schema(tool.args_model.model_json_schema(), arguments)
+        # Fresh copies: a card with errors writes into its fields.
+        return [
+            replace(item, value=arguments.get(item.name, item.value), errors=[])
+            for item in _schema_fields(tool.args_model)
+        ]
     # Unknown tool: one field per argument the agent proposed; anything that is not a
     # string is edited as JSON, so numbers, booleans and lists keep their types.
     return [

@@ -12,6 +12,8 @@ from django.middleware.csrf import get_token
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents.models import Escalation, Proposal, RiskClass
@@ -39,6 +41,10 @@ QUEUE_TEMPLATE = "reviews/queue.html"
 QUEUE_CHANGED_EVENT = "tenure:queue-changed"
 ESCALATIONS_TEMPLATE = "reviews/escalations.html"
 ESCALATION_TEMPLATE = "reviews/escalation.html"
+# (value, label, key): the key is the number that picks the reason (1-7).
+REJECT_CHOICES = [
+    (value, label, str(key)) for key, (value, label) in enumerate(RejectReason.choices, start=1)
+]
 
 
 def _review_workflow(request: HttpRequest, slug: str) -> Workflow:
@@ -67,6 +73,14 @@ def _vary(response: HttpResponse) -> HttpResponse:
     return response
 
 
+def _scope_inputs(scope: Workflow | None, filters: QueueFilters) -> SafeString:
+    """The hidden inputs that carry the scope and filters through each decision form
+    (the card has three): made once per response rather than once per form."""
+    inputs = [("scope", "all")] if scope is None else []
+    inputs += list(filters.as_query().items())
+    return format_html_join("", '<input type="hidden" name="{}" value="{}">', inputs)
+
+
 def _card_context(
     *,
     scope: Workflow | None,
@@ -79,7 +93,8 @@ def _card_context(
     return {
         "scope": scope,
         "filters": filters,
-        "reject_reasons": RejectReason.choices,
+        "scope_inputs": _scope_inputs(scope, filters),
+        "reject_reasons": REJECT_CHOICES,
         "card": card,
         "notice": notice,
         "notice_level": notice_level,
@@ -99,9 +114,12 @@ def _list_context(
     return {
         "scope": scope,
         "filters": filters,
-        "card_query": _card_query(scope, filters),
         "list_url": f"{_counts_url(scope)}?{query}",
-        "rows": selectors.queue_rows(workflow_ids=[w.pk for w in workflows], filters=filters),
+        "rows": selectors.queue_rows(
+            workflow_ids=[w.pk for w in workflows],
+            filters=filters,
+            query=_card_query(scope, filters),
+        ),
     }
 
 
@@ -133,7 +151,9 @@ def _next_card(
     request: HttpRequest, *, scope: Workflow | None, filters: QueueFilters
 ) -> selectors.Card | None:
     claim = services.claim_next(reviewer=request.user, workflow=scope, filters=filters)
-    return selectors.card_for(proposal_id=claim.proposal_id, claim=claim) if claim else None
+    if claim is None:
+        return None
+    return selectors.card_for(proposal_id=claim.proposal_id, claim=claim, workflow=scope)
 
 
 def _render_queue(
@@ -243,7 +263,7 @@ def card(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
         notice = MSG_HELD_BY_OTHER
         next_card = _next_card(request, scope=scope, filters=filters)
     else:
-        next_card = selectors.card_for(proposal_id=proposal.pk, claim=claim)
+        next_card = selectors.card_for(proposal_id=proposal.pk, claim=claim, workflow=workflow)
     return _render_queue(
         request,
         scope=scope,
@@ -256,13 +276,14 @@ def card(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
 def _card_with_errors(
     request: HttpRequest,
     *,
+    workflow: Workflow,
     proposal_id: int,
     panel: str,
     field_errors: dict[str, list[str]],
     submitted: dict[str, str],
 ) -> selectors.Card:
     claim = Claim.objects.filter(proposal_id=proposal_id, reviewer=request.user).first()
-    card = selectors.card_for(proposal_id=proposal_id, claim=claim)
+    card = selectors.card_for(proposal_id=proposal_id, claim=claim, workflow=workflow)
     card.open_panel = panel
     card.field_errors = field_errors
     card.form_errors = field_errors.get("__all__", [])
@@ -344,6 +365,7 @@ def decide(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
         panel = "edit" if verdict == Decision.Verdict.EDIT else "reject"
         card_ = _card_with_errors(
             request,
+            workflow=workflow,
             proposal_id=proposal_id,
             panel=panel,
             field_errors=field_errors,
@@ -369,7 +391,7 @@ def decide(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
         messages.success(request, done)
         return HttpResponseRedirect(_queue_url(scope, filters), status=303)
     card_ = (
-        selectors.card_for(proposal_id=next_claim.proposal_id, claim=next_claim)
+        selectors.card_for(proposal_id=next_claim.proposal_id, claim=next_claim, workflow=scope)
         if next_claim
         else None
     )

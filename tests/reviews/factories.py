@@ -48,7 +48,7 @@ REFUND_ARGS = {
 }
 
 
-def fake_tool_for(*, workflow, name, enabled=None):
+def fake_tool_for(*, workflow, name, enabled=None, defined=None):
     return REFUND_TOOL if name == REFUND_TOOL.name else None
 
 
