@@ -1306,11 +1306,13 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 - on
         report["bulk_load"] = bulk_load(opts.proposals, opts.pending_share)
         log(f"bulk load: {report['bulk_load']}")
         # What the beat's metric-rollup job would have done over those weeks: roll
-        # the closed days up once (the dashboards then read rollups + today).
-        from console.metrics import metric_days_roll
+        # the closed days and today's closed hours up once (the dashboards then read
+        # rollups plus the last hour or two).
+        from console.metrics import metric_days_roll, open_hours_roll
 
         t_roll = time.monotonic()
         metric_days_roll()
+        open_hours_roll()
         report["bulk_load"]["rollup_seconds"] = round(time.monotonic() - t_roll, 1)
         log(f"closed days rolled up in {report['bulk_load']['rollup_seconds']} s")
         floor_pk = report["bulk_load"]["first_item_id"] + opts.proposals // 2
