@@ -181,7 +181,7 @@ if env_bool("TENURE_DEMO_FEED", False):
 
 # --- Auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    "console.backends.ModelBackend",  # django's, with the session's user read faster
     "guardian.backends.ObjectPermissionBackend",
 ]
 LOGIN_URL = "login"

@@ -32,7 +32,7 @@ GROUP_MAP = {
     "access-managers": {"role": "manager", "workflows": ["access"]},
 }
 BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
+    "console.backends.ModelBackend",
     "console.sso.TenureOIDCBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -319,7 +319,7 @@ def test_local_login_still_works_with_sso_on(sso, reviewer):
     assert b'href="/oidc/authenticate/"' in page.content
     response = client.post("/login/", {"username": "rita", "password": PASSWORD})
     assert response.status_code == 302
-    assert client.session["_auth_user_backend"] == "django.contrib.auth.backends.ModelBackend"
+    assert client.session["_auth_user_backend"] == "console.backends.ModelBackend"
 
 
 def test_with_sso_unset_local_login_works_and_sso_is_hidden_and_off(settings, reviewer):
