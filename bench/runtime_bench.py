@@ -283,6 +283,7 @@ def main() -> None:
     # --- 3. propose -> persist -> approve -> execute, excluding the model --------------------
     cycle_ms: list[float] = []
     cycle_cpu_ms: list[float] = []
+    claim_ms: list[float] = []  # --approve service: the reviewer's claim, inside "approve"
     parts: dict[str, list[float]] = {
         "claim_propose": [],
         "persist": [],
@@ -370,6 +371,7 @@ def main() -> None:
             mark()
             if opts.approve == "service":
                 claim = claim_next(reviewer=reviewer, workflow=workflow)
+                claim_ms.append((time.perf_counter() - stamps[-1]) * 1000)
                 proposal_decide(
                     proposal_id=claim.proposal_id,
                     reviewer=reviewer,
@@ -444,6 +446,9 @@ def main() -> None:
         "hitl_cycle_excluding_model": {
             **summary(cycle_ms),
             "parts_p50_ms": {k: round(pct(v, 0.5), 3) for k, v in parts.items()},
+            "approve_includes_claim_next_p50_ms": round(pct(claim_ms, 0.5), 3)
+            if claim_ms
+            else None,
             "per_phase_counts": phase_counts,
             "durable_commits_per_cycle": sum(c["commits"] for c in phase_counts.values()),
             "queries_per_cycle": sum(c["queries"] for c in phase_counts.values()),

@@ -63,6 +63,12 @@ def _prepared_cursor(db: Any) -> Any:
     cached = db.__dict__.get("_tenure_sql_cursor")
     if cached is not None and cached[0] is db.connection and cached[1] == db.queries_logged:
         return cached[2]
+    if db.connection.prepare_threshold is None:
+        # Django turns psycopg's prepared statements off (prepare_threshold None, for
+        # connection poolers), which refuses even an explicit prepare=True. Turn them
+        # on for explicit requests only: a threshold never reached. Django's own
+        # cursors bind on the client side, which psycopg never prepares.
+        db.connection.prepare_threshold = 2**31 - 1
     with db.wrap_database_errors:
         cursor = db._prepare_cursor(_prepared_class()(db.connection))
     db.__dict__["_tenure_sql_cursor"] = (db.connection, db.queries_logged, cursor)
