@@ -266,9 +266,14 @@ def measure(reviewer, requests: int, profile: str = "", show_queries: bool = Fal
         decide_times.append(time.perf_counter() - t0)
     decide_cpu = (time.process_time() - cpu0) / requests
     decide_thread = (time.thread_time() - thread0) / requests
-    decide_queries = QueryLog()
-    with connection.execute_wrapper(decide_queries):
-        html = decide(html)
+    # Two decisions in a row: a plan has two actions, so one of them completes its
+    # plan (and resolves the work item: one statement more) and the other does not.
+    decide_counts = []
+    for _ in range(2):
+        decide_queries = QueryLog()
+        with connection.execute_wrapper(decide_queries):
+            html = decide(html)
+        decide_counts.append(len(decide_queries))
     if show_queries:
         for name, log in (("queue_page", queue_queries), ("decide_next", decide_queries)):
             print(f"--- {name}: {len(log)} queries", file=sys.stderr)
@@ -306,6 +311,7 @@ def measure(reviewer, requests: int, profile: str = "", show_queries: bool = Fal
             "cpu_ms": round(decide_cpu * 1000, 2),
             "request_thread_cpu_ms": round(decide_thread * 1000, 2),
             "queries": len(decide_queries),
+            "queries_by_plan_position": sorted(decide_counts),
         },
         "nav_counts_console": summary(nav_times),
     }
