@@ -486,16 +486,20 @@ class Runner:
         }
         fields.update(status=status, stop_reason=stop_reason)
         if connection.vendor == "postgresql":
-            same_lease, lease_param = "state ->> 'lease' = %s", lease
+            same_lease = "state ->> 'lease' = %s"
         else:
-            same_lease, lease_param = "json_extract(state, '$.lease') = %s", lease
+            same_lease = "json_extract(state, '$.lease') = %s"
+        # The transaction's first statement: the finished run, and its proposals after
+        # it, commit without waiting for the WAL flush (lost in a server crash, the
+        # item runs again; see console.sql).
         written = sql.update(
             Run,
             self.run.pk,
             fields,
             f"status = %s AND {same_lease}",
             Run.Status.RUNNING,
-            lease_param,
+            lease,
+            returning=sql.without_flush_wait_expr(),
         )
         if written:
             self.run.status, self.run.stop_reason = status, stop_reason
@@ -513,7 +517,6 @@ class Runner:
         sla = now + timedelta(minutes=self.workflow.review_sla_minutes)
         citations = list(dict.fromkeys([*final.get("citations", []), *self.state.citations]))
         with transaction.atomic():
-            sql.commit_without_flush_wait()  # lost in a server crash: the item runs again
             if not self._save_if_still_mine(
                 status=Run.Status.PROPOSED, stop_reason=Run.StopReason.COMPLETED
             ):
@@ -674,10 +677,12 @@ def _item_to_claim(work_item_id: int) -> WorkItem | None:
     UPDATE on it would serialise every claim and deadlock with executions' deferred
     FK checks), with its workflow and its latest run's id (``latest_run_id``).
     One hand-written statement (console.sql): every run starts here."""
+    # The claim commits without waiting for the WAL flush (lost in a server crash, the
+    # item is sent again; see console.sql): set by the statement itself, the last column.
     rows = sql.fetch(
         f"SELECT {sql.columns(WorkItem, 'i')}, {sql.columns(Workflow, 'w')},"  # noqa: S608 - names from the models
         f" (SELECT r.id FROM {sql.table(Run)} r WHERE r.work_item_id = i.id"
-        " ORDER BY r.attempt DESC LIMIT 1)"
+        f" ORDER BY r.attempt DESC LIMIT 1), {sql.without_flush_wait_expr()}"
         f" FROM {sql.table(WorkItem)} i JOIN {sql.table(Workflow)} w ON w.id = i.workflow_id"
         f" WHERE i.id = %s{sql.lock('FOR UPDATE OF i')}",
         [work_item_id],
@@ -687,7 +692,7 @@ def _item_to_claim(work_item_id: int) -> WorkItem | None:
     row = rows[0]
     item = sql.build(WorkItem, row)
     item.workflow = sql.build(Workflow, row, sql.width(WorkItem))
-    item.latest_run_id = row[-1]
+    item.latest_run_id = row[-2]
     return item
 
 
@@ -695,7 +700,6 @@ def run_claim(*, work_item_id: int) -> Run | None:
     """Start (or restart a dead) run for a work item, or return None when there is
     nothing to do. Idempotent: redelivery never makes a second run."""
     with transaction.atomic():
-        sql.commit_without_flush_wait()  # lost in a server crash: the item is sent again
         item = _item_to_claim(work_item_id)
         if item is None:
             return None

@@ -708,9 +708,6 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
     so redelivery, a killed worker or a double click never repeats the side effect.
     """
     with transaction.atomic():
-        # The reservation and, below, the record can be re-created from the idempotency
-        # key; the side effect in between commits durably (see console.sql).
-        sql.commit_without_flush_wait()
         proposal = _proposal_to_execute(proposal_id)
         if proposal is None:
             return None
@@ -838,6 +835,16 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
                     proposal.work_item_id,
                     {"status": WorkItem.Status.EXECUTING, "updated_at": timezone.now()},
                 )
+            if tool.in_database:
+                # A tool acting on this database (the sandbox systems of record): its
+                # side effect and the record of it commit with the reservation, durably,
+                # in this one transaction, still holding the locks taken above (the
+                # pause flag's among them). A crash anywhere in it leaves nothing to
+                # recover: the retry starts over.
+                return _run_and_record(proposal, execution, tool, args, in_transaction=True)
+            # The reservation can be re-created from the idempotency key; the side
+            # effect, next, commits durably on its own (see console.sql).
+            sql.commit_without_flush_wait()
     if refusal:
         _fail(proposal, None, refusal)
         return None
@@ -849,6 +856,16 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
     ):
         Execution.objects.filter(pk=execution.pk).update(status=Execution.Status.PENDING)
         return None
+    return _run_and_record(proposal, execution, tool, args, in_transaction=False)
+
+
+def _run_and_record(
+    proposal: Proposal, execution: Execution, tool: Any, args: Any, *, in_transaction: bool
+) -> Execution:
+    """Run the tool, then record its success. ``in_transaction``: inside the
+    reservation's transaction (an in-database tool); otherwise the side effect has
+    committed on its own and the record gets a transaction of its own."""
+    workflow = proposal.workflow
     ctx = ToolContext(
         workflow=workflow,
         principal=principal_for(workflow),
@@ -859,54 +876,61 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
     try:
         result = tool.run(ctx, args)
     except TransientToolError as exc:
-        Execution.objects.filter(pk=execution.pk).update(error=str(exc)[:5000])
+        if not in_transaction:  # in one, everything rolls back and the retry starts over
+            Execution.objects.filter(pk=execution.pk).update(error=str(exc)[:5000])
         raise
     except ToolError as exc:
         _fail(proposal, execution, str(exc))
         return execution
     _test_delay()
-
+    if in_transaction:
+        return _record_success(proposal, execution, result)
     with transaction.atomic():
         sql.commit_without_flush_wait()
-        # Conditional UPDATEs lock the rows in the usual order (the proposal, then its
-        # execution) without reading them back first. If another delivery recorded
-        # the success meanwhile, the proposal is already EXECUTED: nothing more to do.
-        sql.update(Proposal, proposal.pk, {"status": Proposal.Status.EXECUTED})
-        proposal.status = Proposal.Status.EXECUTED
-        recorded = {
-            "status": Execution.Status.SUCCEEDED,
-            "result": json.loads(json.dumps(result, default=str)),
-            "finished_at": timezone.now(),
-            "error": "",
-        }
-        if not sql.update(
-            Execution, execution.pk, recorded, "status <> %s", Execution.Status.SUCCEEDED
-        ):
-            return Execution.objects.get(pk=execution.pk)
-        for name, value in recorded.items():
-            setattr(execution, name, value)
-        audit_append(
-            action="agent.tool.executed",
-            actor=principal_for(workflow),
-            workflow=workflow,
-            obj=execution,
-            data={
-                "proposal": proposal.pk,
-                "tool": proposal.tool,
-                "idempotency_key": execution.idempotency_key,
-                "arguments_hash": execution.arguments_hash,
-                "auto": execution.auto,
-            },
-        )
-        if proposal.plan_size == 1:
-            proposals = [proposal]  # the whole plan, and it has just run
-        else:
-            proposals = _plan(proposal.run_id, workflow=workflow)
-        nxt = _next_to_execute(proposals, _plan_grants(workflow, proposals))
-        if nxt is not None:
-            _enqueue_execute(nxt.pk)
-        else:
-            _plan_settled(proposal.work_item_id, proposals)
+        return _record_success(proposal, execution, result)
+
+
+def _record_success(proposal: Proposal, execution: Execution, result: Any) -> Execution:
+    """Inside a transaction: the proposal executed, its execution succeeded, then the
+    plan's next action is enqueued or the item settled."""
+    workflow = proposal.workflow
+    # Conditional UPDATEs lock the rows in the usual order (the proposal, then its
+    # execution) without reading them back first. If another delivery recorded the
+    # success meanwhile, the proposal is already EXECUTED: nothing more to do.
+    sql.update(Proposal, proposal.pk, {"status": Proposal.Status.EXECUTED})
+    proposal.status = Proposal.Status.EXECUTED
+    recorded = {
+        "status": Execution.Status.SUCCEEDED,
+        "result": json.loads(json.dumps(result, default=str)),
+        "finished_at": timezone.now(),
+        "error": "",
+    }
+    if not sql.update(
+        Execution, execution.pk, recorded, "status <> %s", Execution.Status.SUCCEEDED
+    ):
+        return Execution.objects.get(pk=execution.pk)
+    for name, value in recorded.items():
+        setattr(execution, name, value)
+    audit_append(
+        action="agent.tool.executed",
+        actor=principal_for(workflow),
+        workflow=workflow,
+        obj=execution,
+        data={
+            "proposal": proposal.pk,
+            "tool": proposal.tool,
+            "idempotency_key": execution.idempotency_key,
+            "arguments_hash": execution.arguments_hash,
+            "auto": execution.auto,
+        },
+    )
+    # A one-action plan is the proposal itself, and it has just run.
+    proposals = [proposal] if proposal.plan_size == 1 else _plan(proposal.run_id, workflow=workflow)
+    nxt = _next_to_execute(proposals, _plan_grants(workflow, proposals))
+    if nxt is not None:
+        _enqueue_execute(nxt.pk)
+    else:
+        _plan_settled(proposal.work_item_id, proposals)
     return execution
 
 

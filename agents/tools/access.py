@@ -113,5 +113,6 @@ TOOLS = [
         args_model=GrantMembershipArgs,
         risk_class=RiskClass.ACCESS,
         handler=grant_group_membership,
+        in_database=True,
     ),
 ]

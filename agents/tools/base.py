@@ -105,6 +105,9 @@ class Tool:
     # Extra policy facts from validated arguments; default_facts() covers the usual names.
     facts: Callable[[BaseModel], dict[str, Any]] | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    # Acts only on this database (the sandbox systems of record): the execution runs
+    # it inside its own transaction, so the side effect and its record commit as one.
+    in_database: bool = False
 
     @property
     def is_read(self) -> bool:

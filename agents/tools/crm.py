@@ -103,6 +103,7 @@ TOOLS = [
         args_model=MergeContactsArgs,
         risk_class=RiskClass.WRITE,
         handler=merge_contacts,
+        in_database=True,
         facts=lambda args: {"records": len(args.duplicate_ids)},
     ),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cache
 from typing import Annotated, Any
 
 from django.db import IntegrityError, transaction
@@ -65,45 +66,62 @@ def get_order(ctx: ToolContext, args: GetOrderArgs) -> dict[str, Any]:
 
 
 def create_refund(ctx: ToolContext, args: CreateRefundArgs) -> dict[str, Any]:
+    """Refund part of an order, once per idempotency key.
+
+    One statement locks the order and finds a refund already made under this key;
+    every check happens before anything is written, so a refusal leaves the
+    enclosing transaction (the execution's, which this runs inside) usable and
+    needs no savepoint. Hand-written statements (console.sql): this runs on every
+    approved refund."""
     key = ctx.require_key("create_refund")
-    # Hand-written statements (console.sql): this runs on every approved refund.
-    done = sql.fetch(
-        f"SELECT id, amount FROM {sql.table(SandboxRefund)} WHERE idempotency_key = %s",  # noqa: S608
-        [key],
-    )
-    if done:
-        return {"refund_id": done[0][0], "amount": str(done[0][1]), "replayed": True}
+    nested = transaction.get_connection().in_atomic_block
+    error = ""
     try:
-        with transaction.atomic():
-            rows = sql.fetch(
-                f"SELECT {sql.columns(SandboxOrder, 'o')} FROM {sql.table(SandboxOrder)} o"  # noqa: S608
-                f" WHERE o.number = %s{sql.lock()}",
-                [args.order_number],
-            )
+        with transaction.atomic(savepoint=False):
+            rows = sql.fetch(_order_and_refund_sql(), [key, args.order_number])
             order = sql.build(SandboxOrder, rows[0]) if rows else None
+            done = rows[0][-2:] if rows else (None, None)
+            if done[0] is not None:
+                return {"refund_id": done[0], "amount": str(done[1]), "replayed": True}
             if order is None:
-                raise ToolError(ERR_NO_SUCH_ORDER.format(number=args.order_number))
-            if order.status in ("cancelled", "chargeback"):
-                raise ToolError(
-                    ERR_ORDER_NOT_REFUNDABLE.format(number=order.number, status=order.status)
+                error = ERR_NO_SUCH_ORDER.format(number=args.order_number)
+            elif order.status in ("cancelled", "chargeback"):
+                error = ERR_ORDER_NOT_REFUNDABLE.format(number=order.number, status=order.status)
+            elif args.amount > order.total - order.refunded:
+                left = order.total - order.refunded
+                error = ERR_REFUND_EXCEEDS.format(
+                    amount=args.amount, number=order.number, left=left
                 )
-            left = order.total - order.refunded
-            if args.amount > left:
-                raise ToolError(
-                    ERR_REFUND_EXCEEDS.format(amount=args.amount, number=order.number, left=left)
+            else:
+                refund = SandboxRefund(
+                    order=order, amount=args.amount, reason=args.reason, idempotency_key=key
                 )
-            refund = SandboxRefund(
-                order=order, amount=args.amount, reason=args.reason, idempotency_key=key
-            )
-            sql.insert([refund])
-            order.refunded = order.refunded + args.amount
-            order.status = "refunded" if order.refunded == order.total else "partially_refunded"
-            sql.update(SandboxOrder, order.pk, {"refunded": order.refunded, "status": order.status})
+                sql.insert([refund])
+                order.refunded = order.refunded + args.amount
+                order.status = "refunded" if order.refunded == order.total else "partially_refunded"
+                sql.update(
+                    SandboxOrder, order.pk, {"refunded": order.refunded, "status": order.status}
+                )
     except IntegrityError:
+        if nested:
+            raise  # the enclosing transaction is spent; its retry replays by the key
         # A concurrent delivery with the same key won the race: report its refund.
         existing = SandboxRefund.objects.get(idempotency_key=key)
         return {"refund_id": existing.pk, "amount": str(existing.amount), "replayed": True}
+    if error:
+        raise ToolError(error)
     return {"refund_id": refund.pk, "amount": str(refund.amount), "replayed": False}
+
+
+@cache
+def _order_and_refund_sql() -> str:
+    """The order (locked) and the refund already made under a key, if any."""
+    return (
+        f"SELECT {sql.columns(SandboxOrder, 'o')}, r.id, r.amount"  # noqa: S608 - names from the models
+        f" FROM {sql.table(SandboxOrder)} o"
+        f" LEFT JOIN {sql.table(SandboxRefund)} r ON r.idempotency_key = %s"
+        f" WHERE o.number = %s{sql.lock('FOR UPDATE OF o')}"
+    )
 
 
 def draft_customer_reply(ctx: ToolContext, args: DraftReplyArgs) -> dict[str, Any]:
@@ -154,6 +172,7 @@ TOOLS = [
         args_model=CreateRefundArgs,
         risk_class=RiskClass.MONEY,
         handler=create_refund,
+        in_database=True,
     ),
     Tool(
         name="draft_customer_reply",
@@ -161,5 +180,6 @@ TOOLS = [
         args_model=DraftReplyArgs,
         risk_class=RiskClass.EXTERNAL_MESSAGE,
         handler=draft_customer_reply,
+        in_database=True,
     ),
 ]

@@ -278,6 +278,21 @@ def wait_for(predicate, seconds: float = 60) -> bool:
     return False
 
 
+def _refund_written_not_committed() -> bool:
+    """Another session holds an uncommitted INSERT into the sandbox refunds (a worker
+    inside an execution's transaction, after the side effect, before its commit)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.relation = %s::regclass AND l.mode = 'RowExclusiveLock'"
+            " AND a.pid <> pg_backend_pid() AND a.state LIKE 'idle in transaction%%'",
+            [SandboxRefund._meta.db_table],
+        )
+        return cursor.fetchone() is not None
+
+
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_exactly_one_side_effect_across_redelivery_and_a_sigkilled_worker(
@@ -313,18 +328,22 @@ def test_exactly_one_side_effect_across_redelivery_and_a_sigkilled_worker(
     _purge_queue()
     monkeypatch.setenv("TENURE_TEST_EXECUTION_DELAY", "30")
 
-    # Worker 1 performs the refund, then is SIGKILLed before recording it.
+    # Worker 1 performs the refund, then is SIGKILLed before recording it. The refund
+    # acts on this database, so its side effect and its record share one transaction:
+    # the kill rolls both back and leaves nothing half done.
     first = WorkerProcess(tmp_path / "w1.log")
     first.start()
     try:
         with transaction.atomic():
             plan_dispatch_ready(run_id=refund.run_id)
-        assert wait_for(lambda: SandboxRefund.objects.exists())
-        time.sleep(0.5)
+        assert wait_for(_refund_written_not_committed)
         first.kill(signal.SIGKILL)
     finally:
         first.stop()
-    assert Execution.objects.get(proposal=refund).status == Execution.Status.RUNNING
+    assert not SandboxRefund.objects.exists()
+    assert not Execution.objects.filter(proposal=refund).exists()
+    refund.refresh_from_db()
+    assert refund.status == Proposal.Status.ACCEPTED  # still approved: the retry runs it
 
     # Worker 2 gets the redelivered task (twice), replays the refund under the same key,
     # runs the ledger call, and is SIGKILLed after the receiver saw it.
@@ -357,7 +376,8 @@ def test_exactly_one_side_effect_across_redelivery_and_a_sigkilled_worker(
     assert SandboxOrder.objects.get(number="A-1001").refunded == Decimal("42.00")
     assert len(receiver.applied) == 1
     assert receiver.requests[receiver.applied[0]] >= 2  # the retry reused the key
-    assert Execution.objects.filter(proposal=refund).get().attempts >= 2
+    # The killed attempt left no row; the second delivery found the first one's success.
+    assert Execution.objects.filter(proposal=refund).get().attempts == 1
     assert Execution.objects.count() == 2
     item = WorkItem.objects.get(pk=refund.work_item_id)
     assert item.status == WorkItem.Status.RESOLVED
