@@ -18,11 +18,12 @@ Measures:
   timed on its own (execute_action is collected at the approval's commit and run right
   after, instead of inside the commit hook), and one warm cycle's queries and durable
   commits are counted per phase (``per_phase_counts``; ``--show-queries`` prints them).
-  The approval is the console's (``proposal_decide``) on a card the reviewer has opened;
-  opening it (the claim) is timed apart as ``review_claim`` and is not part of the cycle.
-  ``--approve service`` claims with ``claim_next`` instead; ``--approve direct`` writes the
-  Decision itself through the ORM and calls ``plan_dispatch_ready``. ``client_cpu_ms``
-  covers the whole loop, the claim included.
+  The approval is the console's (``proposal_decide``) on the card the reviewer's
+  ``claim_next`` served; the claim (opening the card) is timed apart as ``review_claim``
+  and is not part of the cycle. ``--approve decide`` claims the card with
+  ``claim_proposal`` (opened from the list); ``--approve direct`` writes the Decision
+  itself through the ORM and calls ``plan_dispatch_ready``. ``client_cpu_ms`` covers the
+  whole loop, the claim included.
 """
 
 from __future__ import annotations
@@ -92,11 +93,12 @@ def main() -> None:
     parser.add_argument("--cycles-only", action="store_true", help="skip sections 1 and 2")
     parser.add_argument(
         "--approve",
-        choices=("decide", "direct", "service"),
-        default="decide",
-        help="decide: the console's decision (proposal_decide) on a card the reviewer "
-        "opened (claim_proposal, timed apart as review_claim); service: the same after "
-        "claim_next; direct: the bench's own Decision row + plan_dispatch_ready (ORM)",
+        choices=("service", "decide", "direct"),
+        default="service",
+        help="service: the reviewer's keyboard loop, claim_next (timed apart as "
+        "review_claim) then the console's decision (proposal_decide); decide: the same "
+        "decision on a card opened from the list (claim_proposal); direct: the bench's "
+        "own Decision row + plan_dispatch_ready (ORM)",
     )
     parser.add_argument("--profile", default="", help="write a cProfile of the cycles to this file")
     parser.add_argument(
