@@ -225,7 +225,10 @@ def update(
     params = [_field(model, name).get_db_prep_save(value, db) for name, value in values.items()]
     params.append(pk)
     params.extend(args)
-    return _execute(_update_sql(model, tuple(values), where, returning), params).rowcount
+    cursor = _execute(_update_sql(model, tuple(values), where, returning), params)
+    # With RETURNING, SQLite runs the statement as its rows are read (its rowcount
+    # stays 0 until then): count the rows.
+    return len(cursor.fetchall()) if returning else cursor.rowcount
 
 
 @cache
