@@ -42,3 +42,4 @@ urlpatterns = [
     path("", include("console.api.ui_urls")),
     path("admin/", admin.site.urls),
 ]
+handler404 = "console.views.page_not_found"

@@ -299,3 +299,10 @@ def config_change_decide(request: HttpRequest, slug: str, change_id: int) -> Htt
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     return redirect("workflow-changes", slug=slug)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """404 with the reason when there is one for people ("There is no workflow called
+    …"); an unknown address says so, not the resolver's exception name."""
+    reason = exception.args[0] if exception.args and isinstance(exception.args[0], str) else ""
+    return render(request, "404.html", {"exception": reason}, status=404)
