@@ -232,50 +232,61 @@ def update(
 
 
 @cache
-def columns(model: type[Model], alias: str) -> str:
-    """Every concrete column of ``model`` as ``"alias"."column"``, in field order:
-    the select list ``build`` reads back."""
-    return ", ".join(f"{qn(alias)}.{qn(f.column)}" for f in _fields(model))
+def _selected(model: type[Model], only: tuple[str, ...] | None) -> tuple[Field, ...]:
+    """The fields a select list reads: every concrete one, or (``only``, by attname)
+    the primary key and those named, in the model's field order."""
+    if only is None:
+        return _fields(model)
+    fields = tuple(f for f in _fields(model) if f.primary_key or f.attname in only)
+    if fields[0] is not model._meta.pk or len(fields) != len(set(only) | {fields[0].attname}):
+        raise LookupError(f"{model.__name__}: no such fields among {only}")
+    return fields
 
 
 @cache
-def _converters(model: type[Model]) -> tuple[tuple[Any, tuple[Any, ...]], ...]:
-    """Per column: (its Col expression, the converters the compiler would apply)."""
+def columns(model: type[Model], alias: str, only: tuple[str, ...] | None = None) -> str:
+    """The columns of ``model`` (all, or the primary key and ``only``) as
+    ``"alias"."column"``, in field order: the select list ``build`` reads back."""
+    return ", ".join(f"{qn(alias)}.{qn(f.column)}" for f in _selected(model, only))
+
+
+@cache
+def _converters(
+    model: type[Model], only: tuple[str, ...] | None = None
+) -> tuple[tuple[str, Any, tuple[Any, ...]], ...]:
+    """Per column: (attname, its Col expression, the converters the compiler applies)."""
     out = []
-    for field in _fields(model):
+    for field in _selected(model, only):
         col = field.get_col(model._meta.db_table)
         found = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
-        out.append((col, tuple(found)))
+        out.append((field.attname, col, tuple(found)))
     return tuple(out)
 
 
-@cache
-def _attnames(model: type[Model]) -> tuple[str, ...]:
-    return tuple(f.attname for f in _fields(model))
+def width(model: type[Model], only: tuple[str, ...] | None = None) -> int:
+    return len(_selected(model, only))
 
 
-def width(model: type[Model]) -> int:
-    return len(_fields(model))
-
-
-def build(model: type[Model], row: Sequence[Any], start: int = 0) -> Model | None:
-    """The instance whose columns (``columns(model, …)``) start at ``row[start]``,
-    or None when they are all NULL (the missing side of a LEFT JOIN)."""
-    converters = _converters(model)
+def build(
+    model: type[Model], row: Sequence[Any], start: int = 0, only: tuple[str, ...] | None = None
+) -> Model | None:
+    """The instance whose columns (``columns(model, …, only)``) start at ``row[start]``,
+    or None when they are all NULL (the missing side of a LEFT JOIN). With ``only``,
+    the other fields are deferred: read on access, as with ``QuerySet.only()``."""
+    converters = _converters(model, only)
     raw = row[start : start + len(converters)]
     if raw[0] is None:  # the primary key comes first: a LEFT JOIN found nothing
         return None
     db = _db()
-    values = []
-    for (col, funcs), value in zip(converters, raw, strict=True):
-        for func in funcs:
-            value = func(value, col, db)
-        values.append(value)
     # What Model.from_db does, without running __init__ field by field (a third of
     # the cost of a fetch). No pre_init/post_init signal is sent: nothing here
-    # listens to them for these models.
+    # listens to them for these models. A field left out of __dict__ is deferred.
     obj = model.__new__(model)
-    obj.__dict__.update(zip(_attnames(model), values, strict=True))
+    values = obj.__dict__
+    for (attname, col, funcs), value in zip(converters, raw, strict=True):
+        for func in funcs:
+            value = func(value, col, db)
+        values[attname] = value
     state = ModelState()
     state.adding, state.db = False, db.alias
     obj._state = state

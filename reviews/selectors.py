@@ -22,8 +22,8 @@ from django.utils.timesince import timesince
 
 from agents.models import Escalation, Proposal, RiskClass, Run, Step, ToolDefinition, WorkItem
 from agents.policy import grant_level
+from console import sql
 from console.models import AutonomyLevel, ToolGrant, Workflow
-from reviews import sql
 from reviews import tools as review_tools
 from reviews.models import Approval, Claim, Decision
 from reviews.templatetags.review_tags import pretty, scalar
@@ -683,7 +683,7 @@ def _card_sql(*, with_workflow: bool) -> str:
     select = [
         sql.columns(Proposal, "p"),
         sql.columns(WorkItem, "wi"),
-        sql.columns_only(Run, "r", _run_shown()),
+        sql.columns(Run, "r", _run_shown()),
         grant_columns,
     ]
     joins = [
@@ -727,7 +727,7 @@ def card_for(
     widths = (
         sql.width(Proposal),
         sql.width(WorkItem),
-        sql.width_only(Run, _run_shown()),
+        sql.width(Run, _run_shown()),
         GRANT_WIDTH,
     )
     plan: list[Proposal] = []
@@ -742,7 +742,7 @@ def card_for(
         )
         start += widths[1]
         run = related.get((Run, proposal.run_id)) or related.setdefault(
-            (Run, proposal.run_id), sql.build_only(Run, row, start, _run_shown())
+            (Run, proposal.run_id), sql.build(Run, row, start, _run_shown())
         )
         start += widths[2]
         grants[proposal.pk] = grant_read(row, start)

@@ -25,10 +25,10 @@ from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, WorkItem
 from agents.tools.base import arguments_hash
+from console import sql
 from console.audit import audit_append
 from console.models import AutonomyLevel, Workflow
 from console.permissions import REVIEW, workflows_for
-from reviews import sql
 from reviews import tools as review_tools
 from reviews.models import Approval, Claim, Decision, EscalationResolution, RejectReason
 from reviews.selectors import (
@@ -541,7 +541,7 @@ def _proposal_decide(
         autonomy_level=level,
         seconds_spent=seconds_spent,
     )
-    # Hand-written INSERT and UPDATE (reviews.sql): every decision writes both.
+    # Hand-written INSERT and UPDATE (console.sql): every decision writes both.
     sql.insert([decision])
     if not sample:
         proposal.status = _STATUS_FOR_VERDICT[verdict]

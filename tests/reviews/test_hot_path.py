@@ -1,4 +1,4 @@
-"""The reviewer's keyboard loop runs hand-written SQL (reviews/sql.py): what it must
+"""The reviewer's keyboard loop runs hand-written SQL (console/sql.py): what it must
 keep doing exactly as the ORM version did, and how little it may ask the database."""
 
 from __future__ import annotations
