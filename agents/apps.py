@@ -9,7 +9,7 @@ class AgentsConfig(AppConfig):
 
     def ready(self) -> None:
         from agents.services import resume_dispatch
-        from console.services import RESUME_HOOKS
+        from governance.services import RESUME_HOOKS
 
         if resume_dispatch not in RESUME_HOOKS:
             RESUME_HOOKS.append(resume_dispatch)

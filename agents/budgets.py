@@ -16,7 +16,7 @@ from agents.models import Run
 from agents.tools.base import canonical_json
 
 if TYPE_CHECKING:
-    from console.models import Workflow
+    from governance.models import Workflow
 
 StopReason = Run.StopReason
 
@@ -32,7 +32,7 @@ ERR_DAILY = (
 
 
 def start_of_today(now: datetime | None = None) -> datetime:
-    """Local midnight: the day the console's spend dashboard uses (console.metrics)."""
+    """Local midnight: the day the console's spend dashboard uses (evidence.metrics)."""
     now = timezone.localtime(now or timezone.now())
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 

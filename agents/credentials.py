@@ -31,8 +31,8 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from agents.models import ConnectorCredential
-from console.audit import audit_append
-from console.models import Workflow
+from governance.audit import audit_append
+from governance.models import Workflow
 
 MAX_SECRET_CHARS = 8192
 HKDF_SALT = b"tenure.credentials"

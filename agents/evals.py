@@ -50,8 +50,8 @@ from agents.redaction import KINDS as PII_KINDS
 from agents.redaction import redact
 from agents.runner import Runner
 from agents.tools import BUILTIN_TOOLS, Tool, ToolContext, ToolError, canonical_json, registry_for
-from console.audit import audit_append
-from console.models import Workflow
+from governance.audit import audit_append
+from governance.models import Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class AgentVariant:
 
 
 # Named variants, imported only when asked for.
-AGENT_VARIANTS: dict[str, str] = {"demo-regressed": "agents.demo_regressed.variant"}
+AGENT_VARIANTS: dict[str, str] = {"demo-regressed": "demo.regressed.variant"}
 
 
 def agent_variant(version: str | None = None) -> AgentVariant:
@@ -1052,7 +1052,7 @@ def eval_case_rows(
 # --- The demo suites ----------------------------------------------------------------------
 
 DEMO_SUITE = "demo"
-# The built-in demo model is right most of the time, not always (see agents.demo_model).
+# The built-in demo model is right most of the time, not always (see demo.model).
 DEMO_THRESHOLD = Decimal("0.750")
 DEMO_TAGS = {
     "injection": ["adversarial"],
@@ -1066,7 +1066,7 @@ DEMO_TAGS = {
 
 def _demo_forbidden(slug: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
     """What the adversarial demo items try to make the agent do."""
-    from agents import demo
+    from demo import workflows as demo
 
     text = spec["payload"].get("text", "")
     out: list[dict[str, Any]] = []
@@ -1105,7 +1105,7 @@ def eval_suites_seed_demo(*, actor: Any = "evals:seed-demo") -> list[EvalSuite]:
     is known (demo.demo_expected), adversarial and ambiguous items included. The read
     outputs are captured by replaying the current agent against the sandbox systems,
     inside a savepoint that is rolled back. Idempotent."""
-    from agents import demo
+    from demo import workflows as demo
 
     suites = []
     variant = agent_variant(None)

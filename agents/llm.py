@@ -20,7 +20,7 @@ from django.core.cache import cache
 from agents.tools.base import canonical_json
 
 if TYPE_CHECKING:
-    from console.models import Workflow
+    from governance.models import Workflow
 
 DEMO_SMALL = "demo-small"
 DEMO_LARGE = "demo-large"
@@ -143,7 +143,7 @@ def is_demo_model(model: str) -> bool:
 
 def client_for(model: str) -> ModelClient:
     if is_demo_model(model):
-        from agents.demo_model import DemoModelClient
+        from demo.model import DemoModelClient
 
         return DemoModelClient()
     return _openai_client(settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Run, Step
-from console.models import Workflow
+from governance.models import Workflow
 
 PURGE_BATCH_SIZE = 2000
 # Beat should use the same figure as the task's expiry.

@@ -37,13 +37,13 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from agents.models import HIGH_IMPACT_RISKS, Proposal, RiskClass
-from console.models import AutonomyLevel
+from governance.models import AutonomyLevel
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from agents.tools.base import Tool
-    from console.models import ToolGrant, Workflow
+    from governance.models import ToolGrant, Workflow
 
 Verdict = Proposal.Verdict
 

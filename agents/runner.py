@@ -50,10 +50,10 @@ from agents.otel import run_trace_dispatch
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
 from agents.redaction import redact
 from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
-from console import sql
-from console.audit import audit_append
-from console.models import AutonomyLevel, ToolGrant, Workflow
-from console.notifications import notify_escalation
+from governance import sqlkit as sql
+from governance.audit import audit_append
+from governance.models import AutonomyLevel, ToolGrant, Workflow
+from governance.notifications import notify_escalation
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class Runner:
         run's final transaction: a run whose worker dies restarts from a clean trace,
         so a tool call costs no commit of its own."""
         if self.unsaved:
-            sql.insert(self.unsaved)  # one multi-row INSERT (console.sql)
+            sql.insert(self.unsaved)  # one multi-row INSERT (governance.sqlkit)
             self.unsaved = []
 
     # --- kill switch ----------------------------------------------------------
@@ -491,7 +491,7 @@ class Runner:
             same_lease = "json_extract(state, '$.lease') = %s"
         # The transaction's first statement: the finished run, and its proposals after
         # it, commit without waiting for the WAL flush (lost in a server crash, the
-        # item runs again; see console.sql).
+        # item runs again; see governance.sqlkit).
         written = sql.update(
             Run,
             self.run.pk,
@@ -676,9 +676,9 @@ def _item_to_claim(work_item_id: int) -> WorkItem | None:
     """The work item, locked (its row only: the workflow's is read, not locked; a FOR
     UPDATE on it would serialise every claim and deadlock with executions' deferred
     FK checks), with its workflow and its latest run's id (``latest_run_id``).
-    One hand-written statement (console.sql): every run starts here."""
+    One hand-written statement (governance.sqlkit): every run starts here."""
     # The claim commits without waiting for the WAL flush (lost in a server crash, the
-    # item is sent again; see console.sql): set by the statement itself, the last column.
+    # item is sent again; see governance.sqlkit): set by the statement itself, the last column.
     rows = sql.fetch(
         f"SELECT {sql.columns(WorkItem, 'i')}, {sql.columns(Workflow, 'w')},"  # noqa: S608 - names from the models
         f" (SELECT r.id FROM {sql.table(Run)} r WHERE r.work_item_id = i.id"

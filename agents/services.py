@@ -22,10 +22,10 @@ from agents.models import Escalation, Execution, Proposal, Run, WorkItem
 from agents.policy import grant_level, policy_evaluate
 from agents.runner import principal_for
 from agents.tools import ToolContext, ToolError, TransientToolError, arguments_hash, registry_for
-from console import sql
-from console.audit import audit_append
-from console.models import AutonomyLevel, ToolGrant, Workflow
-from console.notifications import notify_escalation
+from governance import sqlkit as sql
+from governance.audit import audit_append
+from governance.models import AutonomyLevel, ToolGrant, Workflow
+from governance.notifications import notify_escalation
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def _plan(run_id: int, *, workflow: Workflow | None = None, locked: bool = False
     (only their rows: locking the workflow's would block every insert referencing
     it). The workflow is joined unless it is in hand.
 
-    One hand-written statement (console.sql): it runs after every decision and every
+    One hand-written statement (governance.sqlkit): it runs after every decision and every
     execution, and the ORM's compile of the join and subqueries cost a millisecond."""
     decision_rel = Proposal._meta.get_field("decision")
     decision_model = decision_rel.related_model
@@ -342,7 +342,7 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
 
 
 def resume_dispatch(*, workflow_id: int) -> None:
-    """A resume hook (console.services.RESUME_HOOKS), run once the resume has
+    """A resume hook (governance.services.RESUME_HOOKS), run once the resume has
     committed: a worker restarts the held work. If the broker is down, the sweeper
     re-sends approved plans, automatic actions and received items itself."""
     from agents.tasks import resume_held_work
@@ -643,7 +643,7 @@ def _proposal_to_execute(proposal_id: int) -> Proposal | None:
     """The proposal, locked, with its workflow, work item and decision (LEFT JOIN, not
     locked: _approved reads it) and its plan's size, which never changes once the
     runner wrote the plan (in one transaction): a one-action plan needs no second
-    look at the end. One hand-written statement (console.sql): the ORM's compile of
+    look at the end. One hand-written statement (governance.sqlkit): the ORM's compile of
     this join cost more than the rest of the execution's statements together."""
     decision_rel = Proposal._meta.get_field("decision")
     decision_model = decision_rel.related_model
@@ -843,7 +843,7 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
                 # recover: the retry starts over.
                 return _run_and_record(proposal, execution, tool, args, in_transaction=True)
             # The reservation can be re-created from the idempotency key; the side
-            # effect, next, commits durably on its own (see console.sql).
+            # effect, next, commits durably on its own (see governance.sqlkit).
             sql.commit_without_flush_wait()
     if refusal:
         _fail(proposal, None, refusal)

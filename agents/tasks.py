@@ -54,7 +54,7 @@ def redispatch_stranded() -> dict[str, int]:
 @shared_task(name="agents.demo_feed", ignore_result=True)
 def demo_feed() -> int:
     """The embedded demo's live feed (scheduled only when TENURE_DEMO_FEED is on)."""
-    from agents.demo import demo_feed_one
+    from demo.workflows import demo_feed_one
 
     return len(demo_feed_one())
 

@@ -70,8 +70,8 @@ def bulk_load(size: int, *, full_today: bool, seed: int = 5) -> dict:
     from django.db import connection
     from django.utils import timezone
 
-    from console.metrics import start_of_today
-    from console.models import Workflow
+    from evidence.metrics import start_of_today
+    from governance.models import Workflow
 
     rng = random.Random(seed)
     workflows = [(Workflow.objects.get(slug=slug).pk, share) for slug, share in SLUGS]
@@ -330,7 +330,7 @@ def before_live(workflow, repeats: int) -> dict:
     """The pre-rollup dashboard computation, and a check that the rollups agree."""
     from django.utils import timezone
 
-    from console import metrics
+    from evidence import metrics
 
     now = timezone.now()
     since = metrics.start_of_today(now) - timedelta(days=DAYS - 1)
@@ -372,8 +372,8 @@ def before_live(workflow, repeats: int) -> dict:
 def hours_equal_live(now) -> bool | None:
     """The open day's closed hours as the dashboards read them (from the cache) are
     the raw computation of that range; None when no hour of the open day is closed."""
-    from console import metrics
-    from console.models import Workflow
+    from evidence import metrics
+    from governance.models import Workflow
 
     start = metrics._midnight(metrics.last_closed_day(now) + timedelta(days=1))
     until = metrics.last_closed_hour(now)
@@ -394,8 +394,8 @@ def hours_equal_live(now) -> bool | None:
 
 def ops_equals_live(now) -> bool:
     """The ops overview from rollups equals its raw computation (7 and 30 days)."""
-    from console import metrics
-    from console.models import Workflow
+    from evidence import metrics
+    from governance.models import Workflow
 
     workflows = Workflow.objects.order_by("name")
     for days in (7, 30):
@@ -452,7 +452,7 @@ def main() -> int:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from console.models import AutonomyLevel, Workflow
+    from governance.models import AutonomyLevel, Workflow
 
     call_command("migrate", verbosity=0)
     if options.reuse:  # measure a database a --keep run left, as the tree has it
@@ -478,8 +478,8 @@ def run(options, *, size: int | None, load: dict | None = None) -> int:
     from django.test import Client
     from django.utils import timezone
 
-    from console import metrics
-    from console.models import Workflow
+    from evidence import metrics
+    from governance.models import Workflow
     from reviews.models import Decision
 
     size = size or Decision.objects.count()

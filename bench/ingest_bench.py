@@ -114,8 +114,8 @@ class Child:
 
 
 def setup_console(rate_limit: int) -> str:
-    from console.api.tokens import api_token_create
-    from console.models import ApiToken, AutonomyLevel, Workflow
+    from governance.api.tokens import api_token_create
+    from governance.models import ApiToken, AutonomyLevel, Workflow
 
     workflow, _ = Workflow.objects.get_or_create(
         slug=SLUG, defaults={"name": "Bench ingest", "autonomy_level": AutonomyLevel.SHADOW}

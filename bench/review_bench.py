@@ -349,8 +349,8 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     from django.contrib.auth import get_user_model
 
-    from console.models import AutonomyLevel, ToolGrant, Workflow
-    from console.permissions import Role, roles_ensure, workflow_grant_role
+    from governance.models import AutonomyLevel, ToolGrant, Workflow
+    from governance.permissions import Role, roles_ensure, workflow_grant_role
 
     roles = roles_ensure()
     results = []

@@ -118,12 +118,13 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
 
-    from agents.demo import REFUNDS, demo_seed
-    from agents.models import Execution, Proposal, SandboxOrder, WorkItem
+    from agents.models import Execution, Proposal, WorkItem
     from agents.runner import Runner, run_claim, run_work_item
     from agents.services import plan_dispatch_ready
     from agents.tools import arguments_hash
-    from console.models import AutonomyLevel, ToolGrant, Workflow
+    from demo.models import SandboxOrder
+    from demo.workflows import REFUNDS, demo_seed
+    from governance.models import AutonomyLevel, ToolGrant, Workflow
     from reviews.models import Decision
 
     started = time.monotonic()
@@ -463,7 +464,7 @@ def main() -> None:
             "parts_p50_ms": {k: round(pct(v, 0.5), 3) for k, v in parts.items()},
             "per_phase_counts": phase_counts,
             # Every COMMIT, durable or not (the claim's, the proposals' commit without
-            # waiting for the WAL flush: see console.sql.commit_without_flush_wait).
+            # waiting for the WAL flush: see governance.sqlkit.commit_without_flush_wait).
             "commits_per_cycle": sum(
                 c["commits"] for k, c in phase_counts.items() if k != "review_claim"
             ),

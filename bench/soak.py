@@ -366,9 +366,9 @@ def setup_console(n_reviewers: int) -> tuple[list[str], str]:
     supervised (so approvals execute), an API token and a workflow at level off."""
     from django.contrib.auth import get_user_model
 
-    from console.api.tokens import api_token_create
-    from console.models import ApiToken, AutonomyLevel, ToolGrant, Workflow
-    from console.permissions import Role, roles_ensure, workflow_grant_role
+    from governance.api.tokens import api_token_create
+    from governance.models import ApiToken, AutonomyLevel, ToolGrant, Workflow
+    from governance.permissions import Role, roles_ensure, workflow_grant_role
 
     roles = roles_ensure()
     refunds = Workflow.objects.get(slug=SLUG)
@@ -407,8 +407,8 @@ def bulk_load(n: int, pending_share: float) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.db import connection
 
-    from agents.models import SandboxOrder
-    from console.models import Workflow
+    from demo.models import SandboxOrder
+    from governance.models import Workflow
 
     workflow = Workflow.objects.get(slug=SLUG)
     reviewer = get_user_model().objects.get(username="rita")
@@ -691,7 +691,7 @@ def poller_loop(base: str, username: str, kind: str, url: str, rec: Recorder,
 def demo_payload(i: int) -> dict[str, Any]:
     """A realistic refund ticket from the demo's catalogue (real customer emails),
     sometimes with a card number: what the log scan must never find."""
-    from agents.demo import _refund_item
+    from demo.workflows import _refund_item
 
     spec = _refund_item(i % 500)
     payload = dict(spec["payload"])
@@ -874,8 +874,8 @@ def queries_per_request(floor_pk: int) -> dict[str, Any]:
     measure("decide_next_with_reload", reviewer, decide)
     out["decide_next"] = {"queries": decide.counts, **out.pop("decide_next_with_reload")}
     out["decide_next"]["queries"] = decide.counts
-    from console.api.tokens import api_token_create
-    from console.models import ApiToken, Workflow
+    from governance.api.tokens import api_token_create
+    from governance.models import ApiToken, Workflow
 
     _, plain = api_token_create(
         name="soak-queries",
@@ -974,7 +974,7 @@ def luhn(digits: str) -> bool:
 
 
 def seeded_emails() -> set[str]:
-    from agents.demo import HISTORY_OFFSET, _contact_spec, _order_spec, _username
+    from demo.workflows import HISTORY_OFFSET, _contact_spec, _order_spec, _username
 
     emails = {_order_spec(i)["customer_email"] for i in range(HISTORY_OFFSET + 200)}
     emails |= {f"{_username(i)}@corp.example" for i in range(30)}
@@ -1308,7 +1308,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:  # noqa: C901, PLR0915 - on
         # What the beat's metric-rollup job would have done over those weeks: roll
         # the closed days and today's closed hours up once (the dashboards then read
         # rollups plus the last hour or two).
-        from console.metrics import metric_days_roll, open_hours_roll
+        from evidence.metrics import metric_days_roll, open_hours_roll
 
         t_roll = time.monotonic()
         metric_days_roll()

@@ -4,5 +4,9 @@ from django.apps import AppConfig
 
 
 class ConsoleConfig(AppConfig):
+    """The Django project. It holds no models of its own any more: its migrations are
+    the history of the tables that moved to ``governance`` and ``evidence`` (kept, so a
+    database made on the old layout migrates in place)."""
+
     name = "console"
-    verbose_name = "Governance"
+    verbose_name = "Console (project)"

@@ -1,5 +1,5 @@
 """Authentication backend: Django's ModelBackend, reading the session's user with
-one prepared statement (console.sql) instead of compiling the ORM query on every
+one prepared statement (governance.sqlkit) instead of compiling the ORM query on every
 request. Logging in, passwords and permissions are ModelBackend's own."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.auth import backends, get_user_model
 
-from console import sql
+from governance import sqlkit as sql
 
 
 class ModelBackend(backends.ModelBackend):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from console.permissions import user_roles
+from governance.permissions import user_roles
 
 
 def navigation(request: HttpRequest) -> dict[str, Any]:

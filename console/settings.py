@@ -58,9 +58,14 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "django_htmx",
     "guardian",
-    "console",
+    # The layers, lowest first: governance <- agents <- reviews <- evidence; the demo
+    # and the project (console) on top.
+    "governance",
     "agents",
     "reviews",
+    "evidence",
+    "demo",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -157,7 +162,7 @@ else:
 
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "tenure")
 # Task modules beyond each app's tasks.py.
-CELERY_IMPORTS = ["agents.maintenance", "agents.otel", "console.notifications"]
+CELERY_IMPORTS = ["agents.maintenance", "agents.otel", "governance.notifications"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -44,9 +44,9 @@ from mozilla_django_oidc.views import (
     OIDCAuthenticationRequestView,
 )
 
-from console.audit import audit_append
-from console.models import Workflow
-from console.permissions import OBJECT_ROLE_PERMS, Role, roles_ensure
+from governance.audit import audit_append
+from governance.models import Workflow
+from governance.permissions import OBJECT_ROLE_PERMS, Role, roles_ensure
 
 logger = logging.getLogger(__name__)
 security_logger = logging.getLogger("django.security.oidc")
@@ -250,7 +250,7 @@ def _object_perms(user: AbstractBaseUser) -> set[tuple[int, str]]:
     rows = UserObjectPermission.objects.filter(user=user, content_type=content_type).values_list(
         "object_pk", "permission__codename"
     )
-    return {(int(pk), f"console.{codename}") for pk, codename in rows}
+    return {(int(pk), f"{content_type.app_label}.{codename}") for pk, codename in rows}
 
 
 @dataclass(frozen=True)

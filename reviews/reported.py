@@ -29,8 +29,8 @@ from django.utils import timezone
 
 from agents.models import Proposal, WorkItem
 from agents.tools.base import arguments_hash
-from console.audit import audit_append
-from console.models import AutonomyLevel, Workflow
+from governance.audit import audit_append
+from governance.models import AutonomyLevel, Workflow
 from reviews import tools as review_tools
 from reviews.models import Claim, Decision, RejectReason
 

@@ -22,8 +22,8 @@ from django.utils.timesince import timesince
 
 from agents.models import Escalation, Proposal, RiskClass, Run, Step, ToolDefinition, WorkItem
 from agents.policy import grant_level
-from console import sql
-from console.models import AutonomyLevel, ToolGrant, Workflow
+from governance import sqlkit as sql
+from governance.models import AutonomyLevel, ToolGrant, Workflow
 from reviews import tools as review_tools
 from reviews.models import Approval, Claim, Decision
 from reviews.templatetags.review_tags import pretty, scalar

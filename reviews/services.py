@@ -25,10 +25,10 @@ from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, WorkItem
 from agents.tools.base import arguments_hash
-from console import sql
-from console.audit import audit_append
-from console.models import AutonomyLevel, Workflow
-from console.permissions import REVIEW, workflows_for
+from governance import sqlkit as sql
+from governance.audit import audit_append
+from governance.models import AutonomyLevel, Workflow
+from governance.permissions import REVIEW, workflows_for
 from reviews import tools as review_tools
 from reviews.models import Approval, Claim, Decision, EscalationResolution, RejectReason
 from reviews.selectors import (
@@ -357,7 +357,7 @@ def _breaker_dispatch(*, decision: Decision, workflow: Workflow, tool: str, leve
     if not (above or decision.is_critical):
         return
     from agents.services import send_task
-    from console.tasks import breaker_check_task
+    from governance.tasks import breaker_check_task
 
     workflow_id, decision_id = workflow.pk, decision.pk
     transaction.on_commit(lambda: send_task(breaker_check_task, workflow_id, tool, decision_id))
@@ -541,7 +541,7 @@ def _proposal_decide(
         autonomy_level=level,
         seconds_spent=seconds_spent,
     )
-    # Hand-written INSERT and UPDATE (console.sql): every decision writes both.
+    # Hand-written INSERT and UPDATE (governance.sqlkit): every decision writes both.
     sql.insert([decision])
     if not sample:
         proposal.status = _STATUS_FOR_VERDICT[verdict]

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils.formats import localize
 
 if TYPE_CHECKING:
-    from console.models import Workflow
+    from governance.models import Workflow
 
 ERR_NOT_JSON = "Enter valid JSON."
 ERR_NOT_A_WHOLE_NUMBER = "Enter a whole number."

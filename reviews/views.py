@@ -17,8 +17,8 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents.models import Escalation, Proposal, RiskClass
-from console.models import Workflow
-from console.permissions import REVIEW, access_workflow, workflows_for
+from governance.models import Workflow
+from governance.permissions import REVIEW, access_workflow, workflows_for
 from reviews import selectors, services
 from reviews import tools as review_tools
 from reviews.forms import EscalationResolveForm, seconds_since_served, served_stamp

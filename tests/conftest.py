@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from console.permissions import Role, roles_ensure, workflow_grant_role
+from governance.permissions import Role, roles_ensure, workflow_grant_role
 from tests.factories import PASSWORD, UserFactory, WorkflowFactory
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from agents.models import Escalation, Proposal, RiskClass, Run, WorkItem
-from console.models import AutonomyLevel, ToolGrant, Workflow
+from governance.models import AutonomyLevel, ToolGrant, Workflow
 
 PASSWORD = "correct-horse-battery"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agents.tools import access, crm, knowledge, refunds
+from agents.tools import knowledge
 from agents.tools.base import (
     Tool,
     ToolContext,
@@ -18,9 +18,10 @@ from agents.tools.base import (
     arguments_hash,
     canonical_json,
 )
+from demo.tools import access, crm, refunds
 
 if TYPE_CHECKING:
-    from console.models import Workflow
+    from governance.models import Workflow
 
 __all__ = [
     "BUILTIN_TOOLS",

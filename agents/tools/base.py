@@ -21,7 +21,7 @@ from agents.models import RiskClass
 
 if TYPE_CHECKING:
     from agents.models import Run, WorkItem
-    from console.models import Workflow
+    from governance.models import Workflow
 
 ERR_NO_IDEMPOTENCY_KEY = "A side-effecting tool needs an idempotency key; refusing to run {tool}."
 

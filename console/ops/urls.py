@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from console.ops import health, prometheus
+from console.ops import health
+from evidence import prometheus
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

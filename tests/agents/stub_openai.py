@@ -293,10 +293,10 @@ def make_refund_workflow(
 
     from django.utils import timezone
 
-    from agents.models import SandboxOrder
-    from console.models import ToolGrant, Workflow
+    from demo.models import SandboxOrder
+    from governance.models import ToolGrant, Workflow
 
-    policy: dict[str, Any] = {"checks": ["agents.tools.refunds.reply_goes_to_order_customer"]}
+    policy: dict[str, Any] = {"checks": ["demo.tools.refunds.reply_goes_to_order_customer"]}
     if cap is not None:
         policy["caps"] = {"create_refund": {"amount": cap}}
     workflow = Workflow.objects.create(

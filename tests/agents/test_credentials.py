@@ -18,8 +18,8 @@ from agents.credentials import (
     credential_set,
 )
 from agents.models import ConnectorCredential
-from console.audit import audit_verify
-from console.models import AuditEvent
+from governance.audit import audit_verify
+from governance.models import AuditEvent
 
 SECRET = "whsec_live_7Hq9xY2pLmN4vR8tK1"
 ROTATED = "whsec_live_ZZ00yy11XX22ww33"

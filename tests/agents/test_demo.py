@@ -4,10 +4,11 @@ from collections import Counter
 
 import pytest
 
-from agents.demo import ACCESS, CRM, REFUNDS, demo_grade, demo_seed
-from agents.models import CrmContact, Escalation, Proposal, Run, SandboxOrder, WorkItem
+from agents.models import Escalation, Proposal, Run, WorkItem
 from agents.runner import run_work_item
-from console.models import AuditEvent, ToolGrant, Workflow
+from demo.models import CrmContact, SandboxOrder
+from demo.workflows import ACCESS, CRM, REFUNDS, demo_grade, demo_seed
+from governance.models import AuditEvent, ToolGrant, Workflow
 
 pytestmark = pytest.mark.django_db
 

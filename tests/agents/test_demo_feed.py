@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.demo import demo_feed_one, demo_seed
 from agents.models import WorkItem
+from demo.workflows import demo_feed_one, demo_seed
 from tests.callbacks import task_callbacks
 
 pytestmark = pytest.mark.django_db

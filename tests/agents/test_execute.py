@@ -14,16 +14,7 @@ import pytest
 from django.db import transaction
 
 from agents.credentials import credential_set
-from agents.models import (
-    Escalation,
-    Execution,
-    Proposal,
-    RiskClass,
-    SandboxOrder,
-    SandboxRefund,
-    ToolDefinition,
-    WorkItem,
-)
+from agents.models import Escalation, Execution, Proposal, RiskClass, ToolDefinition, WorkItem
 from agents.services import (
     ERR_HASH_MISMATCH,
     execution_key,
@@ -32,8 +23,9 @@ from agents.services import (
 )
 from agents.tasks import execute_action
 from agents.tools import arguments_hash
-from agents.tools.refunds import ERR_REFUND_EXCEEDS
-from console.models import AuditEvent, ToolGrant
+from demo.models import SandboxOrder, SandboxRefund
+from demo.tools.refunds import ERR_REFUND_EXCEEDS
+from governance.models import AuditEvent, ToolGrant
 from reviews.models import Decision
 from tests.agents.stub_openai import GOOD_REFUND, make_refund_workflow
 from tests.callbacks import task_callbacks

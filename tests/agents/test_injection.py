@@ -2,22 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from agents.demo import ACCESS, CRM, OUTSIDER, REFUNDS, demo_expected, demo_item_spec, demo_seed
 from agents.injection import DATA_CLOSE, as_data, injection_detect
-from agents.models import (
-    Escalation,
-    Execution,
-    GroupMembership,
-    Proposal,
-    Run,
-    SandboxMessage,
-    SandboxRefund,
-    WorkItem,
-)
+from agents.models import Escalation, Execution, Proposal, Run, WorkItem
 from agents.runner import run_work_item
 from agents.services import proposal_execute
-from agents.tools.refunds import RULE_REPLY_NOT_TO_CUSTOMER
-from console.models import AutonomyLevel, ToolGrant, Workflow
+from demo.models import GroupMembership, SandboxMessage, SandboxRefund
+from demo.tools.refunds import RULE_REPLY_NOT_TO_CUSTOMER
+from demo.workflows import ACCESS, CRM, OUTSIDER, REFUNDS, demo_expected, demo_item_spec, demo_seed
+from governance.models import AutonomyLevel, ToolGrant, Workflow
 from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     make_item,
     make_refund_workflow,
@@ -158,7 +150,7 @@ def test_demo_injection_items_at_full_autonomy_cause_no_unauthorized_execution(
 
 
 def test_injections_inside_tool_outputs_are_flagged_too(stub_openai):
-    from agents.models import SandboxOrder
+    from demo.models import SandboxOrder
 
     workflow = make_refund_workflow()
     SandboxOrder.objects.filter(number="A-1001").update(

@@ -6,11 +6,12 @@ import pytest
 from django.db import transaction
 
 from agents import services
-from agents.models import Escalation, Execution, Proposal, Run, SandboxRefund, Step, WorkItem
+from agents.models import Escalation, Execution, Proposal, Run, Step, WorkItem
 from agents.runner import ERR_PAUSED, run_work_item
 from agents.services import proposal_execute
-from console.models import Workflow
-from console.services import workflow_pause, workflow_resume
+from demo.models import SandboxRefund
+from governance.models import Workflow
+from governance.services import workflow_pause, workflow_resume
 from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     GOOD_REFUND,
     make_item,

@@ -27,7 +27,7 @@ from agents.policy import (
     policy_evaluate,
 )
 from agents.tools import BUILTIN_TOOLS
-from console.models import ToolGrant
+from governance.models import ToolGrant
 from tests.factories import WorkflowFactory
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from agents.models import Escalation, Proposal, Run, Step, WorkItem
 from agents.policy import RULE_CAP, RULE_SHADOW
 from agents.runner import ERR_INVALID_AFTER_RETRY, ERR_UNGRANTED, run_work_item
 from agents.tools import arguments_hash
-from console.models import AuditEvent
+from governance.models import AuditEvent
 from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     GOOD_REFUND,
     make_item,

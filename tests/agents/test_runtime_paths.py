@@ -8,10 +8,11 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents.models import Execution, Proposal, Run, SandboxRefund, Step, WorkItem
+from agents.models import Execution, Proposal, Run, Step, WorkItem
 from agents.runner import Runner, run_claim
 from agents.services import execution_key, plan_dispatch_ready, proposal_execute
-from console.models import ToolGrant
+from demo.models import SandboxRefund
+from governance.models import ToolGrant
 from tests.agents.stub_openai import GOOD_REFUND, make_refund_workflow
 from tests.agents.test_execute import decide, plan
 from tests.callbacks import task_callbacks

@@ -21,7 +21,7 @@ from agents.connectors.sql_template import (
     templates_for,
     validate_sql,
 )
-from agents.models import DirectoryGroup, SandboxOrder
+from demo.models import DirectoryGroup, SandboxOrder
 from tests.factories import WorkflowFactory
 
 ORDER_BY_NUMBER = "SELECT number, status, total FROM agents_sandboxorder WHERE number = %(number)s"

@@ -6,22 +6,21 @@ import pytest
 from django.utils import timezone
 from pydantic import ValidationError
 
-from agents.models import (
+from agents.models import KnowledgeDocument, RiskClass
+from agents.tools import BUILTIN_TOOLS, ToolContext, ToolError, registry_for
+from agents.tools.base import ERR_NO_IDEMPOTENCY_KEY, arguments_hash, default_facts
+from demo.models import (
     CrmContact,
     DirectoryGroup,
     DirectoryUser,
     GroupMembership,
-    KnowledgeDocument,
-    RiskClass,
     SandboxMessage,
     SandboxOrder,
     SandboxRefund,
 )
-from agents.tools import BUILTIN_TOOLS, ToolContext, ToolError, registry_for
-from agents.tools.base import ERR_NO_IDEMPOTENCY_KEY, arguments_hash, default_facts
-from agents.tools.crm import ERR_ALREADY_MERGED, ERR_PRIMARY_IN_DUPLICATES
-from agents.tools.refunds import ERR_REFUND_EXCEEDS
-from console.models import ToolGrant
+from demo.tools.crm import ERR_ALREADY_MERGED, ERR_PRIMARY_IN_DUPLICATES
+from demo.tools.refunds import ERR_REFUND_EXCEEDS
+from governance.models import ToolGrant
 from tests.factories import WorkflowFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,8 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 
-from console.api.tokens import api_token_create
-from console.models import ApiToken, Workflow
+from governance.api.tokens import api_token_create
+from governance.models import ApiToken, Workflow
 
 ALL_VERBS = tuple(ApiToken.Verb.values)
 

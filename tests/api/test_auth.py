@@ -8,9 +8,9 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from console.api import errors
-from console.api.tokens import api_token_revoke
-from console.models import ApiToken, AuditEvent
+from governance.api import errors
+from governance.api.tokens import api_token_revoke
+from governance.models import ApiToken, AuditEvent
 from tests.api.conftest import ApiClient, error_of
 from tests.factories import WorkflowFactory
 
@@ -145,7 +145,7 @@ def test_management_command_refuses_unknown_verbs_and_workflows(workflow):
 def test_rate_limit_fails_open_when_the_cache_is_down(make_token, workflow, monkeypatch):
     from django.core.cache import cache
 
-    from console.api.auth import rate_limit_check
+    from governance.api.auth import rate_limit_check
 
     token, _ = make_token([workflow], rate_limit_per_minute=1)
 
@@ -182,7 +182,7 @@ def test_a_token_is_read_from_the_database_once_then_from_the_process_cache(work
 
 
 def test_a_token_revoked_by_another_process_stops_working_at_its_next_request(workflow, make_token):
-    from console.api import tokens
+    from governance.api import tokens
 
     token, plain = make_token([workflow])
     client = ApiClient(plain)
@@ -202,7 +202,7 @@ def test_without_the_marker_a_revocation_is_seen_when_the_cached_row_expires(
 
     from django.core.cache import cache
 
-    from console.api import tokens
+    from governance.api import tokens
 
     token, plain = make_token([workflow])
     client = ApiClient(plain)
@@ -219,7 +219,7 @@ def test_without_the_marker_a_revocation_is_seen_when_the_cached_row_expires(
 
 
 def test_an_unknown_token_is_never_cached(workflow, make_token):
-    from console.api import tokens
+    from governance.api import tokens
 
     _, plain = make_token([workflow])
     wrong = plain[:-1] + ("A" if plain[-1] != "A" else "B")
@@ -232,8 +232,8 @@ def test_the_workflow_in_scope_is_the_whole_row_as_the_orm_reads_it(
 ):
     from decimal import Decimal
 
-    from console.api.auth import _workflow_in_scope
-    from console.models import Workflow
+    from governance.api.auth import _workflow_in_scope
+    from governance.models import Workflow
 
     workflow.policy = {"refund": {"max_amount": "50.00", "always_approve": ["x"]}}
     workflow.max_cost_usd = Decimal("0.1234")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.api import errors
+from governance.api import errors
 from tests.api.conftest import error_of
 from tests.factories import ProposalFactory, WorkItemFactory
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from agents.models import Proposal
-from console.api.export import DECISION_COLUMNS
-from console.models import ApiToken, AuditEvent
+from evidence.exports import DECISION_COLUMNS
+from governance.models import ApiToken, AuditEvent
 from reviews.models import Decision
 from tests.api.conftest import error_of
 from tests.factories import ProposalFactory, UserFactory, WorkItemFactory, args_hash

@@ -1,11 +1,11 @@
-"""GET /workflows/{slug}/metrics reads console.metrics."""
+"""GET /workflows/{slug}/metrics reads evidence.metrics."""
 
 from __future__ import annotations
 
 import pytest
 
 from agents.models import Proposal
-from console.models import ApiToken
+from governance.models import ApiToken
 from reviews.models import Decision
 from tests.factories import ProposalFactory, WorkItemFactory, args_hash
 

@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Execution, Proposal
-from console.api import errors
-from console.api.pagination import ERR_BAD_CURSOR
-from console.api.schemas import ERR_NOT_ISO_DATETIME
-from console.models import ApiToken
+from governance.api import errors
+from governance.api.pagination import ERR_BAD_CURSOR
+from governance.api.schemas import ERR_NOT_ISO_DATETIME
+from governance.models import ApiToken
 from reviews.models import Decision
 from tests.api.conftest import error_of
 from tests.factories import ProposalFactory, WorkItemFactory, args_hash

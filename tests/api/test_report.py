@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Proposal, WorkItem
-from console.api import errors
-from console.models import AuditEvent, AutonomyLevel
+from governance.api import errors
+from governance.models import AuditEvent, AutonomyLevel
 from reviews.models import Claim, Decision, RejectReason
 from reviews.reported import (
     ERR_ALREADY_DECIDED,

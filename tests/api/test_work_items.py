@@ -7,11 +7,11 @@ import threading
 import pytest
 from django.db import connection
 
+from agents.api import ERR_IDEMPOTENCY_CONFLICT, ERR_NO_IDENTITY
 from agents.models import WorkItem
-from console.api import errors
-from console.api.routes_work_items import ERR_IDEMPOTENCY_CONFLICT, ERR_NO_IDENTITY
-from console.api.schemas import MAX_BATCH
-from console.models import AuditEvent
+from governance.api import errors
+from governance.api.schemas import MAX_BATCH
+from governance.models import AuditEvent
 from tests.api.conftest import ApiClient, error_of
 from tests.callbacks import task_callbacks
 
@@ -198,7 +198,7 @@ def test_concurrent_retries_with_one_key_create_one_item(workflow, make_token, m
 def test_batch_writes_one_audit_event_and_dispatches_each_new_item(
     api, workflow, django_capture_on_commit_callbacks
 ):
-    from console.models import AuditEvent
+    from governance.models import AuditEvent
 
     items = [{"external_id": f"BULK-{i}", "payload": {"text": f"item {i}"}} for i in range(50)]
     with django_capture_on_commit_callbacks() as callbacks:

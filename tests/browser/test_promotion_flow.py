@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from console import gate
-from console.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
+from governance import gate
+from governance.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
 from tests.browser.conftest import SCREENSHOTS
 from tests.console.evidence import make_evidence
 from tests.factories import PASSWORD, ToolGrantFactory

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.permissions import Role, workflow_grant_role
+from governance.permissions import Role, workflow_grant_role
 from reviews.models import Decision, RejectReason
 from tests.browser.conftest import SCREENSHOTS
 from tests.factories import PASSWORD, EscalationFactory, ToolGrantFactory, UserFactory

@@ -5,10 +5,11 @@ hand-written SQL paths, which must work on SQLite as well as on PostgreSQL."""
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from agents.models import Execution, Proposal, SandboxRefund, WorkItem
+from agents.models import Execution, Proposal, WorkItem
 from agents.runner import run_work_item
-from console.audit import audit_seal, audit_verify
-from console.models import ToolGrant, Workflow
+from demo.models import SandboxRefund
+from governance.audit import audit_seal, audit_verify
+from governance.models import ToolGrant, Workflow
 from reviews.services import claim_next, proposal_decide
 
 workflow = Workflow.objects.get(slug="refunds")

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from agents.models import Proposal, RiskClass, Run, WorkItem
-from console.models import Workflow
+from governance.models import Workflow
 from reviews.models import Decision, RejectReason
 
 VERDICT_STATUS = {

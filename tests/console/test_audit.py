@@ -16,9 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import WorkItem
-from console import notifications
-from console.audit import ERR_HEAD_MISMATCH, audit_append, audit_seal, audit_verify, chain_key
-from console.models import AuditEvent, AutonomyChange, AutonomyLevel
+from governance import notifications
+from governance.audit import ERR_HEAD_MISMATCH, audit_append, audit_seal, audit_verify, chain_key
+from governance.models import AuditEvent, AutonomyChange, AutonomyLevel
 from tests.factories import EscalationFactory, ProposalFactory, WorkItemFactory
 
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -380,7 +380,7 @@ def test_two_transactions_locking_rows_and_auditing_in_opposite_orders_do_not_de
 
     from django.db import connections
 
-    from console.models import Workflow
+    from governance.models import Workflow
 
     workflow = Workflow.objects.create(slug="race", name="Race")
     row = WorkItemFactory(workflow=workflow)
@@ -452,8 +452,8 @@ def test_sealing_costs_the_same_few_queries_however_many_events_wait(workflow):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_background_sealer_seals_a_burst_of_commits_off_the_request_path(settings):
-    from console import audit
-    from console.models import Workflow
+    from governance import audit
+    from governance.models import Workflow
 
     settings.TENURE_AUDIT_SEAL = "background"
     audit._sealer.IDLE = 0.2  # lets the thread close its connection before teardown

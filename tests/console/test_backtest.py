@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from console.backtest import ERR_BAD_CAP, backtest_run, caps_parse
+from evidence.backtest import ERR_BAD_CAP, backtest_run, caps_parse
 from reviews.models import RejectReason
 from tests.console.evidence import make_evidence
 from tests.factories import ToolGrantFactory

@@ -4,9 +4,9 @@ import pytest
 from django.utils import timezone
 
 from agents.models import Step
-from console.audit import audit_verify
-from console.breaker import breaker_check, breaker_sweep
-from console.models import AuditEvent, AutonomyChange, AutonomyLevel
+from governance.audit import audit_verify
+from governance.breaker import breaker_check, breaker_sweep
+from governance.models import AuditEvent, AutonomyChange, AutonomyLevel
 from reviews.models import Decision, RejectReason
 from tests.console.evidence import make_evidence
 from tests.factories import RunFactory, ToolGrantFactory

@@ -12,10 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import EvalRun, EvalSuite
-from console import change_control as cc
-from console.audit import audit_verify
-from console.models import AuditEvent, AutonomyLevel, ConfigChange, ToolGrant
-from console.permissions import Role, workflow_grant_role
+from governance import change_control as cc
+from governance.audit import audit_verify
+from governance.models import AuditEvent, AutonomyLevel, ConfigChange, ToolGrant
+from governance.permissions import Role, workflow_grant_role
 from tests.agents.stub_openai import make_refund_workflow
 
 pytestmark = pytest.mark.django_db

@@ -14,9 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from console.audit import audit_append
-from console.models import Workflow
-from console.services import workflow_pause
+from governance.audit import audit_append
+from governance.models import Workflow
+from governance.services import workflow_pause
 from tests.console.factories import build_evidence, build_history
 from tests.factories import PASSWORD, RunFactory, UserFactory, WorkflowFactory
 
@@ -339,7 +339,7 @@ def test_anonymous_is_sent_to_login_from_every_evidence_page(client, db, name):
 def test_charts_escape_labels_and_break_lines_at_gaps():
     from datetime import date
 
-    from console import charts
+    from evidence import charts
 
     days = [date(2026, 11, d) for d in range(1, 6)]
     svg = charts.band_chart(

@@ -10,13 +10,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from agents.demo import demo_feed_one
-from agents.models import Execution, Proposal, SandboxRefund
+from agents.models import Execution, Proposal
 from agents.runner import run_work_item
 from agents.services import proposal_execute
-from console.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant, Workflow
-from console.services import autonomy_change_approve, autonomy_change_request
-from console.tasks import breaker_check_task
+from demo.models import SandboxRefund
+from demo.workflows import demo_feed_one
+from governance.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant, Workflow
+from governance.services import autonomy_change_approve, autonomy_change_request
+from governance.tasks import breaker_check_task
 from reviews.models import RejectReason
 from reviews.selectors import awaiting_review_q, awaiting_sample_q
 from reviews.services import claim_proposal, proposal_decide

@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from console import services
-from console.models import AutonomyChange, AutonomyLevel
+from governance import services
+from governance.models import AutonomyChange, AutonomyLevel
 from reviews.models import Decision, RejectReason
 from tests.console.factories import DecisionFactory
 from tests.factories import ToolGrantFactory

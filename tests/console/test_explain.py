@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from agents.models import Proposal, Step
-from console.models import AutonomyLevel
+from governance.models import AutonomyLevel
 from reviews.models import Decision, RejectReason
 from tests.console.factories import DecisionFactory, ExecutionFactory, StepFactory
 from tests.factories import ProposalFactory, RunFactory, ToolGrantFactory, WorkItemFactory

@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from console import gate, services
-from console.models import AutonomyChange, AutonomyLevel
+from governance import gate, services
+from governance.models import AutonomyChange, AutonomyLevel
 from reviews.models import RejectReason
 from tests.console.evidence import make_evidence
 

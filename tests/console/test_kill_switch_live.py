@@ -20,9 +20,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents import services
-from agents.models import Escalation, Execution, Run, SandboxOrder, SandboxRefund, WorkItem
-from console.models import AutonomyLevel, Workflow
-from console.services import workflow_pause
+from agents.models import Escalation, Execution, Run, WorkItem
+from demo.models import SandboxOrder, SandboxRefund
+from governance.models import AutonomyLevel, Workflow
+from governance.services import workflow_pause
 from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     make_refund_workflow,
     stub_openai_env_fixture,
@@ -182,7 +183,7 @@ def test_nothing_starts_after_the_pause_commits(stub_openai_env, celery_worker_p
 @pytest.mark.django_db
 def test_the_workflow_page_lists_runs_in_flight(client_for, ops, manager):
     from agents.models import Step
-    from console.permissions import Role, workflow_grant_role
+    from governance.permissions import Role, workflow_grant_role
     from tests.factories import RunFactory
 
     workflow = make_refund_workflow(slug="inflight")

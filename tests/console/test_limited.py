@@ -12,11 +12,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents import services
-from agents.models import Execution, Proposal, SandboxOrder, SandboxRefund, WorkItem
+from agents.models import Execution, Proposal, WorkItem
 from agents.runner import run_work_item
 from agents.services import ERR_HASH_MISMATCH, proposal_execute
-from console.models import AuditEvent, AutonomyLevel, ToolGrant
-from console.permissions import Role, workflow_grant_role
+from demo.models import SandboxOrder, SandboxRefund
+from governance.models import AuditEvent, AutonomyLevel, ToolGrant
+from governance.permissions import Role, workflow_grant_role
 from reviews.models import Decision
 from reviews.services import ERR_AUTO_IN_FLIGHT, DecisionRefused, claim_next, proposal_decide
 from tests.agents.stub_openai import (  # noqa: F401 - fixtures
@@ -319,7 +320,7 @@ def test_a_sampled_execution_is_reviewed_post_hoc_and_feeds_the_breaker(
     assert claim.proposal_id == proposal.pk
     checked = []
     monkeypatch.setattr(
-        "console.tasks.breaker_check_task.delay", lambda *args: checked.append(args)
+        "governance.tasks.breaker_check_task.delay", lambda *args: checked.append(args)
     )
     with django_capture_on_commit_callbacks(execute=True):
         decision = proposal_decide(
@@ -419,8 +420,8 @@ def _decide_next(reviewer, verdict: str, **kwargs):
 def test_a_critical_rejection_demotes_the_tool_as_soon_as_it_commits(
     refund_reviewer, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from console.models import AutonomyChange
-    from console.tasks import breaker_check_task
+    from governance.models import AutonomyChange
+    from governance.tasks import breaker_check_task
 
     workflow = limited_workflow()
     plan(workflow, ("create_refund", {**GOOD_REFUND, "amount": "450.00"}, "money"))
@@ -443,7 +444,7 @@ def test_an_ordinary_decision_at_supervised_does_not_wake_the_breaker(
     workflow = make_refund_workflow(level=AutonomyLevel.SUPERVISED)
     plan(workflow, ("create_refund", dict(GOOD_REFUND), "money"))
     checked = []
-    monkeypatch.setattr("console.tasks.breaker_check_task.delay", lambda *a: checked.append(a))
+    monkeypatch.setattr("governance.tasks.breaker_check_task.delay", lambda *a: checked.append(a))
     monkeypatch.setattr("agents.tasks.execute_action.delay", lambda *a: None)
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -452,8 +453,8 @@ def test_an_ordinary_decision_at_supervised_does_not_wake_the_breaker(
 
 
 def test_a_resume_restarts_automatic_actions_the_pause_held(django_capture_on_commit_callbacks):
-    from console.models import Workflow
-    from console.services import workflow_pause, workflow_resume
+    from governance.models import Workflow
+    from governance.services import workflow_pause, workflow_resume
 
     workflow = limited_workflow()
     proposal = auto_allowed(workflow)

@@ -12,8 +12,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import Run, WorkItem
-from console import metrics
-from console.models import MetricDay, Workflow
+from evidence import metrics
+from evidence.models import MetricDay
+from governance.models import Workflow
 from reviews.models import Decision, RejectReason
 from tests.console.evidence import make_evidence
 from tests.console.factories import StepFactory, backdate

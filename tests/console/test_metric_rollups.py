@@ -14,9 +14,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Run, Step, WorkItem
-from console import metrics
-from console.models import MetricDay, Workflow
-from console.tasks import metric_rollup_task
+from evidence import metrics
+from evidence.models import MetricDay
+from governance.models import Workflow
+from governance.tasks import metric_rollup_task
 from reviews.models import Decision, RejectReason
 from tests.console.evidence import make_evidence
 from tests.console.factories import (

@@ -12,8 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import Run
-from console import metrics
-from console.metrics import Scope, wilson_interval
+from evidence import metrics
+from evidence.metrics import Scope, wilson_interval
 from reviews.models import Decision, RejectReason
 from tests.console.factories import DecisionFactory, backdate, build_evidence
 from tests.factories import RunFactory, WorkflowFactory

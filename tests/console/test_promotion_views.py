@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from console import gate
-from console.models import AutonomyChange, AutonomyLevel
+from governance import gate
+from governance.models import AutonomyChange, AutonomyLevel
 from tests.console.evidence import make_evidence
 from tests.factories import ToolGrantFactory
 

@@ -4,9 +4,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from console import gate, services
-from console.audit import audit_append, audit_seal, audit_verify
-from console.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant
+from governance import gate, services
+from governance.audit import audit_append, audit_seal, audit_verify
+from governance.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant
 from tests.callbacks import task_callbacks
 from tests.console.evidence import make_evidence
 from tests.factories import ToolGrantFactory, WorkflowFactory, WorkItemFactory

@@ -6,8 +6,8 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from agents.models import Proposal
-from console.models import AuditEvent, AutonomyLevel, Workflow
-from console.permissions import Role, workflow_grant_role
+from governance.models import AuditEvent, AutonomyLevel, Workflow
+from governance.permissions import Role, workflow_grant_role
 from reviews.models import Approval, Decision
 from reviews.services import (
     ERR_SAME_APPROVER,

@@ -4,9 +4,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from console import gate
-from console.models import AutonomyLevel
-from console.permissions import Role, workflow_grant_role
+from governance import gate
+from governance.models import AutonomyLevel
+from governance.permissions import Role, workflow_grant_role
 from tests.console.evidence import make_evidence
 from tests.factories import ProposalFactory, UserFactory, WorkflowFactory
 
@@ -202,7 +202,7 @@ def test_workflow_page_names_its_accountable_owner(manager, workflow, client_for
 
 
 def test_the_workflow_page_shows_the_caps_that_apply_and_todays_use(manager, workflow, client_for):
-    from console.models import ToolGrant
+    from governance.models import ToolGrant
 
     workflow.policy = {
         "caps": {"create_refund": {"amount": 200}, "merge_contacts": {"records": 3}},

@@ -19,8 +19,8 @@ import pytest
 from django.conf import settings
 
 from agents.models import WorkItem
-from console.api.tokens import api_token_create
-from console.models import ApiToken
+from governance.api.tokens import api_token_create
+from governance.models import ApiToken
 from tests.factories import ProposalFactory, RunFactory, WorkflowFactory, WorkItemFactory
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "INTEGRATION.md"

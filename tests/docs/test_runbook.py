@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from console.ops.prometheus import render_metrics
+from evidence.prometheus import render_metrics
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "RUNBOOK.md"
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from agents.demo import REFUNDS, demo_seed
 from agents.models import Proposal, Run, WorkItem
 from agents.runner import run_work_item
-from console.models import Workflow
+from demo.workflows import REFUNDS, demo_seed
+from governance.models import Workflow
 from reviews.models import Decision, EscalationResolution
 from tests.factories import UserFactory
 

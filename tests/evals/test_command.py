@@ -6,9 +6,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from agents.demo import REFUNDS
 from agents.evals import eval_suites_seed_demo
 from agents.models import EvalCase, EvalRun
+from demo.workflows import REFUNDS
 
 pytestmark = pytest.mark.django_db
 

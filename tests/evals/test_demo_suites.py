@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.demo import ACCESS, CRM, REFUNDS, demo_seed
 from agents.evals import eval_suite_run, eval_suites_seed_demo, suite_status
 from agents.models import EvalCase, EvalRun, Proposal, Run, Step
+from demo.workflows import ACCESS, CRM, REFUNDS, demo_seed
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,6 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from agents import evals
-from agents.demo import ACCESS, CRM
 from agents.evals import (
     Replay,
     eval_case_from_decision,
@@ -16,23 +15,11 @@ from agents.evals import (
     eval_suite_run,
     suite_status,
 )
-from agents.models import (
-    CrmContact,
-    Escalation,
-    EvalCase,
-    EvalRun,
-    Execution,
-    GroupMembership,
-    Proposal,
-    Run,
-    SandboxMessage,
-    SandboxOrder,
-    SandboxRefund,
-    Step,
-    WorkItem,
-)
+from agents.models import Escalation, EvalCase, EvalRun, Execution, Proposal, Run, Step, WorkItem
 from agents.tools import registry_for
-from console.models import AuditEvent, AutonomyLevel
+from demo.models import CrmContact, GroupMembership, SandboxMessage, SandboxOrder, SandboxRefund
+from demo.workflows import ACCESS, CRM
+from governance.models import AuditEvent, AutonomyLevel
 from reviews.models import Decision
 from tests.callbacks import task_callbacks
 from tests.evals.conftest import decide, resolve, run_item
@@ -374,7 +361,7 @@ def test_suite_status_follows_the_current_agent_versions_latest_run(refunds, hum
 
 
 def test_the_gate_reads_the_suite_status(refunds, human):
-    from console.gate import regression_status
+    from governance.gate import regression_status
 
     case = _accepted_case(refunds, human)
     eval_suite_run(suite=case.suite)

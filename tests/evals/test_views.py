@@ -7,11 +7,11 @@ import json
 import pytest
 from django.urls import reverse
 
-from agents.demo import ACCESS, REFUNDS
 from agents.evals import eval_case_from_decision, eval_suite_run
 from agents.models import Escalation, EvalCase
-from console.models import AuditEvent
-from console.permissions import Role, workflow_grant_role
+from demo.workflows import ACCESS, REFUNDS
+from governance.models import AuditEvent
+from governance.permissions import Role, workflow_grant_role
 from reviews.models import Decision
 from tests.conftest import login
 from tests.evals.conftest import decide, resolve, run_item

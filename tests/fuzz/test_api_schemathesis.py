@@ -16,9 +16,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from console.api.tokens import api_token_create
-from console.models import ApiToken
 from console.wsgi import application
+from governance.api.tokens import api_token_create
+from governance.models import ApiToken
 from tests.factories import WorkflowFactory
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", application)

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from console.ops import health
-from console.tasks import HEARTBEAT_KEY, worker_heartbeat
+from governance.tasks import HEARTBEAT_KEY, worker_heartbeat
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.permissions import Role, workflow_grant_role
+from governance.permissions import Role, workflow_grant_role
 from tests.factories import ToolGrantFactory, UserFactory
 from tests.reviews.factories import fake_tool_for
 

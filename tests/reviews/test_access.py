@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from guardian.core import ObjectPermissionChecker
 from guardian.shortcuts import assign_perm
 
-from console.permissions import MANAGE, REVIEW, VIEW, Role, access_workflow
+from governance.permissions import MANAGE, REVIEW, VIEW, Role, access_workflow
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -59,8 +59,8 @@ def users(roles, workflow, other_workflow):
     from django.contrib.auth.models import Permission
 
     global_direct.user_permissions.add(
-        Permission.objects.get(content_type__app_label="console", codename="review_workflow"),
-        Permission.objects.get(content_type__app_label="console", codename="view_workflow"),
+        Permission.objects.get(content_type__app_label="governance", codename="review_workflow"),
+        Permission.objects.get(content_type__app_label="governance", codename="view_workflow"),
     )
     view_only = UserFactory(username="view-only")
     assign_perm(VIEW, view_only, workflow)

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from django.db import close_old_connections, connection
 
-from console.permissions import Role, workflow_grant_role
+from governance.permissions import Role, workflow_grant_role
 from reviews import services
 from reviews.models import Claim, Decision
 from tests.factories import ProposalFactory, UserFactory

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from agents.models import Escalation, Proposal, WorkItem
-from console.models import AuditEvent, AutonomyLevel
+from governance.models import AuditEvent, AutonomyLevel
 from reviews import services
 from reviews.models import Claim, Decision, EscalationResolution, RejectReason
 from reviews.selectors import QueueFilters, oldest_pending_at, queue_sizes
@@ -307,7 +307,7 @@ def test_budget_use_is_on_the_card(workflow, reviewer):
 
 
 def _supervised(workflow) -> None:
-    from console.models import ToolGrant
+    from governance.models import ToolGrant
 
     workflow.autonomy_level = AutonomyLevel.SUPERVISED
     workflow.save()

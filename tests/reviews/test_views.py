@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from agents.models import Proposal
-from console.models import AutonomyLevel, ToolGrant
+from governance.models import AutonomyLevel, ToolGrant
 from reviews import services
 from reviews.models import Claim, Decision, EscalationResolution
 from tests.conftest import login

@@ -15,9 +15,9 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from agents.models import EvalRun, EvalSuite, Execution
-from console import gate
-from console.models import AutonomyChange, AutonomyLevel, ConfigChange
-from console.permissions import Role, workflow_grant_role
+from governance import gate
+from governance.models import AutonomyChange, AutonomyLevel, ConfigChange
+from governance.permissions import Role, workflow_grant_role
 from tests.console.evidence import make_evidence
 from tests.factories import EscalationFactory, ProposalFactory, UserFactory, WorkflowFactory
 
@@ -216,7 +216,7 @@ def test_role_sees_what_its_job_needs(world, role, name, expected):
     ("role", "expected_paused"), [("reviewer", False), ("manager", False), ("ops", True)]
 )
 def test_only_ops_can_pull_the_kill_switch(world, role, expected_paused):
-    from console.models import Workflow
+    from governance.models import Workflow
 
     url = reverse("workflow-pause", kwargs={"slug": "refunds"})
     client_as(world.users[role]).post(url, {"reason": "matrix"})

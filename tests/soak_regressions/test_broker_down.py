@@ -20,8 +20,8 @@ from django.test import Client
 from kombu.exceptions import OperationalError
 
 from agents.models import WorkItem
-from console.api.tokens import api_token_create
-from console.models import ApiToken
+from governance.api.tokens import api_token_create
+from governance.models import ApiToken
 
 URL = "/api/v1/workflows/refunds/work-items"
 BODY = {"title": "Refund A-1001", "payload": {"text": "Please refund order A-1001."}}

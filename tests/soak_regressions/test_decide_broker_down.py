@@ -15,7 +15,7 @@ import pytest
 from django.urls import reverse
 from kombu.exceptions import OperationalError
 
-from console.models import AutonomyLevel, ToolGrant
+from governance.models import AutonomyLevel, ToolGrant
 from reviews.models import Decision
 from tests.conftest import login
 from tests.factories import ToolGrantFactory

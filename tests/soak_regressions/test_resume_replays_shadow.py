@@ -17,8 +17,8 @@ import pytest
 
 from agents.models import Proposal, WorkItem
 from agents.services import held_work_restart
-from console.models import AutonomyLevel, ToolGrant
-from console.services import workflow_pause, workflow_resume
+from governance.models import AutonomyLevel, ToolGrant
+from governance.services import workflow_pause, workflow_resume
 from reviews.services import claim_proposal, proposal_decide
 from tests.callbacks import task_callbacks
 from tests.factories import ToolGrantFactory

@@ -12,8 +12,6 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from guardian.shortcuts import get_perms, get_user_perms
 
-from console.models import AuditEvent
-from console.permissions import REVIEW, Role, user_roles, workflows_for
 from console.sso import (
     MSG_SSO_FAILED,
     MSG_SSO_NO_ROLE,
@@ -21,6 +19,8 @@ from console.sso import (
     TenureOIDCBackend,
     group_map_parse,
 )
+from governance.models import AuditEvent
+from governance.permissions import REVIEW, Role, user_roles, workflows_for
 from tests.factories import PASSWORD, UserFactory, WorkflowFactory
 from tests.sso.oidc_provider import CLIENT_ID, CLIENT_SECRET, Identity, OIDCProvider
 

@@ -15,7 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from agents.evals import actual_text, expected_text
 from agents.models import EvalRun, EvalSuite
-from console.models import Workflow
+from governance.models import Workflow
 
 ERR_NO_WORKFLOW = "There is no workflow called “{slug}”."
 ERR_NO_SUITE = "The workflow {slug} has no eval suite{named}. Add cases first (or seed-demo)."

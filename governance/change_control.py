@@ -1,0 +1,367 @@
+"""Change control: what a workflow's agent may do changes only under evidence.
+
+Adding a tool, widening a cap (per action or per day) or widening an allowlist is
+a change like a promotion: the workflow's regression suites must pass for the NEW
+configuration (applied inside a savepoint, replayed, rolled back), and a second
+manager approves it (four eyes). Narrowing a cap or an allowlist, or removing a
+tool, makes the agent safer: it applies at once. Every change is audited.
+
+The runtime is imported lazily: governance does not depend on the agents app at
+import time (see DESIGN.md, "Dependencies point one way").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from governance.audit import audit_append
+from governance.models import AutonomyLevel, ConfigChange, ToolGrant, Workflow
+
+ERR_NO_SUITE = (
+    "{workflow} has no regression suite: a tool or a wider cap or allowlist cannot be "
+    "checked, so it cannot be added. Create a suite first (Evals)."
+)
+ERR_SUITE_RED = "The regression suite does not pass with the new configuration: {detail}."
+ERR_UNKNOWN_TOOL = "“{tool}” is not a tool this workflow can be granted."
+ERR_ALREADY_GRANTED = "{tool} is already granted to this workflow."
+ERR_NOT_GRANTED = "{tool} is not granted to this workflow."
+ERR_NOTHING_CHANGES = "The new configuration is the same as the current one."
+ERR_BAD_CAP = "Cap “{key}” must be a number at or above zero, not “{value}”."
+ERR_UNKNOWN_CAP = "“{key}” is not a cap: use amount, records, count or total."
+ERR_BAD_ALLOWLIST = "Allowlist “{key}” must be a list of names, or empty for no restriction."
+ERR_FOUR_EYES = "A second manager must approve: you requested this change yourself."
+ERR_NOT_REQUESTED = "This change is no longer waiting for approval (it is {status})."
+ERR_STALE = (
+    "The workflow's configuration changed since this was requested; request it again "
+    "against the current configuration."
+)
+
+CAP_KEYS = ("amount", "records", "count", "total")
+ALLOWLIST_KEYS = ("groups", "email_domains")
+
+
+# --- what a change is ------------------------------------------------------------------
+
+
+def _number(key: str, value: Any) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValidationError(ERR_BAD_CAP.format(key=key, value=value), code="bad_cap") from None
+    if number < 0 or not number.is_finite():
+        raise ValidationError(ERR_BAD_CAP.format(key=key, value=value), code="bad_cap")
+    return number
+
+
+def caps_clean(caps: dict[str, Any] | None) -> dict[str, str]:
+    cleaned: dict[str, str] = {}
+    for key, value in (caps or {}).items():
+        if key not in CAP_KEYS:
+            raise ValidationError(ERR_UNKNOWN_CAP.format(key=key), code="unknown_cap")
+        if value in (None, ""):
+            continue  # no cap
+        cleaned[key] = str(_number(key, value))
+    return cleaned
+
+
+def caps_widen(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """True when any cap goes up or goes away (no cap is the widest cap)."""
+    for key in set(before) | set(after):
+        old, new = before.get(key), after.get(key)
+        if old is not None and new is None:
+            return True
+        if old is not None and new is not None and Decimal(str(new)) > Decimal(str(old)):
+            return True
+    return False
+
+
+def allowlists_clean(allowlists: dict[str, Any]) -> dict[str, list[str]]:
+    cleaned: dict[str, list[str]] = {}
+    for key, value in allowlists.items():
+        if key not in ALLOWLIST_KEYS:
+            continue
+        if value is None:
+            continue
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ValidationError(ERR_BAD_ALLOWLIST.format(key=key), code="bad_allowlist")
+        cleaned[key] = sorted({v.strip() for v in value if v.strip()})
+    return cleaned
+
+
+def allowlists_widen(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """True when an allowlist gains a name or goes away (no list allows everything)."""
+    for key in ALLOWLIST_KEYS:
+        old, new = before.get(key), after.get(key)
+        if old is not None and new is None:
+            return True
+        if old is not None and new is not None and set(new) - set(old):
+            return True
+    return False
+
+
+def _current_allowlists(workflow: Workflow) -> dict[str, list[str]]:
+    policy = workflow.policy if isinstance(workflow.policy, dict) else {}
+    return allowlists_clean(policy.get("allowlists") or {})
+
+
+def _grant_state(grant: ToolGrant | None) -> dict[str, Any]:
+    if grant is None or not grant.enabled:
+        return {}
+    return {"tool": grant.tool, "caps": dict(grant.caps or {})}
+
+
+def _current(workflow: Workflow, change: ConfigChange) -> dict[str, Any]:
+    """The part of the configuration the change touches, as it is now."""
+    if change.kind in (ConfigChange.Kind.WIDEN_ALLOWLIST, ConfigChange.Kind.NARROW_ALLOWLIST):
+        return {"allowlists": _current_allowlists(workflow)}
+    grant = ToolGrant.objects.filter(workflow=workflow, tool=change.tool).first()
+    return _grant_state(grant)
+
+
+def _apply(workflow: Workflow, change: ConfigChange) -> None:
+    kind = change.kind
+    if kind in (ConfigChange.Kind.WIDEN_ALLOWLIST, ConfigChange.Kind.NARROW_ALLOWLIST):
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
+        policy = dict(workflow.policy if isinstance(workflow.policy, dict) else {})
+        policy["allowlists"] = change.after["allowlists"]
+        workflow.policy = policy
+        workflow.save(update_fields=["policy", "updated_at"])
+        return
+    grant = ToolGrant.objects.select_for_update().filter(workflow=workflow, tool=change.tool)
+    grant = grant.order_by().first()
+    if kind == ConfigChange.Kind.ADD_TOOL:
+        if grant is None:
+            # A new tool starts where every tool starts: in shadow mode.
+            ToolGrant.objects.create(
+                workflow=workflow,
+                tool=change.tool,
+                autonomy_level=AutonomyLevel.SHADOW,
+                caps=change.after.get("caps", {}),
+            )
+        else:
+            grant.enabled = True
+            grant.autonomy_level = AutonomyLevel.SHADOW
+            grant.caps = change.after.get("caps", {})
+            grant.save(update_fields=["enabled", "autonomy_level", "caps", "updated_at"])
+    elif kind == ConfigChange.Kind.REMOVE_TOOL:
+        # Disabled, not deleted: its history (autonomy changes, evidence) stays.
+        grant.enabled = False
+        grant.save(update_fields=["enabled", "updated_at"])
+    else:
+        grant.caps = change.after.get("caps", {})
+        grant.save(update_fields=["caps", "updated_at"])
+
+
+# --- the suite check ------------------------------------------------------------------------
+
+
+def suite_check(*, workflow: Workflow, apply: Callable[[], None]) -> dict[str, Any]:
+    """Run every regression suite of the workflow against the configuration ``apply``
+    produces, inside a savepoint that is always rolled back. Must run inside a
+    transaction. Raises when the workflow has no suite."""
+    from agents import evals
+    from agents.models import EvalRun
+
+    suites = list(workflow.eval_suites.order_by("name"))
+    if not suites:
+        raise ValidationError(ERR_NO_SUITE.format(workflow=workflow.name), code="no_suite")
+    results: list[dict[str, Any]] = []
+    savepoint = transaction.savepoint_create()
+    try:
+        apply()
+        for suite in suites:
+            try:
+                run = evals.eval_suite_run(suite=suite, actor="system:change-control")
+            except ValidationError as exc:  # e.g. a suite with no cases
+                results.append({"suite": suite.name, "passed": False, "summary": exc.messages[0]})
+                continue
+            results.append(
+                {
+                    "suite": suite.name,
+                    "passed": run.status == EvalRun.Status.PASSED,
+                    "status": run.status,
+                    "cases": run.cases,
+                    "agreed": run.passed,
+                    "agreement": str(run.agreement),
+                    "threshold": str(run.threshold),
+                    "agent_version": run.agent_version,
+                    "summary": evals.run_summary(run),
+                }
+            )
+    finally:
+        # The replay ran against the new configuration; nothing of it stays.
+        transaction.savepoint_rollback(savepoint)
+    return {
+        "passed": all(r["passed"] for r in results),
+        "suites": results,
+        "checked_at": timezone.now().isoformat(),
+    }
+
+
+def _suite_detail(suite: dict[str, Any]) -> str:
+    return "; ".join(f"{r['suite']}: {r['summary']}" for r in suite["suites"] if not r["passed"])
+
+
+def _gate(workflow: Workflow, change: ConfigChange) -> dict[str, Any]:
+    result = suite_check(workflow=workflow, apply=lambda: _apply(workflow, change))
+    if not result["passed"]:
+        raise ValidationError(ERR_SUITE_RED.format(detail=_suite_detail(result)), code="suite_red")
+    return result
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+def _classify(
+    workflow: Workflow,
+    *,
+    tool: str,
+    caps: dict[str, Any] | None,
+    allowlists: dict[str, Any] | None,
+    remove: bool,
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    if allowlists is not None:
+        before = {"allowlists": _current_allowlists(workflow)}
+        after = {"allowlists": allowlists_clean(allowlists)}
+        if before == after:
+            raise ValidationError(ERR_NOTHING_CHANGES, code="nothing_changes")
+        widen = allowlists_widen(before["allowlists"], after["allowlists"])
+        kind = ConfigChange.Kind.WIDEN_ALLOWLIST if widen else ConfigChange.Kind.NARROW_ALLOWLIST
+        return kind, before, after
+    grant = ToolGrant.objects.filter(workflow=workflow, tool=tool).first()
+    before = _grant_state(grant)
+    if remove:
+        if not before:
+            raise ValidationError(ERR_NOT_GRANTED.format(tool=tool), code="not_granted")
+        return ConfigChange.Kind.REMOVE_TOOL, before, {}
+    cleaned = caps_clean(caps)
+    if not before:
+        from agents.tools import registry_for
+
+        if tool not in registry_for(workflow, granted={tool}):
+            raise ValidationError(ERR_UNKNOWN_TOOL.format(tool=tool), code="unknown_tool")
+        return ConfigChange.Kind.ADD_TOOL, before, {"tool": tool, "caps": cleaned}
+    if caps is None:
+        raise ValidationError(ERR_ALREADY_GRANTED.format(tool=tool), code="already_granted")
+    after = {"tool": tool, "caps": cleaned}
+    if before["caps"] == cleaned:
+        raise ValidationError(ERR_NOTHING_CHANGES, code="nothing_changes")
+    widen = caps_widen(before["caps"], cleaned)
+    return (ConfigChange.Kind.WIDEN_CAP if widen else ConfigChange.Kind.NARROW_CAP), before, after
+
+
+def config_change_request(
+    *,
+    workflow: Workflow,
+    actor: AbstractBaseUser | None,
+    reason: str = "",
+    tool: str = "",
+    caps: dict[str, Any] | None = None,
+    allowlists: dict[str, Any] | None = None,
+    remove: bool = False,
+) -> ConfigChange:
+    """Request a configuration change: a tool (with its caps) to add or remove, a
+    tool's new caps, or the workflow's new allowlists.
+
+    A widening runs the regression suites against the new configuration first and
+    is refused when they are red or missing; it then waits for a second manager.
+    A narrowing applies at once. Both are audited.
+    """
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
+        kind, before, after = _classify(
+            workflow, tool=tool.strip(), caps=caps, allowlists=allowlists, remove=remove
+        )
+        change = ConfigChange(
+            workflow=workflow,
+            kind=kind,
+            tool="" if allowlists is not None else tool.strip(),
+            before=before,
+            after=after,
+            requested_by=actor,
+            reason=reason.strip(),
+        )
+        if change.gated:
+            change.suite = _gate(workflow, change)
+        change.save()
+        audit_append(
+            action=f"config.{kind}.requested",
+            actor=actor,
+            workflow=workflow,
+            obj=change,
+            data={"tool": change.tool, "before": before, "after": after, "suite": change.suite},
+        )
+        if not change.gated:
+            _apply(workflow, change)
+            change.status = ConfigChange.Status.APPLIED
+            change.decided_at = timezone.now()
+            change.save(update_fields=["status", "decided_at"])
+            audit_append(
+                action=f"config.{kind}.applied",
+                actor=actor,
+                workflow=workflow,
+                obj=change,
+                data={"tool": change.tool, "before": before, "after": after},
+            )
+    return change
+
+
+def config_change_approve(*, change: ConfigChange, actor: AbstractBaseUser) -> ConfigChange:
+    """A second manager applies a requested change, after the suites pass again for
+    the configuration as it would be now."""
+    with transaction.atomic():
+        change = ConfigChange.objects.select_for_update().get(pk=change.pk)
+        if change.status != ConfigChange.Status.REQUESTED:
+            raise ValidationError(
+                ERR_NOT_REQUESTED.format(status=change.get_status_display().lower()),
+                code="not_requested",
+            )
+        if change.requested_by_id == actor.pk:
+            raise ValidationError(ERR_FOUR_EYES, code="four_eyes")
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=change.workflow_id)
+        if _current(workflow, change) != change.before:
+            raise ValidationError(ERR_STALE, code="stale")
+        change.suite = {**change.suite, "at_approval": _gate(workflow, change)}
+        _apply(workflow, change)
+        change.status = ConfigChange.Status.APPLIED
+        change.approved_by = actor
+        change.decided_at = timezone.now()
+        change.save(update_fields=["status", "approved_by", "decided_at", "suite"])
+        audit_append(
+            action=f"config.{change.kind}.applied",
+            actor=actor,
+            workflow=workflow,
+            obj=change,
+            data={"tool": change.tool, "before": change.before, "after": change.after},
+        )
+    return change
+
+
+def config_change_decline(
+    *, change: ConfigChange, actor: AbstractBaseUser, reason: str = ""
+) -> ConfigChange:
+    with transaction.atomic():
+        change = ConfigChange.objects.select_for_update().get(pk=change.pk)
+        if change.status != ConfigChange.Status.REQUESTED:
+            raise ValidationError(
+                ERR_NOT_REQUESTED.format(status=change.get_status_display().lower()),
+                code="not_requested",
+            )
+        change.status = ConfigChange.Status.DECLINED
+        change.decided_at = timezone.now()
+        change.save(update_fields=["status", "decided_at"])
+        audit_append(
+            action=f"config.{change.kind}.declined",
+            actor=actor,
+            workflow=change.workflow,
+            obj=change,
+            data={"tool": change.tool, "reason": reason},
+        )
+    return change

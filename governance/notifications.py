@@ -1,0 +1,299 @@
+"""Outbound notifications: signed, Slack-compatible JSON webhooks.
+
+Escalations, demotions, pauses and approvals waiting past their SLA are posted
+to one webhook (``TENURE_WEBHOOK_URL``). Each request is signed like Slack's own
+requests: ``X-Tenure-Signature: v1=<hex hmac-sha256 of "v1:<timestamp>:<body>">``
+with ``TENURE_WEBHOOK_SECRET``, plus ``X-Tenure-Timestamp`` so a receiver can
+refuse replays, and an ``Idempotency-Key`` so a retried delivery is recognised.
+
+Callers use the ``notify_*`` functions inside the transaction that makes the
+change; the Celery task is sent only after that transaction commits. Transient
+failures (network errors, 429 and 5xx) are retried with exponential backoff;
+other 4xx answers are dropped and logged, since retrying cannot fix them.
+With no webhook URL configured, nothing is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from celery import shared_task
+from django.conf import settings
+from django.core.cache import cache
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from agents.models import Escalation, Proposal
+from governance.models import AutonomyChange, Workflow
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_VERSION = "v1"
+TIMEOUT_SECONDS = 10
+MAX_RETRIES = 6
+SLA_NOTIFIED_KEY = "tenure:sla-notified:{pk}"
+SLA_NOTIFIED_TTL = 60 * 60 * 24 * 14
+SLA_SCAN_LIMIT = 200
+
+
+class Event:
+    ESCALATION = "escalation.created"
+    DEMOTION = "autonomy.demoted"
+    PAUSE = "workflow.paused"
+    SLA_BREACH = "approval.sla_breached"
+
+
+class RetryableDeliveryError(Exception):
+    """The receiver may accept the same request later (network error, 429, 5xx)."""
+
+
+class PermanentDeliveryError(Exception):
+    """The receiver refused the request; sending it again will not help."""
+
+
+def _setting(name: str, default: str = "") -> str:
+    # Read from settings when the project defines it, else straight from the environment.
+    return str(getattr(settings, name, os.environ.get(name, default)) or "")
+
+
+def webhook_url() -> str:
+    return _setting("TENURE_WEBHOOK_URL")
+
+
+def webhook_secret() -> str:
+    return _setting("TENURE_WEBHOOK_SECRET")
+
+
+def base_url() -> str:
+    return _setting("TENURE_BASE_URL").rstrip("/")
+
+
+# --- Signing ------------------------------------------------------------------------
+
+
+def sign(body: bytes, timestamp: str, secret: str) -> str:
+    message = f"{SIGNATURE_VERSION}:{timestamp}:".encode() + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={digest}"
+
+
+def verify_signature(
+    body: bytes, timestamp: str, signature: str, secret: str, *, tolerance: int = 300
+) -> bool:
+    """What a receiver does (and what the tests check): constant-time compare, fresh stamp."""
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > tolerance:
+        return False
+    return hmac.compare_digest(sign(body, timestamp, secret), signature)
+
+
+# --- Payloads ------------------------------------------------------------------------
+
+
+def _absolute(path: str) -> str:
+    return f"{base_url()}{path}"
+
+
+def build_payload(
+    *, event: str, event_id: str, workflow: Workflow, title: str, lines: list[str], path: str
+) -> dict[str, Any]:
+    """Slack-compatible: ``text`` for simple receivers and notifications, ``blocks``
+    for Slack, and a ``tenure`` object with the machine-readable facts."""
+    link = _absolute(path)
+    text = f"{title} — {workflow.name}"
+    owner = workflow.owner.get_username() if workflow.owner_id else ""
+    if owner:
+        # The accountable owner is named in every incident notice.
+        lines = [*lines, f"Owner: {_escape(owner)}"]
+    body = "\n".join([f"*{title}*", *(line for line in lines if line), f"<{link}|Open in Tenure>"])
+    return {
+        "text": text,
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": body}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"{workflow.slug} · {event}"}],
+            },
+        ],
+        "tenure": {
+            "event": event,
+            "id": event_id,
+            "workflow": workflow.slug,
+            "owner": owner,
+            "url": link,
+            "at": timezone.now().isoformat(),
+        },
+    }
+
+
+def _escape(text: str) -> str:
+    """Slack mrkdwn control characters; agent and user text is untrusted."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# --- Delivery ---------------------------------------------------------------------------
+
+
+def deliver(payload: dict[str, Any], *, event_id: str, client: httpx.Client | None = None) -> int:
+    """POST one signed payload. Raises Retryable/PermanentDeliveryError on failure."""
+    url, secret = webhook_url(), webhook_secret()
+    if not url:
+        return 0
+    body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": event_id,
+        "X-Tenure-Timestamp": timestamp,
+        "User-Agent": "Tenure-Webhook/1",
+    }
+    if secret:
+        headers["X-Tenure-Signature"] = sign(body, timestamp, secret)
+    own_client = client is None
+    client = client or httpx.Client(timeout=TIMEOUT_SECONDS)
+    try:
+        response = client.post(url, content=body, headers=headers)
+    except httpx.TransportError as exc:
+        raise RetryableDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if own_client:
+            client.close()
+    if response.status_code == 429 or response.status_code >= 500:
+        raise RetryableDeliveryError(f"HTTP {response.status_code}")
+    if response.status_code >= 400:
+        raise PermanentDeliveryError(f"HTTP {response.status_code}: {response.text[:200]}")
+    return response.status_code
+
+
+@shared_task(
+    name="console.send_webhook",
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+)
+def send_webhook(self, payload: dict[str, Any], event_id: str) -> int:
+    try:
+        return deliver(payload, event_id=event_id)
+    except RetryableDeliveryError as exc:
+        # 10 s, 20 s, 40 s ... capped at 10 minutes.
+        countdown = min(10 * 2**self.request.retries, 600)
+        logger.warning("webhook %s failed (%s); retry in %ss", event_id, exc, countdown)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    except PermanentDeliveryError as exc:
+        logger.error("webhook %s refused: %s", event_id, exc)
+        return 0
+
+
+def _enqueue(payload: dict[str, Any], event_id: str) -> bool:
+    if not webhook_url():
+        return False
+
+    def send() -> None:
+        try:
+            send_webhook.delay(payload, event_id)
+        except Exception:  # noqa: BLE001 - a broker outage must not fail the change
+            logger.warning("broker unavailable: webhook %s not sent", event_id)
+
+    transaction.on_commit(send)
+    return True
+
+
+# --- What to notify -----------------------------------------------------------------------
+
+
+def notify_escalation(escalation: Escalation) -> bool:
+    workflow = escalation.workflow
+    item = escalation.work_item
+    payload = build_payload(
+        event=Event.ESCALATION,
+        event_id=f"escalation-{escalation.pk}",
+        workflow=workflow,
+        title=f"Escalated: {escalation.get_reason_display()}",
+        lines=[
+            f"Work item `{_escape(item.external_id)}`"
+            + (f": {_escape(item.title)}" if item.title else ""),
+            _escape(escalation.detail[:300]) if escalation.detail else "",
+        ],
+        path=reverse("workflow-detail", args=[workflow.slug]),
+    )
+    return _enqueue(payload, f"escalation-{escalation.pk}")
+
+
+def notify_demotion(change: AutonomyChange) -> bool:
+    workflow = change.workflow
+    target = f"tool `{change.grant.tool}`" if change.grant_id else "the workflow"
+    who = change.requested_by.get_username() if change.requested_by else "the circuit breaker"
+    payload = build_payload(
+        event=Event.DEMOTION,
+        event_id=f"autonomy-change-{change.pk}",
+        workflow=workflow,
+        title=f"Demoted {change.from_level} → {change.to_level}",
+        lines=[f"{target.capitalize()} by {_escape(who)}", _escape(change.reason[:300])],
+        path=reverse("evidence-pack", args=[workflow.slug]),
+    )
+    return _enqueue(payload, f"autonomy-change-{change.pk}")
+
+
+def notify_pause(workflow: Workflow, *, actor_label: str, reason: str) -> bool:
+    stamp = (workflow.paused_at or timezone.now()).strftime("%Y%m%dT%H%M%S")
+    event_id = f"pause-{workflow.pk}-{stamp}"
+    payload = build_payload(
+        event=Event.PAUSE,
+        event_id=event_id,
+        workflow=workflow,
+        title="Paused: no model call or tool execution starts",
+        lines=[f"By {_escape(actor_label)}", _escape(reason[:300])],
+        path=reverse("workflow-detail", args=[workflow.slug]),
+    )
+    return _enqueue(payload, event_id)
+
+
+def notify_sla_breach(proposal: Proposal) -> bool:
+    waited = timezone.now() - proposal.created_at
+    payload = build_payload(
+        event=Event.SLA_BREACH,
+        event_id=f"sla-{proposal.pk}",
+        workflow=proposal.workflow,
+        title="Approval waiting past its SLA",
+        lines=[
+            f"`{_escape(proposal.tool)}` proposal #{proposal.pk}, waiting "
+            f"{int(waited.total_seconds() // 60)} min (due "
+            f"{proposal.sla_due_at:%H:%M} UTC)",
+        ],
+        path=reverse("explain-proposal", args=[proposal.pk]),
+    )
+    return _enqueue(payload, f"sla-{proposal.pk}")
+
+
+@shared_task(name="console.notify_sla_breaches", ignore_result=True)
+def notify_sla_breaches() -> int:
+    """Periodic (beat): one notification per pending proposal past its SLA.
+
+    The cache remembers which were sent (``add`` is atomic in Redis), so an
+    overlapping run or a restart does not notify twice.
+    """
+    if not webhook_url():
+        return 0
+    overdue = (
+        Proposal.objects.pending()
+        .filter(sla_due_at__lt=timezone.now(), sla_due_at__gt=timezone.now() - timedelta(days=7))
+        .select_related("workflow")
+        .order_by("sla_due_at")[:SLA_SCAN_LIMIT]
+    )
+    sent = 0
+    for proposal in overdue:
+        if cache.add(SLA_NOTIFIED_KEY.format(pk=proposal.pk), 1, timeout=SLA_NOTIFIED_TTL):
+            with transaction.atomic():
+                notify_sla_breach(proposal)
+            sent += 1
+    return sent

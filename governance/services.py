@@ -1,0 +1,289 @@
+"""Governance writes: autonomy changes and the kill switch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from governance import notifications
+from governance.audit import audit_append
+from governance.gate import GateEvidence, gate_applies, gate_evaluate
+from governance.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
+
+ERR_SAME_LEVEL = "The workflow is already at {level}."
+ERR_SKIPS_A_STEP = (
+    "Promotion goes one step at a time: {frm} can only be promoted to {next}, not {to}."
+)
+ERR_UNKNOWN_LEVEL = "“{level}” is not an autonomy level."
+ERR_GRANT_ABOVE_WORKFLOW = "A tool cannot be above its workflow: the workflow is at {level}."
+ERR_FOUR_EYES = "A second manager must approve: you requested this change yourself."
+ERR_NOT_REQUESTED = "This change is no longer waiting for approval (it is {status})."
+ERR_ALREADY_PAUSED = "The workflow is already paused."
+ERR_NOT_PAUSED = "The workflow is not paused."
+ERR_GATE_FAILED = "The evidence does not clear the promotion gate: {failed}."
+ERR_GATE_TURNED = "The evidence no longer clears the gate at approval time: {failed}."
+
+# Called with the workflow's id once workflow_resume has committed. Governance does
+# not import the runtime (dependencies point reviews -> agents -> console), so the
+# agents app registers here what a resume restarts: held plans and items that
+# arrived. The agents' hook hands that to a worker: the resume answers at once, however
+# much the pause held back.
+RESUME_HOOKS: list[Callable[..., Any]] = []
+
+# Workflow rows are locked FOR NO KEY UPDATE: it serialises changes to the flags
+# yet lets concurrent inserts that reference the workflow (audit events, proposals:
+# deferred FK checks take KEY SHARE) commit. FOR UPDATE would deadlock a pause
+# against a worker holding the audit chain and committing an event.
+
+# Promotions to these levels need a second manager (four eyes).
+FOUR_EYES_LEVELS = frozenset({AutonomyLevel.LIMITED, AutonomyLevel.AUTONOMOUS})
+
+
+def autonomy_transition_check(*, current: str, target: str) -> str:
+    """The one place that says which autonomy transitions are legal.
+
+    Up the ladder one step at a time; down by any number of steps. Returns the
+    kind of change, or raises ValidationError with a message a user can read.
+    """
+    if target not in AutonomyLevel.values:
+        raise ValidationError(ERR_UNKNOWN_LEVEL.format(level=target), code="unknown_level")
+    if target == current:
+        raise ValidationError(
+            ERR_SAME_LEVEL.format(level=AutonomyLevel(current).label), code="same_level"
+        )
+    current_rank, target_rank = AutonomyLevel.rank(current), AutonomyLevel.rank(target)
+    if target_rank < current_rank:
+        return AutonomyChange.Kind.DEMOTION
+    if target_rank != current_rank + 1:
+        raise ValidationError(
+            ERR_SKIPS_A_STEP.format(
+                frm=AutonomyLevel(current).label,
+                next=AutonomyLevel(AutonomyLevel.ladder()[current_rank + 1]).label,
+                to=AutonomyLevel(target).label,
+            ),
+            code="skips_a_step",
+        )
+    return AutonomyChange.Kind.PROMOTION
+
+
+def _failed_list(gate: GateEvidence) -> str:
+    return "; ".join(f"{c.label} is {c.value} (needs {c.threshold})" for c in gate.failed)
+
+
+def _apply_level(change: AutonomyChange) -> None:
+    if change.grant_id:
+        grant = ToolGrant.objects.select_for_update().get(pk=change.grant_id)
+        grant.autonomy_level = change.to_level
+        grant.save(update_fields=["autonomy_level", "updated_at"])
+    else:
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=change.workflow_id)
+        workflow.autonomy_level = change.to_level
+        workflow.save(update_fields=["autonomy_level", "updated_at"])
+        # A tool never exceeds its workflow: demoting the workflow caps its grants.
+        if change.kind == AutonomyChange.Kind.DEMOTION:
+            over = [
+                level
+                for level in AutonomyLevel.ladder()
+                if AutonomyLevel.rank(level) > AutonomyLevel.rank(change.to_level)
+            ]
+            workflow.grants.filter(autonomy_level__in=over).update(
+                autonomy_level=change.to_level, updated_at=timezone.now()
+            )
+
+
+def autonomy_change_request(
+    *,
+    workflow: Workflow,
+    to_level: str,
+    actor: AbstractBaseUser | None,
+    reason: str = "",
+    grant: ToolGrant | None = None,
+    evidence: dict[str, Any] | None = None,
+) -> AutonomyChange:
+    """Request (and, where one manager suffices, apply) a change of autonomy.
+
+    Demotions apply at once. Promotions to limited or autonomous wait for a
+    second manager's approval (four eyes); lower promotions apply at once.
+    """
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
+        if grant is not None:
+            grant = ToolGrant.objects.select_for_update().get(pk=grant.pk, workflow=workflow)
+            current = grant.autonomy_level
+            above_workflow = to_level in AutonomyLevel.values and AutonomyLevel.rank(
+                to_level
+            ) > AutonomyLevel.rank(workflow.autonomy_level)
+            if above_workflow:
+                raise ValidationError(
+                    ERR_GRANT_ABOVE_WORKFLOW.format(
+                        level=AutonomyLevel(workflow.autonomy_level).label
+                    ),
+                    code="grant_above_workflow",
+                )
+        else:
+            current = workflow.autonomy_level
+        kind = autonomy_transition_check(current=current, target=to_level)
+        if kind == AutonomyChange.Kind.PROMOTION and gate_applies(
+            from_level=current, to_level=to_level
+        ):
+            gate = gate_evaluate(
+                workflow=workflow,
+                tool=grant.tool if grant else "",
+                from_level=current,
+                to_level=to_level,
+            )
+            if not gate.passed:
+                raise ValidationError(
+                    ERR_GATE_FAILED.format(failed=_failed_list(gate)), code="gate_failed"
+                )
+            # The evidence the manager saw is frozen into the change.
+            evidence = {**(evidence or {}), "gate": gate.as_json()}
+        change = AutonomyChange.objects.create(
+            workflow=workflow,
+            grant=grant,
+            kind=kind,
+            from_level=current,
+            to_level=to_level,
+            requested_by=actor,
+            evidence=evidence or {},
+            reason=reason,
+        )
+        needs_second = kind == AutonomyChange.Kind.PROMOTION and to_level in FOUR_EYES_LEVELS
+        audit_append(
+            action=f"autonomy.{kind}.requested",
+            actor=actor,
+            workflow=workflow,
+            obj=change,
+            data={"from": current, "to": to_level, "tool": grant.tool if grant else None},
+        )
+        if not needs_second:
+            _apply_level(change)
+            change.status = AutonomyChange.Status.APPLIED
+            change.decided_at = timezone.now()
+            change.save(update_fields=["status", "decided_at"])
+            if kind == AutonomyChange.Kind.DEMOTION:
+                notifications.notify_demotion(change)
+            audit_append(
+                action=f"autonomy.{kind}.applied",
+                actor=actor,
+                workflow=workflow,
+                obj=change,
+                data={"from": current, "to": to_level, "tool": grant.tool if grant else None},
+            )
+    return change
+
+
+def autonomy_change_approve(*, change: AutonomyChange, actor: AbstractBaseUser) -> AutonomyChange:
+    with transaction.atomic():
+        change = AutonomyChange.objects.select_for_update().get(pk=change.pk)
+        if change.status != AutonomyChange.Status.REQUESTED:
+            raise ValidationError(
+                ERR_NOT_REQUESTED.format(status=change.get_status_display().lower()),
+                code="not_requested",
+            )
+        if change.requested_by_id == actor.pk:
+            raise ValidationError(ERR_FOUR_EYES, code="four_eyes")
+        # Re-check against the current level: the ladder may have moved meanwhile.
+        current = (
+            ToolGrant.objects.get(pk=change.grant_id).autonomy_level
+            if change.grant_id
+            else Workflow.objects.get(pk=change.workflow_id).autonomy_level
+        )
+        autonomy_transition_check(current=current, target=change.to_level)
+        if change.kind == AutonomyChange.Kind.PROMOTION and gate_applies(
+            from_level=current, to_level=change.to_level
+        ):
+            gate = gate_evaluate(
+                workflow=change.workflow,
+                tool=change.grant.tool if change.grant_id else "",
+                from_level=current,
+                to_level=change.to_level,
+            )
+            if not gate.passed:
+                raise ValidationError(
+                    ERR_GATE_TURNED.format(failed=_failed_list(gate)), code="gate_turned"
+                )
+            change.evidence = {**change.evidence, "gate_at_approval": gate.as_json()}
+        _apply_level(change)
+        change.status = AutonomyChange.Status.APPLIED
+        change.approved_by = actor
+        change.decided_at = timezone.now()
+        change.save(update_fields=["status", "approved_by", "decided_at", "evidence"])
+        audit_append(
+            action=f"autonomy.{change.kind}.applied",
+            actor=actor,
+            workflow=change.workflow,
+            obj=change,
+            data={"from": change.from_level, "to": change.to_level},
+        )
+    return change
+
+
+def workflow_pause(
+    *, workflow: Workflow, actor: AbstractBaseUser | str | None, reason: str
+) -> Workflow:
+    """The kill switch. Once this commits, no model call or tool execution starts:
+    the runner and execute_action re-read the flag before each step."""
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
+        if workflow.paused:
+            raise ValidationError(ERR_ALREADY_PAUSED, code="already_paused")
+        workflow.paused = True
+        workflow.paused_at = timezone.now()
+        workflow.paused_reason = reason[:500]
+        workflow.save(update_fields=["paused", "paused_at", "paused_reason", "updated_at"])
+        audit_append(
+            action="workflow.paused",
+            actor=actor,
+            workflow=workflow,
+            obj=workflow,
+            data={"reason": reason},
+        )
+    return workflow
+
+
+def workflow_resume(
+    *, workflow: Workflow, actor: AbstractBaseUser | str | None, reason: str = ""
+) -> Workflow:
+    with transaction.atomic():
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
+        if not workflow.paused:
+            raise ValidationError(ERR_NOT_PAUSED, code="not_paused")
+        workflow.paused = False
+        workflow.paused_at = None
+        workflow.paused_reason = ""
+        workflow.save(update_fields=["paused", "paused_at", "paused_reason", "updated_at"])
+        # Work held by the pause starts again once this commits (the agents app
+        # registers how).
+        workflow_id = workflow.pk
+        for hook in RESUME_HOOKS:
+            transaction.on_commit(lambda hook=hook: hook(workflow_id=workflow_id))
+        audit_append(
+            action="workflow.resumed",
+            actor=actor,
+            workflow=workflow,
+            obj=workflow,
+            data={"reason": reason},
+        )
+    return workflow
+
+
+def workflow_pause_all(*, actor: AbstractBaseUser | str | None, reason: str) -> list[Workflow]:
+    """Ops' global stop: pause every running workflow in one transaction."""
+    paused = []
+    with transaction.atomic():
+        for workflow in (
+            Workflow.objects.select_for_update(no_key=True).filter(paused=False).order_by("pk")
+        ):
+            paused.append(workflow_pause(workflow=workflow, actor=actor, reason=reason))
+        audit_append(
+            action="workflow.paused_all",
+            actor=actor,
+            data={"reason": reason, "workflows": [w.slug for w in paused]},
+        )
+    return paused
