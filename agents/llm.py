@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.core.cache import cache
+from django.utils.module_loading import import_string
 
 from agents.tools.base import canonical_json
 
@@ -141,11 +142,25 @@ def is_demo_model(model: str) -> bool:
     return model.startswith("demo-")
 
 
-def client_for(model: str) -> ModelClient:
-    if is_demo_model(model):
-        from demo.model import DemoModelClient
+ERR_NO_DEMO_CLIENT = (
+    "{model} is the built-in demo model, and no demo model client is configured "
+    "(TENURE_DEMO_MODEL_CLIENT)."
+)
 
-        return DemoModelClient()
+
+@lru_cache(maxsize=4)
+def _demo_client_class(path: str) -> type:
+    return import_string(path)
+
+
+def client_for(model: str) -> ModelClient:
+    """The client for ``model``: the demo model's (named in settings) for demo-* names,
+    otherwise the OpenAI-compatible endpoint."""
+    if is_demo_model(model):
+        path = getattr(settings, "TENURE_DEMO_MODEL_CLIENT", "")
+        if not path:
+            raise ModelError(ERR_NO_DEMO_CLIENT.format(model=model))
+        return _demo_client_class(path)()
     return _openai_client(settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
 
 

@@ -46,6 +46,7 @@ from agents.models import (
     Step,
     WorkItem,
 )
+from agents.notifications import notify_escalation
 from agents.otel import run_trace_dispatch
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
 from agents.redaction import redact
@@ -53,7 +54,6 @@ from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical
 from governance import sqlkit as sql
 from governance.audit import audit_append
 from governance.models import AutonomyLevel, ToolGrant, Workflow
-from governance.notifications import notify_escalation
 
 logger = logging.getLogger(__name__)
 

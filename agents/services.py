@@ -19,13 +19,13 @@ from django.utils import timezone
 from pydantic import ValidationError as PydanticValidationError
 
 from agents.models import Escalation, Execution, Proposal, Run, WorkItem
+from agents.notifications import notify_escalation
 from agents.policy import grant_level, policy_evaluate
 from agents.runner import principal_for
 from agents.tools import ToolContext, ToolError, TransientToolError, arguments_hash, registry_for
 from governance import sqlkit as sql
 from governance.audit import audit_append
 from governance.models import AutonomyLevel, ToolGrant, Workflow
-from governance.notifications import notify_escalation
 
 logger = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
 
 
 def resume_dispatch(*, workflow_id: int) -> None:
-    """A resume hook (governance.services.RESUME_HOOKS), run once the resume has
+    """A resume hook (governance.hooks "on_resume"), run once the resume has
     committed: a worker restarts the held work. If the broker is down, the sweeper
     re-sends approved plans, automatic actions and received items itself."""
     from agents.tasks import resume_held_work

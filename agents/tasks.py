@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from agents.runner import RunBusy, run_work_item
 from agents.services import proposal_execute
 from agents.tools import TransientToolError
 
 EXECUTE_MAX_RETRIES = 5
+HEARTBEAT_KEY = "tenure:worker-heartbeat"
+
+
+@shared_task(name="agents.worker_heartbeat", ignore_result=True)
+def worker_heartbeat() -> str:
+    """Record that a worker is alive and taking tasks (read by the readiness check
+    and /metrics)."""
+    now = timezone.now().isoformat()
+    cache.set(HEARTBEAT_KEY, now, timeout=600)
+    return now
 
 
 @shared_task(name="agents.run_agent", bind=True, acks_late=True, ignore_result=True, max_retries=3)
@@ -49,14 +61,6 @@ def redispatch_stranded() -> dict[str, int]:
     from agents.services import stranded_redispatch
 
     return stranded_redispatch()
-
-
-@shared_task(name="agents.demo_feed", ignore_result=True)
-def demo_feed() -> int:
-    """The embedded demo's live feed (scheduled only when TENURE_DEMO_FEED is on)."""
-    from demo.workflows import demo_feed_one
-
-    return len(demo_feed_one())
 
 
 @shared_task(name="agents.run_agents", acks_late=True, ignore_result=True)

@@ -162,7 +162,12 @@ else:
 
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "tenure")
 # Task modules beyond each app's tasks.py.
-CELERY_IMPORTS = ["agents.maintenance", "agents.otel", "governance.notifications"]
+CELERY_IMPORTS = [
+    "agents.maintenance",
+    "agents.notifications",
+    "agents.otel",
+    "governance.notifications",
+]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -179,7 +184,7 @@ CELERY_BEAT_SCHEDULE = dict(BEAT_SCHEDULE)
 # The embedded demo (`make run`) keeps receiving work: one item per workflow a minute.
 if env_bool("TENURE_DEMO_FEED", False):
     CELERY_BEAT_SCHEDULE["demo-feed"] = {
-        "task": "agents.demo_feed",
+        "task": "demo.feed",
         "schedule": 60.0,
         "options": {"expires": 50},
     }
@@ -271,6 +276,8 @@ TENURE_CLAIM_LEASE_SECONDS = int(os.environ.get("TENURE_CLAIM_LEASE_SECONDS", "3
 # An OpenAI-compatible endpoint; with no key, the built-in demo model runs.
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")
 OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
+# The built-in demo model's client (models named demo-*); the runtime imports it by name.
+TENURE_DEMO_MODEL_CLIENT = os.environ.get("TENURE_DEMO_MODEL_CLIENT", "demo.model.DemoModelClient")
 TENURE_MODEL_SMALL = os.environ.get("TENURE_MODEL_SMALL", "gpt-4o-mini")
 TENURE_MODEL_LARGE = os.environ.get("TENURE_MODEL_LARGE", "gpt-4o")
 # USD per million tokens (input, output).

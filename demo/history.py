@@ -165,8 +165,9 @@ def demo_history_seed(*, per_workflow: int = 100, days: int = 28, seed: int = 7)
 def demo_evals_seed() -> list[str]:
     """Build the demo regression suites and run them once, so the gate's
     regression criterion reads a real result. Idempotent."""
-    from agents.evals import eval_suite_run, eval_suites_seed_demo
+    from agents.evals import eval_suite_run
     from agents.models import EvalRun
+    from demo.evals import eval_suites_seed_demo
 
     if EvalRun.objects.exists():
         return []

@@ -33,8 +33,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from agents.models import Escalation, Execution, Proposal, Run, Step, WorkItem
+from agents.tasks import HEARTBEAT_KEY
 from governance.models import AutonomyLevel, Workflow
-from governance.tasks import HEARTBEAT_KEY
 
 ERR_TOKEN_REQUIRED = "Send the metrics token: Authorization: Bearer <TENURE_METRICS_TOKEN>.\n"
 ERR_LOOPBACK_ONLY = "Metrics are served to loopback only until TENURE_METRICS_TOKEN is set.\n"

@@ -16,29 +16,13 @@ workflow page shows why.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count, Q
-from django.utils import timezone
 
-from agents.models import Step
-from governance import services
+from governance import hooks, services
 from governance.audit import audit_append
 from governance.models import AutonomyLevel, ToolGrant, Workflow
-from reviews.models import Decision
 
-BREAKER_SAMPLE_SIZE = 20
-BREAKER_MIN_SAMPLES = 5
-BREAKER_MIN_CALLS = 20
-ERROR_WINDOW = timedelta(days=1)
-
-WHY_AGREEMENT = (
-    "Sampled agreement {rate:.0%} over the last {n} samples is below the floor {floor:.0%}."
-)
-WHY_ERRORS = (
-    "Tool error rate {rate:.1%} over {n} calls in the last day exceeds the budget {budget:.1%}."
-)
 WHY_CRITICAL = "Critical rejection ({reason}) of proposal #{proposal}."
 ACTOR = "system:circuit-breaker"
 
@@ -50,64 +34,26 @@ class Trip:
     action: str  # "demoted" or "paused"
 
 
-def _sampled_agreement(grant: ToolGrant) -> tuple[float, int] | None:
-    samples = list(
-        Decision.objects.filter(
-            proposal__workflow_id=grant.workflow_id,
-            proposal__tool=grant.tool,
-            kind=Decision.Kind.SAMPLE,
-        )
-        .order_by("-created_at", "-pk")
-        .values_list("verdict", flat=True)[:BREAKER_SAMPLE_SIZE]
-    )
-    if len(samples) < BREAKER_MIN_SAMPLES:
-        return None
-    agreed = sum(1 for verdict in samples if verdict == Decision.Verdict.ACCEPT)
-    return agreed / len(samples), len(samples)
-
-
-def _error_rate(grant: ToolGrant) -> tuple[float, int] | None:
-    row = Step.objects.filter(
-        run__work_item__workflow_id=grant.workflow_id,
-        kind=Step.Kind.TOOL_CALL,
-        name=grant.tool,
-        created_at__gte=timezone.now() - ERROR_WINDOW,
-    ).aggregate(calls=Count("pk"), errors=Count("pk", filter=~Q(error="")))
-    if row["calls"] < BREAKER_MIN_CALLS:
-        return None
-    return row["errors"] / row["calls"], row["calls"]
-
-
-def breaker_reasons(grant: ToolGrant, *, critical: Decision | None = None) -> list[str]:
-    workflow = grant.workflow
-    reasons = []
-    if critical is not None and critical.is_critical:
-        reasons.append(
-            WHY_CRITICAL.format(reason=critical.get_reason_display(), proposal=critical.proposal_id)
-        )
-    sampled = _sampled_agreement(grant)
-    if sampled is not None and sampled[0] < float(workflow.agreement_floor):
-        reasons.append(
-            WHY_AGREEMENT.format(
-                rate=sampled[0], n=sampled[1], floor=float(workflow.agreement_floor)
-            )
-        )
-    errors = _error_rate(grant)
-    if errors is not None and errors[0] > float(workflow.tool_error_budget):
-        reasons.append(
-            WHY_ERRORS.format(rate=errors[0], n=errors[1], budget=float(workflow.tool_error_budget))
-        )
+def breaker_reasons(grant: ToolGrant, *, critical: str = "") -> list[str]:
+    """Why the tool's evidence has turned: a critical rejection (its description,
+    from the caller), then what the evidence app finds (``breaker_reasons`` hook)."""
+    reasons = [critical] if critical else []
+    if hooks.registered("breaker_reasons"):
+        reasons += hooks.get("breaker_reasons")(grant)
     return reasons
+
+
+def critical_reason(*, reason_label: str, proposal_id: int) -> str:
+    return WHY_CRITICAL.format(reason=reason_label, proposal=proposal_id)
 
 
 def _above_supervised(level: str) -> bool:
     return AutonomyLevel.rank(level) > AutonomyLevel.rank(AutonomyLevel.SUPERVISED)
 
 
-def breaker_check(
-    *, workflow: Workflow, tool: str, critical: Decision | None = None
-) -> Trip | None:
-    """Check one tool and trip the breaker if its evidence has turned."""
+def breaker_check(*, workflow: Workflow, tool: str, critical: str = "") -> Trip | None:
+    """Check one tool and trip the breaker if its evidence has turned. ``critical``
+    describes a critical rejection just recorded against it (``critical_reason``)."""
     grant = workflow.grants.filter(tool=tool).first()
     if grant is None or not _above_supervised(grant.effective_level):
         return None

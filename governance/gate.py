@@ -1,23 +1,24 @@
 """The promotion gate: the evidence a promotion must clear, criterion by criterion.
 
 Every criterion carries its numbers, so the request page shows pass/fail with
-the figures and the AutonomyChange freezes exactly what the manager saw.
+the figures and the AutonomyChange freezes exactly what the manager saw. The
+thresholds are the workflow's (governance); the numbers come from the evidence
+app, which registers ``gate_evidence`` (``governance.hooks``). With nothing
+registered the gate has no evidence, and no promotion passes it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
-from evidence import metrics
+from governance import hooks
 from governance.models import AutonomyLevel, Workflow
-from reviews.models import CRITICAL_REJECT_REASONS, Decision
 
-NO_SUITE = "No regression suite has run for this workflow's current agent version."
+NO_EVIDENCE = "No evidence is available: the evidence app is not installed."
 
 
 @dataclass(frozen=True)
@@ -61,33 +62,11 @@ class GateEvidence:
         }
 
 
-@dataclass(frozen=True)
-class SuiteStatus:
-    passed: bool | None
-    detail: str
-
-
-def regression_status(workflow: Workflow) -> SuiteStatus:
-    """The regression suite's latest result for the workflow's agent version."""
-    try:
-        from agents.evals import suite_status  # noqa: PLC0415 - optional until evals land
-    except ImportError:
-        return SuiteStatus(passed=None, detail=NO_SUITE)
-    return suite_status(workflow)
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f}%"
-
-
-def critical_in_last(workflow: Workflow, *, tool: str, last: int) -> int:
-    decisions = Decision.objects.filter(proposal__workflow=workflow)
-    if tool:
-        decisions = decisions.filter(proposal__tool=tool)
-    recent = decisions.order_by("-created_at", "-pk").values("pk")[:last]
-    return Decision.objects.filter(
-        pk__in=recent, verdict=Decision.Verdict.REJECT, reason__in=CRITICAL_REJECT_REASONS
-    ).count()
+def gate_applies(*, from_level: str, to_level: str) -> bool:
+    """Turning a workflow on (off -> shadow) needs no evidence; every later step does."""
+    return AutonomyLevel.rank(to_level) > max(
+        AutonomyLevel.rank(from_level), AutonomyLevel.rank(AutonomyLevel.SHADOW)
+    )
 
 
 def gate_evaluate(
@@ -98,72 +77,27 @@ def gate_evaluate(
     tool: str = "",
     now: datetime | None = None,
 ) -> GateEvidence:
+    """The gate's criteria for this promotion, computed by the evidence app."""
     now = now or timezone.now()
-    scope = metrics.Scope.for_workflow(
-        workflow, since=now - timedelta(days=workflow.gate_window_days), until=now, tool=tool
-    )
-    agreement = metrics.agreement_for(scope)
-    cost = metrics.cost_for(scope, target_usd=workflow.cost_target_usd)
-    critical = critical_in_last(workflow, tool=tool, last=workflow.gate_critical_lookback)
-    suite = regression_status(workflow)
-    threshold = float(workflow.gate_min_agreement)
-    per_outcome = cost.per_outcome
-    criteria = (
-        Criterion(
-            key="sample_size",
-            label="Reviewed decisions in the window",
-            passed=agreement.n >= workflow.gate_min_decisions,
-            value=str(agreement.n),
-            threshold=f"≥ {workflow.gate_min_decisions}",
-        ),
-        Criterion(
-            key="agreement",
-            label="Agreement, Wilson 95% lower bound",
-            passed=agreement.n > 0 and agreement.low >= threshold,
-            value=_pct(agreement.low if agreement.n else None),
-            threshold=f"≥ {_pct(threshold)}",
-            detail=f"{agreement.accepted} accepted, {agreement.edited} edited, "
-            f"{agreement.rejected} rejected (rate {_pct(agreement.rate)})",
-        ),
-        Criterion(
-            key="cost",
-            label="Cost per successful outcome",
-            passed=per_outcome is not None and per_outcome <= workflow.cost_target_usd,
-            value="—" if per_outcome is None else f"${per_outcome.quantize(Decimal('0.0001'))}",
-            threshold=f"≤ ${workflow.cost_target_usd}",
-            detail=f"{cost.outcomes} successful outcomes"
-            if per_outcome is not None
-            else "No successful outcome in the window yet.",
-        ),
-        Criterion(
-            key="critical",
-            label=f"Critical disagreements in the last {workflow.gate_critical_lookback} decisions",
-            passed=critical == 0,
-            value=str(critical),
-            threshold="0",
-        ),
-        Criterion(
-            key="regression",
-            label="Regression suite for the current agent version",
-            passed=suite.passed is True,
-            value={True: "green", False: "red", None: "not run"}[suite.passed],
-            threshold="green",
-            detail=suite.detail,
-        ),
-    )
-    return GateEvidence(
-        workflow=workflow.slug,
-        tool=tool,
-        from_level=from_level,
-        to_level=to_level,
-        window_days=workflow.gate_window_days,
-        computed_at=now,
-        criteria=criteria,
-    )
-
-
-def gate_applies(*, from_level: str, to_level: str) -> bool:
-    """Turning a workflow on (off -> shadow) needs no evidence; every later step does."""
-    return AutonomyLevel.rank(to_level) > max(
-        AutonomyLevel.rank(from_level), AutonomyLevel.rank(AutonomyLevel.SHADOW)
-    )
+    try:
+        evaluate = hooks.get("gate_evidence")
+    except hooks.HookMissing:
+        return GateEvidence(
+            workflow=workflow.slug,
+            tool=tool,
+            from_level=from_level,
+            to_level=to_level,
+            window_days=workflow.gate_window_days,
+            computed_at=now,
+            criteria=(
+                Criterion(
+                    key="evidence",
+                    label="Evidence",
+                    passed=False,
+                    value="none",
+                    threshold="available",
+                    detail=NO_EVIDENCE,
+                ),
+            ),
+        )
+    return evaluate(workflow=workflow, to_level=to_level, from_level=from_level, tool=tool, now=now)

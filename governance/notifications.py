@@ -21,19 +21,16 @@ import json
 import logging
 import os
 import time
-from datetime import timedelta
 from typing import Any
 
 import httpx
 from celery import shared_task
 from django.conf import settings
-from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.models import Escalation, Proposal
 from governance.models import AutonomyChange, Workflow
 
 logger = logging.getLogger(__name__)
@@ -41,9 +38,6 @@ logger = logging.getLogger(__name__)
 SIGNATURE_VERSION = "v1"
 TIMEOUT_SECONDS = 10
 MAX_RETRIES = 6
-SLA_NOTIFIED_KEY = "tenure:sla-notified:{pk}"
-SLA_NOTIFIED_TTL = 60 * 60 * 24 * 14
-SLA_SCAN_LIMIT = 200
 
 
 class Event:
@@ -113,7 +107,7 @@ def build_payload(
     owner = workflow.owner.get_username() if workflow.owner_id else ""
     if owner:
         # The accountable owner is named in every incident notice.
-        lines = [*lines, f"Owner: {_escape(owner)}"]
+        lines = [*lines, f"Owner: {escape(owner)}"]
     body = "\n".join([f"*{title}*", *(line for line in lines if line), f"<{link}|Open in Tenure>"])
     return {
         "text": text,
@@ -135,7 +129,7 @@ def build_payload(
     }
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
     """Slack mrkdwn control characters; agent and user text is untrusted."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -175,7 +169,7 @@ def deliver(payload: dict[str, Any], *, event_id: str, client: httpx.Client | No
 
 
 @shared_task(
-    name="console.send_webhook",
+    name="governance.send_webhook",
     bind=True,
     ignore_result=True,
     acks_late=True,
@@ -194,7 +188,7 @@ def send_webhook(self, payload: dict[str, Any], event_id: str) -> int:
         return 0
 
 
-def _enqueue(payload: dict[str, Any], event_id: str) -> bool:
+def enqueue(payload: dict[str, Any], event_id: str) -> bool:
     if not webhook_url():
         return False
 
@@ -211,24 +205,6 @@ def _enqueue(payload: dict[str, Any], event_id: str) -> bool:
 # --- What to notify -----------------------------------------------------------------------
 
 
-def notify_escalation(escalation: Escalation) -> bool:
-    workflow = escalation.workflow
-    item = escalation.work_item
-    payload = build_payload(
-        event=Event.ESCALATION,
-        event_id=f"escalation-{escalation.pk}",
-        workflow=workflow,
-        title=f"Escalated: {escalation.get_reason_display()}",
-        lines=[
-            f"Work item `{_escape(item.external_id)}`"
-            + (f": {_escape(item.title)}" if item.title else ""),
-            _escape(escalation.detail[:300]) if escalation.detail else "",
-        ],
-        path=reverse("workflow-detail", args=[workflow.slug]),
-    )
-    return _enqueue(payload, f"escalation-{escalation.pk}")
-
-
 def notify_demotion(change: AutonomyChange) -> bool:
     workflow = change.workflow
     target = f"tool `{change.grant.tool}`" if change.grant_id else "the workflow"
@@ -238,10 +214,10 @@ def notify_demotion(change: AutonomyChange) -> bool:
         event_id=f"autonomy-change-{change.pk}",
         workflow=workflow,
         title=f"Demoted {change.from_level} → {change.to_level}",
-        lines=[f"{target.capitalize()} by {_escape(who)}", _escape(change.reason[:300])],
+        lines=[f"{target.capitalize()} by {escape(who)}", escape(change.reason[:300])],
         path=reverse("evidence-pack", args=[workflow.slug]),
     )
-    return _enqueue(payload, f"autonomy-change-{change.pk}")
+    return enqueue(payload, f"autonomy-change-{change.pk}")
 
 
 def notify_pause(workflow: Workflow, *, actor_label: str, reason: str) -> bool:
@@ -252,48 +228,7 @@ def notify_pause(workflow: Workflow, *, actor_label: str, reason: str) -> bool:
         event_id=event_id,
         workflow=workflow,
         title="Paused: no model call or tool execution starts",
-        lines=[f"By {_escape(actor_label)}", _escape(reason[:300])],
+        lines=[f"By {escape(actor_label)}", escape(reason[:300])],
         path=reverse("workflow-detail", args=[workflow.slug]),
     )
-    return _enqueue(payload, event_id)
-
-
-def notify_sla_breach(proposal: Proposal) -> bool:
-    waited = timezone.now() - proposal.created_at
-    payload = build_payload(
-        event=Event.SLA_BREACH,
-        event_id=f"sla-{proposal.pk}",
-        workflow=proposal.workflow,
-        title="Approval waiting past its SLA",
-        lines=[
-            f"`{_escape(proposal.tool)}` proposal #{proposal.pk}, waiting "
-            f"{int(waited.total_seconds() // 60)} min (due "
-            f"{proposal.sla_due_at:%H:%M} UTC)",
-        ],
-        path=reverse("explain-proposal", args=[proposal.pk]),
-    )
-    return _enqueue(payload, f"sla-{proposal.pk}")
-
-
-@shared_task(name="console.notify_sla_breaches", ignore_result=True)
-def notify_sla_breaches() -> int:
-    """Periodic (beat): one notification per pending proposal past its SLA.
-
-    The cache remembers which were sent (``add`` is atomic in Redis), so an
-    overlapping run or a restart does not notify twice.
-    """
-    if not webhook_url():
-        return 0
-    overdue = (
-        Proposal.objects.pending()
-        .filter(sla_due_at__lt=timezone.now(), sla_due_at__gt=timezone.now() - timedelta(days=7))
-        .select_related("workflow")
-        .order_by("sla_due_at")[:SLA_SCAN_LIMIT]
-    )
-    sent = 0
-    for proposal in overdue:
-        if cache.add(SLA_NOTIFIED_KEY.format(pk=proposal.pk), 1, timeout=SLA_NOTIFIED_TTL):
-            with transaction.atomic():
-                notify_sla_breach(proposal)
-            sent += 1
-    return sent
+    return enqueue(payload, event_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -10,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from governance import notifications
+from governance import hooks, notifications
 from governance.audit import audit_append
 from governance.gate import GateEvidence, gate_applies, gate_evaluate
 from governance.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
@@ -28,12 +27,6 @@ ERR_NOT_PAUSED = "The workflow is not paused."
 ERR_GATE_FAILED = "The evidence does not clear the promotion gate: {failed}."
 ERR_GATE_TURNED = "The evidence no longer clears the gate at approval time: {failed}."
 
-# Called with the workflow's id once workflow_resume has committed. Governance does
-# not import the runtime (dependencies point reviews -> agents -> console), so the
-# agents app registers here what a resume restarts: held plans and items that
-# arrived. The agents' hook hands that to a worker: the resume answers at once, however
-# much the pause held back.
-RESUME_HOOKS: list[Callable[..., Any]] = []
 
 # Workflow rows are locked FOR NO KEY UPDATE: it serialises changes to the flags
 # yet lets concurrent inserts that reference the workflow (audit events, proposals:
@@ -261,7 +254,10 @@ def workflow_resume(
         # Work held by the pause starts again once this commits (the agents app
         # registers how).
         workflow_id = workflow.pk
-        for hook in RESUME_HOOKS:
+        # Governance does not import the runtime: the agents app registers what a
+        # resume restarts (held plans, items that arrived) and hands it to a worker,
+        # so the resume answers at once however much the pause held back.
+        for hook in hooks.all_of("on_resume"):
             transaction.on_commit(lambda hook=hook: hook(workflow_id=workflow_id))
         audit_append(
             action="workflow.resumed",

@@ -24,11 +24,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, WorkItem
+from agents.services import send_task
 from agents.tools.base import arguments_hash
 from governance import sqlkit as sql
 from governance.audit import audit_append
+from governance.breaker import critical_reason
 from governance.models import AutonomyLevel, Workflow
 from governance.permissions import REVIEW, workflows_for
+from governance.tasks import breaker_check_task
 from reviews import tools as review_tools
 from reviews.models import Approval, Claim, Decision, EscalationResolution, RejectReason
 from reviews.selectors import (
@@ -356,11 +359,12 @@ def _breaker_dispatch(*, decision: Decision, workflow: Workflow, tool: str, leve
     above = AutonomyLevel.rank(level) > AutonomyLevel.rank(AutonomyLevel.SUPERVISED)
     if not (above or decision.is_critical):
         return
-    from agents.services import send_task
-    from governance.tasks import breaker_check_task
-
-    workflow_id, decision_id = workflow.pk, decision.pk
-    transaction.on_commit(lambda: send_task(breaker_check_task, workflow_id, tool, decision_id))
+    critical = ""
+    if decision.is_critical:
+        label = decision.get_reason_display()
+        critical = critical_reason(reason_label=label, proposal_id=decision.proposal_id)
+    workflow_id = workflow.pk
+    transaction.on_commit(lambda: send_task(breaker_check_task, workflow_id, tool, critical))
 
 
 @cache

@@ -1,8 +1,10 @@
 """The typed tools registry.
 
-Built-in tools live here by sub-domain; a workflow may only call tools it has an
-enabled ``ToolGrant`` for. Tools registered from JSON schemas (``ToolDefinition``
-rows, built by ``agents.schema_tools``) join the same registry, under the same rule.
+Built-in tools are Python tools registered at start-up (``tools_register``): the
+knowledge search here, and whatever an installed app ships (the demo registers its
+sandbox tools from ``demo.apps``). A workflow may only call tools it has an enabled
+``ToolGrant`` for. Tools registered from JSON schemas (``ToolDefinition`` rows,
+built by ``agents.schema_tools``) join the same registry, under the same rule.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from agents.tools.base import (
     arguments_hash,
     canonical_json,
 )
-from demo.tools import access, crm, refunds
 
 if TYPE_CHECKING:
     from governance.models import Workflow
@@ -33,15 +34,27 @@ __all__ = [
     "builtin_tool",
     "canonical_json",
     "registry_for",
+    "tool_known",
+    "tools_register",
 ]
 
 ERR_SCHEMA_TOOLS_MISSING = (
     "agents.schema_tools is not installed; tools registered from JSON schemas are unavailable."
 )
 
-BUILTIN_TOOLS: dict[str, Tool] = {
-    tool.name: tool for module in (refunds, access, crm, knowledge) for tool in module.TOOLS
-}
+ERR_TOOL_TAKEN = "A built-in tool called {name} is already registered."
+
+BUILTIN_TOOLS: dict[str, Tool] = {tool.name: tool for tool in knowledge.TOOLS}
+
+
+def tools_register(tools: list[Tool]) -> None:
+    """Add Python tools to the built-in set (an app's ``ready``). A name is taken once:
+    a second tool of the same name is a configuration error, not a silent swap."""
+    for tool in tools:
+        existing = BUILTIN_TOOLS.get(tool.name)
+        if existing is not None and existing is not tool:
+            raise ValueError(ERR_TOOL_TAKEN.format(name=tool.name))
+        BUILTIN_TOOLS[tool.name] = tool
 
 
 def builtin_tool(name: str) -> Tool | None:
@@ -71,3 +84,8 @@ def registry_for(workflow: Workflow, *, granted: set[str] | None = None) -> dict
     for name in granted & set(BUILTIN_TOOLS):
         tools[name] = BUILTIN_TOOLS[name]
     return tools
+
+
+def tool_known(*, workflow: Workflow, tool: str) -> bool:
+    """Whether ``tool`` exists for the workflow: built in, or declared for it."""
+    return tool in registry_for(workflow, granted={tool})

@@ -17,7 +17,7 @@ from datetime import timedelta
 BEAT_SCHEDULE = {
     # The readiness check and /metrics read this heartbeat.
     "worker-heartbeat": {
-        "task": "console.worker_heartbeat",
+        "task": "agents.worker_heartbeat",
         "schedule": timedelta(seconds=30),
         "options": {"expires": 25},
     },
@@ -30,27 +30,27 @@ BEAT_SCHEDULE = {
     # The circuit breaker: demote a workflow whose sampled agreement or tool error
     # budget crossed its floor, even when no new decision arrives to trigger it.
     "breaker-sweep": {
-        "task": "console.breaker_sweep",
+        "task": "governance.breaker_sweep",
         "schedule": timedelta(minutes=5),
         "options": {"expires": 60 * 4},
     },
     # Approvals waiting past their SLA: one signed webhook each (deduplicated).
     "sla-notifications": {
-        "task": "console.notify_sla_breaches",
+        "task": "agents.notify_sla_breaches",
         "schedule": timedelta(minutes=5),
         "options": {"expires": 60 * 4},
     },
     # Audit events whose process died between commit and seal get their place in
     # the chain (every commit seals its own; this only catches the leftovers).
     "audit-seal": {
-        "task": "console.audit_seal",
+        "task": "governance.audit_seal",
         "schedule": timedelta(minutes=1),
         "options": {"expires": 50},
     },
     # The dashboards' daily rollups: closed days are stored once (reads roll up a
     # missing day lazily too; this keeps the first read of the morning fast).
     "metric-rollup": {
-        "task": "console.metric_rollup",
+        "task": "evidence.metric_rollup",
         "schedule": timedelta(minutes=15),
         "options": {"expires": 60 * 14},
     },

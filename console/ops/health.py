@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 
-from governance.tasks import HEARTBEAT_KEY
+from agents.tasks import HEARTBEAT_KEY
 
 DEFAULT_HEARTBEAT_MAX_AGE = 120  # four missed beats of 30 s
 ERR_NO_HEARTBEAT = "No worker heartbeat: is a Celery worker and beat running?"

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from governance import gate
+from agents.evals import SuiteStatus
+from evidence import gate as evidence_gate
 from governance.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
 from tests.browser.conftest import SCREENSHOTS
 from tests.console.evidence import make_evidence
@@ -41,7 +42,7 @@ def _log_in(page, live_server, username: str) -> None:
 @pytest.fixture
 def evidence(workflow, monkeypatch):
     """A workflow at limited whose refund tool, at supervised, clears the gate."""
-    monkeypatch.setattr(gate, "regression_status", lambda wf: gate.SuiteStatus(True, "green"))
+    monkeypatch.setattr(evidence_gate, "regression_status", lambda wf: SuiteStatus(True, "green"))
     Workflow.objects.filter(pk=workflow.pk).update(autonomy_level=AutonomyLevel.LIMITED)
     grant = ToolGrantFactory(
         workflow=workflow, tool="create_refund", autonomy_level=AutonomyLevel.SUPERVISED

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from agents import notifications as agent_notifications
 from agents.models import WorkItem
 from governance import notifications
 from governance.audit import ERR_HEAD_MISMATCH, audit_append, audit_seal, audit_verify, chain_key
@@ -336,16 +337,16 @@ def test_sla_breach_is_notified_once(webhook, workflow, monkeypatch):
     ProposalFactory(
         run__work_item__workflow=workflow, sla_due_at=timezone.now() + timedelta(hours=1)
     )
-    cache.delete(notifications.SLA_NOTIFIED_KEY.format(pk=proposal.pk))
+    cache.delete(agent_notifications.SLA_NOTIFIED_KEY.format(pk=proposal.pk))
     sent: list = []
     monkeypatch.setattr(
         notifications.send_webhook, "delay", lambda payload, event_id: sent.append(event_id)
     )
     monkeypatch.setattr(transaction, "on_commit", lambda fn, *a, **k: fn())
-    assert notifications.notify_sla_breaches() == 1
-    assert notifications.notify_sla_breaches() == 0
+    assert agent_notifications.notify_sla_breaches() == 1
+    assert agent_notifications.notify_sla_breaches() == 0
     assert sent == [f"sla-{proposal.pk}"]
-    cache.delete(notifications.SLA_NOTIFIED_KEY.format(pk=proposal.pk))
+    cache.delete(agent_notifications.SLA_NOTIFIED_KEY.format(pk=proposal.pk))
 
 
 def test_escalation_and_demotion_payloads(webhook, workflow, django_capture_on_commit_callbacks):
@@ -359,7 +360,7 @@ def test_escalation_and_demotion_payloads(webhook, workflow, django_capture_on_c
         reason="Sampled agreement below the floor.",
     )
     with django_capture_on_commit_callbacks() as callbacks:
-        notifications.notify_escalation(escalation)
+        agent_notifications.notify_escalation(escalation)
     payload, event_id = captured_payload(callbacks)
     assert event_id == f"escalation-{escalation.pk}"
     assert "&lt;same call&gt;" in payload["blocks"][0]["text"]["text"]

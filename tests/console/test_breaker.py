@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from agents.models import Step
 from governance.audit import audit_verify
-from governance.breaker import breaker_check, breaker_sweep
+from governance.breaker import breaker_check, breaker_sweep, critical_reason
 from governance.models import AuditEvent, AutonomyChange, AutonomyLevel
 from reviews.models import Decision, RejectReason
 from tests.console.evidence import make_evidence
@@ -70,7 +70,10 @@ def test_a_burned_error_budget_demotes(workflow, limited_tool):
 
 def test_a_critical_rejection_demotes_at_once(workflow, limited_tool):
     decision = make_evidence(workflow, rejected=1, reject_reason=RejectReason.UNSAFE)[0]
-    trip = breaker_check(workflow=workflow, tool=limited_tool.tool, critical=decision)
+    critical = critical_reason(
+        reason_label=decision.get_reason_display(), proposal_id=decision.proposal_id
+    )
+    trip = breaker_check(workflow=workflow, tool=limited_tool.tool, critical=critical)
     assert trip.why.startswith("Critical rejection (Unsafe)")
 
 

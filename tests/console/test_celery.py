@@ -6,7 +6,7 @@ import pytest
 from django.core.cache import cache
 from django.db import transaction
 
-from governance.tasks import HEARTBEAT_KEY, worker_heartbeat
+from agents.tasks import HEARTBEAT_KEY, worker_heartbeat
 
 
 @pytest.mark.worker

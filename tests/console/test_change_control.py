@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from agents.evals import ERR_NO_CHANGE_SUITE
 from agents.models import EvalRun, EvalSuite
 from governance import change_control as cc
 from governance.audit import audit_verify
@@ -130,7 +131,7 @@ def test_a_tool_cannot_be_added_to_a_workflow_without_a_suite(refunds, managers,
         cc.config_change_request(
             workflow=refunds, actor=managers[0], tool="draft_customer_reply", reason="x"
         )
-    assert refused.value.messages == [cc.ERR_NO_SUITE.format(workflow=refunds.name)]
+    assert refused.value.messages == [ERR_NO_CHANGE_SUITE.format(workflow=refunds.name)]
 
 
 def test_the_suite_is_checked_again_when_the_change_is_approved(refunds, managers, suite, replay):

@@ -15,6 +15,7 @@ from agents.runner import run_work_item
 from agents.services import proposal_execute
 from demo.models import SandboxRefund
 from demo.workflows import demo_feed_one
+from governance.breaker import critical_reason
 from governance.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant, Workflow
 from governance.services import autonomy_change_approve, autonomy_change_request
 from governance.tasks import breaker_check_task
@@ -82,7 +83,10 @@ def test_a_promoted_refund_tool_auto_executes_demo_work_and_samples_it(settings)
         reason=RejectReason.UNSAFE,
     )
     # What the worker runs once the decision commits.
-    assert breaker_check_task(refunds.pk, "create_refund", decision.pk) == "demoted"
+    critical = critical_reason(
+        reason_label=decision.get_reason_display(), proposal_id=decision.proposal_id
+    )
+    assert breaker_check_task(refunds.pk, "create_refund", critical) == "demoted"
     grant.refresh_from_db()
     assert grant.autonomy_level == AutonomyLevel.SUPERVISED
     assert AuditEvent.objects.filter(action="circuit_breaker.tripped", workflow=refunds).exists()

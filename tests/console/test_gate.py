@@ -5,6 +5,8 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
+from agents.evals import SuiteStatus
+from evidence import gate as evidence_gate
 from governance import gate, services
 from governance.models import AutonomyChange, AutonomyLevel
 from reviews.models import RejectReason
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def suite_green(monkeypatch):
     monkeypatch.setattr(
-        gate, "regression_status", lambda workflow: gate.SuiteStatus(True, "12/12 cases agree")
+        evidence_gate, "regression_status", lambda workflow: SuiteStatus(True, "12/12 cases agree")
     )
 
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 from agents.models import Run, Step, WorkItem
 from evidence import metrics
 from evidence.models import MetricDay
+from evidence.tasks import metric_rollup_task
 from governance.models import Workflow
-from governance.tasks import metric_rollup_task
 from reviews.models import Decision, RejectReason
 from tests.console.evidence import make_evidence
 from tests.console.factories import (
@@ -235,7 +235,7 @@ def test_the_rollup_is_scheduled_on_beat():
     from console.ops.beat import BEAT_SCHEDULE
 
     entry = BEAT_SCHEDULE["metric-rollup"]
-    assert entry["task"] == "console.metric_rollup"
+    assert entry["task"] == "evidence.metric_rollup"
     assert entry["options"]["expires"] < entry["schedule"].total_seconds()
 
 

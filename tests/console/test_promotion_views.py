@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from governance import gate
+from agents.evals import SuiteStatus
+from evidence import gate as evidence_gate
 from governance.models import AutonomyChange, AutonomyLevel
 from tests.console.evidence import make_evidence
 from tests.factories import ToolGrantFactory
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def suite_green(monkeypatch):
-    monkeypatch.setattr(gate, "regression_status", lambda wf: gate.SuiteStatus(True, "green"))
+    monkeypatch.setattr(evidence_gate, "regression_status", lambda wf: SuiteStatus(True, "green"))
 
 
 def url(workflow, **query):

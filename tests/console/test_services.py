@@ -4,7 +4,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from governance import gate, services
+from agents.evals import SuiteStatus
+from evidence import gate as evidence_gate
+from governance import services
 from governance.audit import audit_append, audit_seal, audit_verify
 from governance.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant
 from tests.callbacks import task_callbacks
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def evidence_green(workflow, monkeypatch):
     """Enough agreeing decisions and a green regression suite to clear the gate."""
-    monkeypatch.setattr(gate, "regression_status", lambda wf: gate.SuiteStatus(True, "green"))
+    monkeypatch.setattr(evidence_gate, "regression_status", lambda wf: SuiteStatus(True, "green"))
     make_evidence(workflow, accepted=60)
 
 

@@ -4,7 +4,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from governance import gate
+from agents.evals import SuiteStatus
+from evidence import gate as evidence_gate
 from governance.models import AutonomyLevel
 from governance.permissions import Role, workflow_grant_role
 from tests.console.evidence import make_evidence
@@ -125,7 +126,7 @@ def test_unknown_level_in_the_form_is_a_form_error(manager, workflow, client_for
 
 
 def test_four_eyes_through_the_pages(manager, second_manager, workflow, client_for, monkeypatch):
-    monkeypatch.setattr(gate, "regression_status", lambda wf: gate.SuiteStatus(True, "green"))
+    monkeypatch.setattr(evidence_gate, "regression_status", lambda wf: SuiteStatus(True, "green"))
     make_evidence(workflow, accepted=60)
     workflow.autonomy_level = AutonomyLevel.SUPERVISED
     workflow.save()

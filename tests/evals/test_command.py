@@ -6,8 +6,8 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from agents.evals import eval_suites_seed_demo
 from agents.models import EvalCase, EvalRun
+from demo.evals import eval_suites_seed_demo
 from demo.workflows import REFUNDS
 
 pytestmark = pytest.mark.django_db
@@ -68,7 +68,9 @@ def test_evals_run_refuses_bad_input_with_exit_code_2(seeded, args, message):
     assert error.value.returncode == 2
 
 
-def test_evals_seed_demo_builds_the_suites(demo):
-    output = _evals("seed-demo")
+def test_demo_evals_builds_the_suites(demo):
+    out = StringIO()
+    call_command("demo_evals", stdout=out)
+    output = out.getvalue()
     assert "refunds/demo: 10 cases" in output
     assert EvalCase.objects.count() == 30

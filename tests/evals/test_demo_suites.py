@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.evals import eval_suite_run, eval_suites_seed_demo, suite_status
+from agents.evals import eval_suite_run, suite_status
 from agents.models import EvalCase, EvalRun, Proposal, Run, Step
+from demo.evals import eval_suites_seed_demo
 from demo.workflows import ACCESS, CRM, REFUNDS, demo_seed
 
 pytestmark = pytest.mark.django_db

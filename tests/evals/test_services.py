@@ -361,7 +361,7 @@ def test_suite_status_follows_the_current_agent_versions_latest_run(refunds, hum
 
 
 def test_the_gate_reads_the_suite_status(refunds, human):
-    from governance.gate import regression_status
+    from evidence.gate import regression_status
 
     case = _accepted_case(refunds, human)
     eval_suite_run(suite=case.suite)

@@ -8,8 +8,8 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
+from agents.tasks import HEARTBEAT_KEY, worker_heartbeat
 from console.ops import health
-from governance.tasks import HEARTBEAT_KEY, worker_heartbeat
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents.models import Escalation, Run, Step
-from governance.tasks import HEARTBEAT_KEY
+from agents.tasks import HEARTBEAT_KEY
 from tests.factories import EscalationFactory, ProposalFactory, RunFactory, WorkItemFactory
 
 pytestmark = pytest.mark.django_db

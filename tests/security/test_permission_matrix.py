@@ -14,8 +14,9 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
+from agents.evals import SuiteStatus
 from agents.models import EvalRun, EvalSuite, Execution
-from governance import gate
+from evidence import gate as evidence_gate
 from governance.models import AutonomyChange, AutonomyLevel, ConfigChange
 from governance.permissions import Role, workflow_grant_role
 from tests.console.evidence import make_evidence
@@ -63,7 +64,7 @@ class World:
 
 @pytest.fixture
 def world(roles, monkeypatch):
-    monkeypatch.setattr(gate, "regression_status", lambda wf: gate.SuiteStatus(True, "green"))
+    monkeypatch.setattr(evidence_gate, "regression_status", lambda wf: SuiteStatus(True, "green"))
     refunds = WorkflowFactory(slug="refunds", name="Refunds", autonomy_level=AutonomyLevel.LIMITED)
     access = WorkflowFactory(slug="access", name="Access")
     users = {"anonymous": None}

@@ -1,6 +1,6 @@
 """``manage.py evals run --workflow X`` replays the regression suites; exits 1 on failure.
 
-``manage.py evals seed-demo`` builds the demo suites from the demo data.
+(The demo's suites are built by ``manage.py demo_evals``.)
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from agents.models import EvalRun, EvalSuite
 from governance.models import Workflow
 
 ERR_NO_WORKFLOW = "There is no workflow called “{slug}”."
-ERR_NO_SUITE = "The workflow {slug} has no eval suite{named}. Add cases first (or seed-demo)."
+ERR_NO_SUITE = "The workflow {slug} has no eval suite{named}. Add cases first."
 ERR_NO_CASES = "No case to replay in {suite}."
-ERR_NO_DEMO = "No demo workflow exists yet: run `manage.py seed_demo` first."
 USAGE_ERROR = 2
 FAILED = 1
 
@@ -54,31 +53,14 @@ class Command(BaseCommand):
         run.add_argument("--suite", default="", help="Only this suite (default: all).")
         run.add_argument("--agent-version", default="", help="Default: the current version.")
         run.add_argument("--report", default="", help="Write the JSON report to this path.")
-        seed = sub.add_parser("seed-demo", help="Build the demo suites from the demo data.")
-        seed.add_argument("--run", action="store_true", help="Run the suites afterwards.")
 
     def handle(self, *args: Any, action: str, **options: Any) -> None:
-        if action == "seed-demo":
-            self.seed_demo(run=options["run"])
-            return
         self.run_suites(
             slug=options["workflow"],
             suite_name=options["suite"],
             agent_version=options["agent_version"] or None,
             report_path=options["report"],
         )
-
-    def seed_demo(self, *, run: bool) -> None:
-        from agents.evals import eval_suite_run, eval_suites_seed_demo
-
-        suites = eval_suites_seed_demo()
-        if not suites:
-            raise CommandError(ERR_NO_DEMO, returncode=USAGE_ERROR)
-        for suite in suites:
-            self.stdout.write(f"{suite}: {suite.cases.count()} cases")
-        if run:
-            runs = [eval_suite_run(suite=s, actor="evals:command") for s in suites]
-            self._finish(runs, report_path="")
 
     def run_suites(
         self, *, slug: str, suite_name: str, agent_version: str | None, report_path: str
