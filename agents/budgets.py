@@ -48,7 +48,7 @@ def workflow_spend_today(*, workflow: Workflow, exclude_run_id: int | None = Non
     return Decimal(total or 0)
 
 
-class BudgetTripped(Exception):  # noqa: N818 - a trip, not an error
+class BudgetTripped(Exception):  # a trip, not an error
     def __init__(self, stop_reason: str, detail: str, budget: str) -> None:
         super().__init__(detail)
         self.stop_reason = stop_reason

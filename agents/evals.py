@@ -245,7 +245,7 @@ class EvalRunner(Runner):
         return output
 
 
-class _Rollback(Exception):  # noqa: N818 - control flow, never escapes this module
+class _Rollback(Exception):  # control flow, never escapes this module
     pass
 
 

@@ -205,6 +205,12 @@ class ProposalQuerySet(models.QuerySet):
     def pending(self) -> ProposalQuerySet:
         return self.filter(status=Proposal.Status.PENDING)
 
+    def awaiting_review(self) -> ProposalQuerySet:
+        return self.filter(**Proposal.AWAITING_REVIEW)
+
+    def awaiting_sample(self) -> ProposalQuerySet:
+        return self.filter(**Proposal.AWAITING_SAMPLE, decision__isnull=True)
+
 
 class Proposal(models.Model):
     class Verdict(models.TextChoices):
@@ -222,6 +228,14 @@ class Proposal(models.Model):
         CANCELLED = "cancelled", "Cancelled"
 
     DECIDED = (Status.ACCEPTED, Status.EDITED, Status.REJECTED)
+    # What the reviewers' queues hold, defined once (the ORM's querysets above and the
+    # hand-written statements in reviews.sql are both built from these):
+    # awaiting review, a pending action waiting for a human before it may run (an
+    # auto-allowed one on its way to execution is pending too, but not theirs to
+    # decide); awaiting a sample review, an action that executed on its own and was
+    # picked for post-hoc review, with no decision yet.
+    AWAITING_REVIEW = {"status": Status.PENDING, "auto_executed": False}
+    AWAITING_SAMPLE = {"status": Status.EXECUTED, "sampled_for_review": True}
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="proposals")
     # Denormalised from the run so queue queries touch one table.

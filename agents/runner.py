@@ -19,11 +19,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
-from agents import prompts
+from agents import prompts, states
+from agents import sql as agents_sql
 from agents.budgets import BudgetTripped, RunBudget, workflow_spend_today
 from agents.injection import injection_detect
 from agents.llm import (
@@ -51,9 +52,10 @@ from agents.otel import run_trace_dispatch
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
 from agents.redaction import redact
 from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
-from governance import sqlkit as sql
+from governance import sql as governance_sql
+from governance import sqlkit
 from governance.audit import audit_append
-from governance.models import AutonomyLevel, ToolGrant, Workflow
+from governance.models import AutonomyLevel, Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def principal_for(workflow: Workflow) -> str:
     return f"agent:{workflow.slug}"
 
 
-class RunBusy(Exception):  # noqa: N818 - a state, not a bug
+class RunBusy(Exception):  # a state, not a bug
     """A live worker is running this item; try again after its budget runs out."""
 
     def __init__(self, retry_in: int) -> None:
@@ -96,7 +98,7 @@ class RunBusy(Exception):  # noqa: N818 - a state, not a bug
         self.retry_in = retry_in
 
 
-class RunStopped(Exception):  # noqa: N818 - a stop, not a bug
+class RunStopped(Exception):  # a stop, not a bug
     def __init__(
         self,
         stop_reason: str,
@@ -151,12 +153,7 @@ class Runner:
         self.client = client
         self.small, self.large_model = models_for(self.workflow)
         self.budget = RunBudget.for_workflow(self.workflow)
-        rows = sql.fetch(
-            f"SELECT {sql.columns(ToolGrant, 'g')} FROM {sql.table(ToolGrant)} g"  # noqa: S608
-            " WHERE g.workflow_id = %s",
-            [self.workflow.pk],
-        )
-        self.grants = {g.tool: g for g in (sql.build(ToolGrant, row) for row in rows)}
+        self.grants = governance_sql.grants_of(self.workflow.pk)
         self.registry = registry_for(
             self.workflow, granted={name for name, g in self.grants.items() if g.enabled}
         )
@@ -185,7 +182,7 @@ class Runner:
         run's final transaction: a run whose worker dies restarts from a clean trace,
         so a tool call costs no commit of its own."""
         if self.unsaved:
-            sql.insert(self.unsaved)  # one multi-row INSERT (governance.sqlkit)
+            sqlkit.insert(self.unsaved)  # one multi-row INSERT
             self.unsaved = []
 
     # --- kill switch ----------------------------------------------------------
@@ -194,11 +191,7 @@ class Runner:
 
         FOR SHARE (PostgreSQL) waits for a pause that is committing, instead of reading
         the row as it was before it: a check never passes while a pause is in flight."""
-        ((paused, level),) = sql.fetch(
-            f"SELECT paused, autonomy_level FROM {sql.table(Workflow)}"  # noqa: S608 - table name from the model
-            f" WHERE id = %s{sql.lock('FOR SHARE')}",
-            [self.workflow.pk],
-        )
+        paused, level = governance_sql.workflow_state(self.workflow.pk)
         if paused:
             raise RunStopped(Run.StopReason.PAUSED, Escalation.Reason.PAUSED, ERR_PAUSED)
         if level == AutonomyLevel.OFF:
@@ -460,46 +453,22 @@ class Runner:
             "models": sorted(set(self.models_used)),
         }
 
-    def _lock_if_still_mine(self) -> bool:
-        current = Run.objects.select_for_update().get(pk=self.run.pk)
-        return current.status == Run.Status.RUNNING and current.state.get(
-            "lease"
-        ) == self.run.state.get("lease")
-
     def _save_if_still_mine(self, *, status: str, stop_reason: str) -> bool:
         """Write the finished run only if this worker still holds it (RUNNING, same
-        lease): one conditional UPDATE that both checks and locks the row, instead of
-        a SELECT ... FOR UPDATE followed by a full save. The fields are set on
-        ``self.run`` only once the write happened."""
-        lease = self.run.state.get("lease")
+        lease): one conditional UPDATE that both checks and locks the row. The
+        fields are set on ``self.run`` only once the write happened. The
+        transaction (the run's end, and its proposals after it) commits relaxed:
+        lost in a server crash, the item runs again (``agents.states``)."""
         self._finish_fields()
-        if lease is None:  # a run claimed before leases existed: check it the long way
-            if not self._lock_if_still_mine():
-                return False
-            self.run.status, self.run.stop_reason = status, stop_reason
-            self.run.save()
-            return True
         fields = {
             f.attname: getattr(self.run, f.attname)
             for f in Run._meta.concrete_fields
-            if not f.primary_key and f.attname not in ("created_at", "work_item_id", "attempt")
+            if not f.primary_key
+            and f.attname not in ("status", "created_at", "work_item_id", "attempt")
         }
-        fields.update(status=status, stop_reason=stop_reason)
-        if connection.vendor == "postgresql":
-            same_lease = "state ->> 'lease' = %s"
-        else:
-            same_lease = "json_extract(state, '$.lease') = %s"
-        # The transaction's first statement: the finished run, and its proposals after
-        # it, commit without waiting for the WAL flush (lost in a server crash, the
-        # item runs again; see governance.sqlkit).
-        written = sql.update(
-            Run,
-            self.run.pk,
-            fields,
-            f"status = %s AND {same_lease}",
-            Run.Status.RUNNING,
-            lease,
-            returning=sql.without_flush_wait_expr(),
+        fields["stop_reason"] = stop_reason
+        written = states.run_move(
+            self.run.pk, to=status, lease=self.run.state.get("lease"), durable=False, **fields
         )
         if written:
             self.run.status, self.run.stop_reason = status, stop_reason
@@ -556,7 +525,7 @@ class Runner:
                     )
                 )
             # One multi-row INSERT for the whole plan, which returns the ids.
-            sql.insert(proposals)
+            sqlkit.insert(proposals)
             # Each action inside its caps at limited or above runs on its own, in plan
             # order; an action that needs a human holds the ones after it until decided.
             auto = [
@@ -572,12 +541,7 @@ class Runner:
                 else WorkItem.Status.AWAITING_REVIEW
             )
             self.item.sla_due_at = sla
-            self.item.updated_at = timezone.now()
-            sql.update(
-                WorkItem,
-                self.item.pk,
-                {"status": self.item.status, "sla_due_at": sla, "updated_at": self.item.updated_at},
-            )
+            states.work_item_move(self.item.pk, to=self.item.status, sla_due_at=sla)
             audit_append(
                 action="agent.run.proposed",
                 actor=self.principal,
@@ -656,7 +620,7 @@ class Runner:
             )
             notify_escalation(escalation)
             self.item.status = WorkItem.Status.ESCALATED
-            self.item.save(update_fields=["status", "updated_at"])
+            states.work_item_move(self.item.pk, to=WorkItem.Status.ESCALATED)
             audit_append(
                 action="agent.run.escalated",
                 actor=self.principal,
@@ -672,35 +636,11 @@ class Runner:
         return self.run
 
 
-def _item_to_claim(work_item_id: int) -> WorkItem | None:
-    """The work item, locked (its row only: the workflow's is read, not locked; a FOR
-    UPDATE on it would serialise every claim and deadlock with executions' deferred
-    FK checks), with its workflow and its latest run's id (``latest_run_id``).
-    One hand-written statement (governance.sqlkit): every run starts here."""
-    # The claim commits without waiting for the WAL flush (lost in a server crash, the
-    # item is sent again; see governance.sqlkit): set by the statement itself, the last column.
-    rows = sql.fetch(
-        f"SELECT {sql.columns(WorkItem, 'i')}, {sql.columns(Workflow, 'w')},"  # noqa: S608 - names from the models
-        f" (SELECT r.id FROM {sql.table(Run)} r WHERE r.work_item_id = i.id"
-        f" ORDER BY r.attempt DESC LIMIT 1), {sql.without_flush_wait_expr()}"
-        f" FROM {sql.table(WorkItem)} i JOIN {sql.table(Workflow)} w ON w.id = i.workflow_id"
-        f" WHERE i.id = %s{sql.lock('FOR UPDATE OF i')}",
-        [work_item_id],
-    )
-    if not rows:
-        return None
-    row = rows[0]
-    item = sql.build(WorkItem, row)
-    item.workflow = sql.build(Workflow, row, sql.width(WorkItem))
-    item.latest_run_id = row[-2]
-    return item
-
-
 def run_claim(*, work_item_id: int) -> Run | None:
     """Start (or restart a dead) run for a work item, or return None when there is
     nothing to do. Idempotent: redelivery never makes a second run."""
     with transaction.atomic():
-        item = _item_to_claim(work_item_id)
+        item = agents_sql.item_to_claim(work_item_id)
         if item is None:
             return None
         # The usual first claim (a received item with no run) costs no second query.
@@ -730,19 +670,15 @@ def run_claim(*, work_item_id: int) -> Run | None:
             run.cost_usd = Decimal("0")
         elif run is None:
             run = Run(work_item=item, attempt=1)
-        run.status = Run.Status.RUNNING
         run.autonomy_level = item.workflow.autonomy_level
         run.started_at = now
         run.agent_version = prompts.AGENT_VERSION
         run.prompt_version = prompts.PROMPT_VERSION
         run.state = {"lease": lease}
-        if run.pk is None:
-            sql.insert([run])
-        else:
-            run.save()
+        # The claim commits relaxed: lost in a server crash, the item is sent again.
+        states.run_start(run, durable=False)
         item.status = WorkItem.Status.RUNNING
-        item.updated_at = now
-        sql.update(WorkItem, item.pk, {"status": item.status, "updated_at": now})
+        states.work_item_move(item.pk, to=WorkItem.Status.RUNNING, updated_at=now, durable=False)
     return run
 
 

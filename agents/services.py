@@ -13,17 +13,19 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError as PydanticValidationError
 
+from agents import sql as agents_sql
+from agents import states
 from agents.models import Escalation, Execution, Proposal, Run, WorkItem
 from agents.notifications import notify_escalation
 from agents.policy import grant_level, policy_evaluate
 from agents.runner import principal_for
 from agents.tools import ToolContext, ToolError, TransientToolError, arguments_hash, registry_for
-from governance import sqlkit as sql
+from governance import sql as governance_sql
 from governance.audit import audit_append
 from governance.models import AutonomyLevel, ToolGrant, Workflow
 
@@ -148,6 +150,22 @@ def work_item_create(
     return item, True
 
 
+def work_item_retry(*, work_item: WorkItem) -> Run:
+    """Give an escalated item back to the agent (a human sent it back): a fresh
+    attempt, queued, and dispatched once the transaction commits."""
+    last = work_item.runs.order_by("-attempt").values_list("attempt", flat=True).first()
+    run = Run.objects.create(
+        work_item=work_item,
+        attempt=(last or 0) + 1,
+        status=Run.Status.QUEUED,
+        autonomy_level=work_item.workflow.autonomy_level,
+    )
+    states.work_item_move(work_item.pk, to=WorkItem.Status.RECEIVED)
+    work_item.status = WorkItem.Status.RECEIVED
+    work_item_dispatch(work_item=work_item)
+    return run
+
+
 def work_items_dispatch_received(*, workflow: Workflow) -> list[int]:
     """Dispatch items still waiting for their first run (e.g. after a resume)."""
     ids = list(
@@ -198,46 +216,6 @@ def _next_to_execute(proposals: list[Proposal], grants: dict[str, ToolGrant]) ->
     return None
 
 
-def _plan(run_id: int, *, workflow: Workflow | None = None, locked: bool = False) -> list[Proposal]:
-    """A run's proposals in sequence order, each with its decision (LEFT JOIN, never
-    locked) and its tool's grant (level and enabled, as ``grant_level`` and
-    ``grant_enabled``; None when there is none) read in the same statement, so the
-    plan dispatcher needs no separate query for the grants (the executor still reads
-    the grant itself, fresh, before anything runs). ``locked`` locks the proposals
-    (only their rows: locking the workflow's would block every insert referencing
-    it). The workflow is joined unless it is in hand.
-
-    One hand-written statement (governance.sqlkit): it runs after every decision and every
-    execution, and the ORM's compile of the join and subqueries cost a millisecond."""
-    decision_rel = Proposal._meta.get_field("decision")
-    decision_model = decision_rel.related_model
-    with_workflow = workflow is None
-    rows = sql.fetch(
-        f"SELECT {sql.columns(Proposal, 'p')}, {sql.columns(decision_model, 'd')},"  # noqa: S608 - names from the models
-        f" g.autonomy_level, g.enabled"
-        + (f", {sql.columns(Workflow, 'w')}" if with_workflow else "")
-        + f" FROM {sql.table(Proposal)} p"
-        f" LEFT JOIN {sql.table(decision_model)} d ON d.proposal_id = p.id"
-        f" LEFT JOIN {sql.table(ToolGrant)} g ON g.workflow_id = p.workflow_id AND g.tool = p.tool"
-        + (f" JOIN {sql.table(Workflow)} w ON w.id = p.workflow_id" if with_workflow else "")
-        + " WHERE p.run_id = %s ORDER BY p.sequence"
-        + (sql.lock("FOR UPDATE OF p") if locked else ""),
-        [run_id],
-    )
-    plan = []
-    at_decision = sql.width(Proposal)
-    at_grant = at_decision + sql.width(decision_model)
-    for row in rows:
-        proposal = sql.build(Proposal, row)
-        decision_rel.set_cached_value(proposal, sql.build(decision_model, row, at_decision))
-        proposal.grant_level, proposal.grant_enabled = row[at_grant], row[at_grant + 1]
-        if with_workflow:
-            workflow = sql.build(Workflow, row, at_grant + 2)
-        proposal.workflow = workflow
-        plan.append(proposal)
-    return plan
-
-
 def _plan_grants(workflow: Workflow, proposals: list[Proposal]) -> dict[str, ToolGrant]:
     """The grants ``_next_to_execute`` consults: only approved actions are judged by
     their tool's level, so a plan with none left (the usual end) costs no query; nor
@@ -260,25 +238,6 @@ def _plan_grants(workflow: Workflow, proposals: list[Proposal]) -> dict[str, Too
     return {g.tool: g for g in ToolGrant.objects.filter(workflow=workflow).order_by()}
 
 
-def _item_transition(item_id: int, *, status: str, unless: tuple[str, ...], **fields: Any) -> int:
-    """Move a work item to ``status`` unless it is in one of ``unless``: one
-    conditional UPDATE, which takes the row lock and re-checks the state under it
-    (instead of SELECT ... FOR UPDATE, then a save). Returns the rows changed."""
-    marks = ", ".join(["%s"] * len(unless))
-    values = {"status": status, "updated_at": timezone.now(), **fields}
-    return sql.update(WorkItem, item_id, values, f"status NOT IN ({marks})", *unless)
-
-
-def _item_resolve(item_id: int, *, succeeded: bool) -> int:
-    return _item_transition(
-        item_id,
-        status=WorkItem.Status.RESOLVED,
-        unless=WorkItem.TERMINAL,
-        succeeded=succeeded,
-        resolved_at=timezone.now(),
-    )
-
-
 def _enqueue_execute(proposal_id: int) -> None:
     from agents.tasks import execute_action
 
@@ -297,10 +256,10 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
     with transaction.atomic(savepoint=False):
         # Only the proposals' rows are locked: locking the workflow's would block every
         # concurrent insert that references it (deferred FK checks) and deadlock.
-        proposals = _plan(run_id, locked=True)
+        proposals = agents_sql.plan(run_id, locked=True)
         if not proposals:
             return []
-        # The work item is written with conditional UPDATEs (_item_transition), which
+        # The work item is written with conditional UPDATEs (agents.states), which
         # lock it after the proposals, as before, and re-check its state under the lock.
         item_id = proposals[0].work_item_id
         rejected = [p for p in proposals if p.status == Proposal.Status.REJECTED]
@@ -313,14 +272,12 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
                 and p.status in (Proposal.Status.PENDING, *EXECUTABLE_STATUSES)
             ]
             if cancel:
-                Proposal.objects.filter(pk__in=[p.pk for p in cancel]).update(
-                    status=Proposal.Status.CANCELLED
-                )
+                states.proposals_move([p.pk for p in cancel], to=Proposal.Status.CANCELLED)
                 for p in cancel:
                     p.status = Proposal.Status.CANCELLED
             undecided = any(p.status == Proposal.Status.PENDING for p in proposals)
             if not undecided:
-                _item_resolve(item_id, succeeded=False)
+                states.work_item_resolve(item_id, succeeded=False)
             return []
         # Every action approved, done, or on its way to run on its own.
         if not all(
@@ -332,11 +289,9 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
         nxt = _next_to_execute(proposals, _plan_grants(proposals[0].workflow, proposals))
         if nxt is None:
             # Nothing to execute (shadow mode, or all done): record the outcome.
-            _item_resolve(item_id, succeeded=True)
+            states.work_item_resolve(item_id, succeeded=True)
             return []
-        _item_transition(
-            item_id, status=WorkItem.Status.EXECUTING, unless=(WorkItem.Status.EXECUTING,)
-        )
+        states.work_item_move(item_id, to=WorkItem.Status.EXECUTING)
         _enqueue_execute(nxt.pk)
         return [nxt.pk]
 
@@ -433,19 +388,19 @@ def _plan_settled(item_id: int, proposals: list[Proposal]) -> None:
     back to the reviewers while a later action waits for one (inside a transaction).
     A terminal item is left alone (the conditional UPDATE re-checks under the lock)."""
     if all(p.status in (Proposal.Status.EXECUTED, *EXECUTABLE_STATUSES) for p in proposals):
-        _item_resolve(item_id, succeeded=True)
+        states.work_item_resolve(item_id, succeeded=True)
     elif any(p.status == Proposal.Status.REJECTED for p in proposals) and not any(
         p.status == Proposal.Status.PENDING for p in proposals
     ):
-        _item_resolve(item_id, succeeded=False)
+        states.work_item_resolve(item_id, succeeded=False)
     elif any(p.status == Proposal.Status.PENDING and not p.auto_executed for p in proposals):
-        _item_transition(item_id, status=WorkItem.Status.AWAITING_REVIEW, unless=WorkItem.TERMINAL)
+        states.work_item_move(item_id, to=WorkItem.Status.AWAITING_REVIEW)
 
 
 # --- Execution ---------------------------------------------------------------------
 
 
-class ExecutionRefused(Exception):  # noqa: N818 - a refusal, with a message to show
+class ExecutionRefused(Exception):  # a refusal, with a message to show
     pass
 
 
@@ -503,17 +458,18 @@ def _fail(proposal: Proposal, execution: Execution | None, error: str) -> None:
             execution.status = Execution.Status.FAILED
             execution.error = error[:5000]
             execution.finished_at = timezone.now()
-            execution.save(update_fields=["status", "error", "finished_at"])
+            states.execution_move(
+                execution.pk,
+                to=Execution.Status.FAILED,
+                error=execution.error,
+                finished_at=execution.finished_at,
+            )
         proposal.status = Proposal.Status.EXECUTION_FAILED
-        proposal.save(update_fields=["status"])
-        Proposal.objects.filter(
-            run_id=proposal.run_id,
-            sequence__gt=proposal.sequence,
-            status__in=(Proposal.Status.PENDING, *EXECUTABLE_STATUSES),
-        ).update(status=Proposal.Status.CANCELLED)
-        item = WorkItem.objects.select_for_update().get(pk=proposal.work_item_id)
+        states.proposal_move(proposal.pk, to=Proposal.Status.EXECUTION_FAILED)
+        states.plan_rest_cancel(run_id=proposal.run_id, after=proposal.sequence)
+        item = WorkItem.objects.get(pk=proposal.work_item_id)
+        states.work_item_move(item.pk, to=WorkItem.Status.ESCALATED)
         item.status = WorkItem.Status.ESCALATED
-        item.save(update_fields=["status", "updated_at"])
         escalation = Escalation.objects.create(
             workflow_id=proposal.workflow_id,
             work_item=item,
@@ -615,10 +571,7 @@ def _hold_for_approval(proposal: Proposal, rule: str) -> None:
     proposal.verdict = Proposal.Verdict.NEEDS_APPROVAL
     proposal.verdict_rule = rule
     proposal.save(update_fields=["auto_executed", "sampled_for_review", "verdict", "verdict_rule"])
-    item = WorkItem.objects.select_for_update().get(pk=proposal.work_item_id)
-    if item.status not in WorkItem.TERMINAL:
-        item.status = WorkItem.Status.AWAITING_REVIEW
-        item.save(update_fields=["status", "updated_at"])
+    states.work_item_move(proposal.work_item_id, to=WorkItem.Status.AWAITING_REVIEW)
     audit_append(
         action="agent.tool.held_for_approval",
         actor=principal_for(proposal.workflow),
@@ -626,78 +579,6 @@ def _hold_for_approval(proposal: Proposal, rule: str) -> None:
         obj=proposal,
         data={"tool": proposal.tool, "rule": rule},
     )
-
-
-def _paused_locked(workflow_id: int) -> bool:
-    """Read the pause flag under FOR SHARE (PostgreSQL). The pause holds the row FOR
-    NO KEY UPDATE, which conflicts: an execution either commits its start before the
-    pause commits, or sees the pause. Nothing starts after it."""
-    rows = sql.fetch(
-        f"SELECT paused FROM {sql.table(Workflow)} WHERE id = %s{sql.lock('FOR SHARE')}",  # noqa: S608 - table name from the model
-        [workflow_id],
-    )
-    return bool(rows and rows[0][0])
-
-
-def _proposal_to_execute(proposal_id: int) -> Proposal | None:
-    """The proposal, locked, with its workflow, work item and decision (LEFT JOIN, not
-    locked: _approved reads it) and its plan's size, which never changes once the
-    runner wrote the plan (in one transaction): a one-action plan needs no second
-    look at the end. One hand-written statement (governance.sqlkit): the ORM's compile of
-    this join cost more than the rest of the execution's statements together."""
-    decision_rel = Proposal._meta.get_field("decision")
-    decision_model = decision_rel.related_model
-    rows = sql.fetch(
-        f"SELECT {sql.columns(Proposal, 'p')}, {sql.columns(Workflow, 'w')},"  # noqa: S608 - names from the models
-        f" {sql.columns(WorkItem, 'i')}, {sql.columns(decision_model, 'd')},"
-        f" (SELECT COUNT(*) FROM {sql.table(Proposal)} q WHERE q.run_id = p.run_id)"
-        f" FROM {sql.table(Proposal)} p"
-        f" JOIN {sql.table(Workflow)} w ON w.id = p.workflow_id"
-        f" JOIN {sql.table(WorkItem)} i ON i.id = p.work_item_id"
-        f" LEFT JOIN {sql.table(decision_model)} d ON d.proposal_id = p.id"
-        f" WHERE p.id = %s{sql.lock('FOR UPDATE OF p')}",
-        [proposal_id],
-    )
-    if not rows:
-        return None
-    row = rows[0]
-    at = 0
-    parts = []
-    for model in (Proposal, Workflow, WorkItem, decision_model):
-        parts.append(sql.build(model, row, at))
-        at += sql.width(model)
-    proposal, workflow, item, decision = parts
-    proposal.workflow = workflow
-    proposal.work_item = item
-    decision_rel.set_cached_value(proposal, decision)
-    proposal.plan_size = row[at]
-    return proposal
-
-
-def _grant(workflow_id: int, tool: str, *, locked: bool) -> ToolGrant | None:
-    """The workflow's grant of ``tool``, read fresh (optionally FOR UPDATE of its
-    own row only: the workflow's row must not be locked, every insert referencing
-    it would wait)."""
-    rows = sql.fetch(
-        f"SELECT {sql.columns(ToolGrant, 'g')} FROM {sql.table(ToolGrant)} g"  # noqa: S608
-        f" WHERE g.workflow_id = %s AND g.tool = %s{sql.lock() if locked else ''}",
-        [workflow_id, tool],
-    )
-    return sql.build(ToolGrant, rows[0]) if rows else None
-
-
-def _grant_and_pause(workflow_id: int, tool: str) -> tuple[ToolGrant | None, bool]:
-    """The grant of ``tool`` (not locked) and the pause flag read under FOR SHARE
-    (as ``_paused_locked``), in one statement."""
-    rows = sql.fetch(
-        f"SELECT w.paused, {sql.columns(ToolGrant, 'g')} FROM {sql.table(Workflow)} w"  # noqa: S608
-        f" LEFT JOIN {sql.table(ToolGrant)} g ON g.workflow_id = w.id AND g.tool = %s"
-        f" WHERE w.id = %s{sql.lock('FOR SHARE OF w')}",
-        [tool, workflow_id],
-    )
-    if not rows:
-        return None, False
-    return sql.build(ToolGrant, rows[0], 1), bool(rows[0][0])
 
 
 def proposal_execute(*, proposal_id: int) -> Execution | None:
@@ -708,7 +589,7 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
     so redelivery, a killed worker or a double click never repeats the side effect.
     """
     with transaction.atomic():
-        proposal = _proposal_to_execute(proposal_id)
+        proposal = agents_sql.proposal_to_execute(proposal_id)
         if proposal is None:
             return None
         if proposal.status == Proposal.Status.EXECUTED:
@@ -733,10 +614,8 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             refusal = str(exc)
         else:
             refusal = ""
-        if auto and sql.fetch(
-            f"SELECT 1 FROM {sql.table(Proposal)} WHERE run_id = %s AND sequence < %s"  # noqa: S608
-            " AND status <> %s LIMIT 1",
-            [proposal.run_id, proposal.sequence, Proposal.Status.EXECUTED],
+        if auto and agents_sql.earlier_action_waiting(
+            run_id=proposal.run_id, sequence=proposal.sequence
         ):
             return None  # an earlier action of its plan has not run: it starts after that
         # Automatic executions serialise on their grant's row: the daily caps and
@@ -744,10 +623,10 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
         # The kill switch, re-read now that the locks are held: the workflow row read
         # above may predate a pause that committed while this waited for them.
         if auto and not refusal:
-            grant = _grant(workflow.pk, proposal.tool, locked=True)
-            paused = _paused_locked(workflow.pk)
+            grant = governance_sql.grant_of(workflow.pk, proposal.tool, locked=True)
+            paused = governance_sql.workflow_paused(workflow.pk)
         else:
-            grant, paused = _grant_and_pause(workflow.pk, proposal.tool)
+            grant, paused = governance_sql.grant_and_pause(workflow.pk, proposal.tool)
         if paused:
             logger.info("execution of proposal %s held: %s", proposal.pk, ERR_PAUSED_EXECUTION)
             return None
@@ -788,6 +667,10 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             execution = None
         else:
             key = execution_key(proposal, approved_hash)
+            # A tool acting on this database commits its side effect with the
+            # reservation, durably; any other's reservation commits relaxed (it can
+            # be re-created from the idempotency key: agents.states).
+            durable = tool.in_database
             # Every writer of this key holds the proposal's row lock (taken above), so
             # a missing row cannot appear before this transaction commits; the unique
             # key stays the last word.
@@ -798,27 +681,30 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
                 arguments_hash=approved_hash,
                 principal=principal_for(workflow),
                 auto=auto,
-                status=Execution.Status.RUNNING,
                 attempts=1,
                 started_at=timezone.now(),
             )
             # A human-approved action is usually on its first delivery: insert straight
             # away (ON CONFLICT DO NOTHING); a redelivery finds the row below. An
             # automatic one reserves its daily caps first, so it looks first.
-            if auto or not sql.insert_new(execution, conflict="idempotency_key"):
-                rows = sql.fetch(
-                    f"SELECT {sql.columns(Execution, 'x')} FROM {sql.table(Execution)} x"  # noqa: S608
-                    f" WHERE x.idempotency_key = %s{sql.lock()}",
-                    [key],
-                )
-                if rows:
-                    execution = sql.build(Execution, rows[0])
+            if auto or not states.execution_insert(
+                execution, durable=durable, conflict="idempotency_key"
+            ):
+                found = agents_sql.execution_by_key(key)
+                if found is not None:
+                    execution = found
                     if execution.status == Execution.Status.SUCCEEDED:
                         return execution
                     execution.attempts += 1
                     execution.status = Execution.Status.RUNNING
                     execution.started_at = execution.started_at or timezone.now()
-                    execution.save(update_fields=["attempts", "status", "started_at"])
+                    states.execution_move(
+                        execution.pk,
+                        to=Execution.Status.RUNNING,
+                        durable=durable,
+                        attempts=execution.attempts,
+                        started_at=execution.started_at,
+                    )
                 else:  # first delivery of an automatic action
                     held = auto and _auto_reserve(
                         proposal=proposal, grant=grant, facts=tool.policy_facts(args), key=key
@@ -826,14 +712,11 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
                     if held:
                         _hold_for_approval(proposal, held)
                         return None
-                    sql.insert([execution])
+                    states.execution_insert(execution, durable=durable)
             if proposal.work_item.status != WorkItem.Status.EXECUTING:
                 proposal.work_item.status = WorkItem.Status.EXECUTING
-                proposal.work_item.updated_at = timezone.now()
-                sql.update(
-                    WorkItem,
-                    proposal.work_item_id,
-                    {"status": WorkItem.Status.EXECUTING, "updated_at": timezone.now()},
+                states.work_item_move(
+                    proposal.work_item_id, to=WorkItem.Status.EXECUTING, durable=durable
                 )
             if tool.in_database:
                 # A tool acting on this database (the sandbox systems of record): its
@@ -842,19 +725,13 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
                 # pause flag's among them). A crash anywhere in it leaves nothing to
                 # recover: the retry starts over.
                 return _run_and_record(proposal, execution, tool, args, in_transaction=True)
-            # The reservation can be re-created from the idempotency key; the side
-            # effect, next, commits durably on its own (see governance.sqlkit).
-            sql.commit_without_flush_wait()
     if refusal:
         _fail(proposal, None, refusal)
         return None
 
     # The kill switch, once more, right before the side effect starts.
-    if sql.fetch(
-        f"SELECT 1 FROM {sql.table(Workflow)} WHERE id = %s AND paused",  # noqa: S608
-        [workflow.pk],
-    ):
-        Execution.objects.filter(pk=execution.pk).update(status=Execution.Status.PENDING)
+    if governance_sql.workflow_paused(workflow.pk, share_lock=False):
+        states.execution_move(execution.pk, to=Execution.Status.PENDING)
         return None
     return _run_and_record(proposal, execution, tool, args, in_transaction=False)
 
@@ -884,31 +761,34 @@ def _run_and_record(
         return execution
     _test_delay()
     if in_transaction:
-        return _record_success(proposal, execution, result)
+        return _record_success(proposal, execution, result, durable=True)
+    # The record of an outside side effect commits relaxed: the retry finds the side
+    # effect by its idempotency key (agents.states).
     with transaction.atomic():
-        sql.commit_without_flush_wait()
-        return _record_success(proposal, execution, result)
+        return _record_success(proposal, execution, result, durable=False)
 
 
-def _record_success(proposal: Proposal, execution: Execution, result: Any) -> Execution:
+def _record_success(
+    proposal: Proposal, execution: Execution, result: Any, *, durable: bool
+) -> Execution:
     """Inside a transaction: the proposal executed, its execution succeeded, then the
     plan's next action is enqueued or the item settled."""
     workflow = proposal.workflow
     # Conditional UPDATEs lock the rows in the usual order (the proposal, then its
     # execution) without reading them back first. If another delivery recorded the
     # success meanwhile, the proposal is already EXECUTED: nothing more to do.
-    sql.update(Proposal, proposal.pk, {"status": Proposal.Status.EXECUTED})
+    states.proposal_move(proposal.pk, to=Proposal.Status.EXECUTED)
     proposal.status = Proposal.Status.EXECUTED
     recorded = {
-        "status": Execution.Status.SUCCEEDED,
         "result": json.loads(json.dumps(result, default=str)),
         "finished_at": timezone.now(),
         "error": "",
     }
-    if not sql.update(
-        Execution, execution.pk, recorded, "status <> %s", Execution.Status.SUCCEEDED
+    if not states.execution_move(
+        execution.pk, to=Execution.Status.SUCCEEDED, durable=durable, **recorded
     ):
         return Execution.objects.get(pk=execution.pk)
+    execution.status = Execution.Status.SUCCEEDED
     for name, value in recorded.items():
         setattr(execution, name, value)
     audit_append(
@@ -925,7 +805,10 @@ def _record_success(proposal: Proposal, execution: Execution, result: Any) -> Ex
         },
     )
     # A one-action plan is the proposal itself, and it has just run.
-    proposals = [proposal] if proposal.plan_size == 1 else _plan(proposal.run_id, workflow=workflow)
+    if proposal.plan_size == 1:
+        proposals = [proposal]
+    else:
+        proposals = agents_sql.plan(proposal.run_id, workflow=workflow)
     nxt = _next_to_execute(proposals, _plan_grants(workflow, proposals))
     if nxt is not None:
         _enqueue_execute(nxt.pk)
@@ -1051,78 +934,17 @@ def work_items_create_bulk(
     return [(by_external[external_id], external_id in fresh) for external_id in ids]
 
 
-# The columns the one-statement insert writes: every concrete field of WorkItem. A
-# field added later makes ``_insert_new`` fall back to the ORM (slower, still correct)
-# until the statement learns the new column.
-_INSERT_FIELDS = frozenset(
-    {
-        "id", "workflow", "external_id", "title", "payload", "source", "source_principal",
-        "status", "succeeded", "sla_due_at", "created_at", "updated_at", "resolved_at",
-    }
-)  # fmt: skip
-
-
 def _insert_new(
     *, workflow: Workflow, rows: list[tuple[str, str, Any]], source: str, principal: str
 ) -> dict[str, WorkItem]:
     """Insert the rows (external id, title, payload) whose external id the workflow
-    does not hold yet; returns the new items by external id. Rows already there (or
-    inserted first by a concurrent request) are skipped without an error.
-
-    One ``INSERT … SELECT FROM jsonb_to_recordset(%s) ON CONFLICT DO NOTHING RETURNING``:
-    the rows travel as one JSON document (one C-speed encode, one parameter), encoded
-    as the JSONField would (DjangoJSONEncoder). The ORM's bulk_create cost ~100 µs a
-    row to compile and could not skip conflicts and still return ids.
-    """
-    if (
-        connection.vendor != "postgresql"  # the embedded SQLite default
-        or {f.name for f in WorkItem._meta.concrete_fields} != _INSERT_FIELDS
-    ):
+    does not hold yet; returns the new items by external id. One statement on
+    PostgreSQL (``agents.sql.work_items_insert_new``), the ORM elsewhere."""
+    inserted = agents_sql.work_items_insert_new(
+        workflow=workflow, rows=rows, source=source, principal=principal
+    )
+    if inserted is None:
         return _insert_new_orm(workflow=workflow, rows=rows, source=source, principal=principal)
-    from django.core.serializers.json import DjangoJSONEncoder
-
-    now = timezone.now()
-    principal = principal[:150]
-    document = json.dumps(
-        [{"e": external_id, "t": title, "p": payload} for external_id, title, payload in rows],
-        cls=DjangoJSONEncoder,
-    )
-    sql = (
-        f"INSERT INTO {connection.ops.quote_name(WorkItem._meta.db_table)} (workflow_id, "
-        "external_id, title, payload, source, source_principal, status, succeeded, "
-        "sla_due_at, created_at, updated_at, resolved_at) "
-        "SELECT %s, r.e, r.t, r.p, %s, %s, %s, NULL, NULL, %s, %s, NULL "
-        "FROM jsonb_to_recordset(%s::jsonb) AS r(e text, t text, p jsonb) "
-        "ON CONFLICT (workflow_id, external_id) DO NOTHING RETURNING id, external_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql, [workflow.pk, source, principal, WorkItem.Status.RECEIVED, now, now, document]
-        )
-        returned = cursor.fetchall()
-    by_external = {external_id: (title, payload) for external_id, title, payload in rows}
-    # Rows as the database holds them, built the way a query builds them (positional
-    # from_db: several times cheaper than keyword construction).
-    attnames = [field.attname for field in WorkItem._meta.concrete_fields]
-    common = {
-        "workflow_id": workflow.pk,
-        "source": source,
-        "source_principal": principal,
-        "status": WorkItem.Status.RECEIVED,
-        "created_at": now,
-        "updated_at": now,
-    }
-    template = [common.get(name) for name in attnames]
-    slot = {name: index for index, name in enumerate(attnames)}
-    inserted: dict[str, WorkItem] = {}
-    for pk, external_id in returned:
-        values = template.copy()
-        values[slot["id"]] = pk
-        values[slot["external_id"]] = external_id
-        values[slot["title"]], values[slot["payload"]] = by_external[external_id]
-        item = WorkItem.from_db(connection.alias, attnames, values)
-        item._state.fields_cache["workflow"] = workflow
-        inserted[external_id] = item
     return inserted
 
 

@@ -38,6 +38,6 @@ def reset_sequences(cursor: Any, tables: Iterable[str]) -> None:
     """After COPY with explicit ids: the next insert gets the next free id."""
     for table in tables:
         cursor.execute(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608 - our tables
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # our tables
             f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
         )

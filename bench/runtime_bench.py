@@ -306,7 +306,7 @@ def main() -> None:
     phase_counts: dict[str, dict[str, int]] = {}
     counter = {"queries": 0, "commits": 0}
 
-    def count_query(execute, sql, params, many, context):  # noqa: ANN001, ANN202
+    def count_query(execute, sql, params, many, context):
         counter["queries"] += 1
         if opts.show_queries:
             print(f"  [{'atomic' if connection.in_atomic_block else 'auto'}] {sql[:300]}")
@@ -331,7 +331,8 @@ def main() -> None:
 
     from agents.services import proposal_execute
     from agents.tasks import execute_action
-    from reviews.services import claim_next, claim_proposal, proposal_decide
+    from reviews.claims import claim_next, claim_proposal
+    from reviews.services import proposal_decide
 
     reviewer = get_user_model().objects.create_user(username="bench-reviewer")
 
@@ -464,7 +465,7 @@ def main() -> None:
             "parts_p50_ms": {k: round(pct(v, 0.5), 3) for k, v in parts.items()},
             "per_phase_counts": phase_counts,
             # Every COMMIT, durable or not (the claim's, the proposals' commit without
-            # waiting for the WAL flush: see governance.sqlkit.commit_without_flush_wait).
+            # waiting for the WAL flush: see agents.states).
             "commits_per_cycle": sum(
                 c["commits"] for k, c in phase_counts.items() if k != "review_claim"
             ),

@@ -120,6 +120,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Prepared statements (psycopg prepares a statement after this many runs on a
+    # connection). Off by default: it breaks behind PgBouncer in transaction mode.
+    # Turn it on (e.g. 5) with direct connections to PostgreSQL: see the README.
+    _prepare = os.environ.get("DATABASE_PREPARE_THRESHOLD", "").strip()
+    if _prepare:
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache and Celery ----------------------------------------------

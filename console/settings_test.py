@@ -13,7 +13,7 @@ os.environ.setdefault("TENURE_HTTPS", "0")
 # take each other's tasks.
 os.environ.setdefault("CELERY_QUEUE", "tenure-" + os.environ.get("TENURE_TEST_DB", "test_tenure"))
 
-from console.settings import *  # noqa: E402, F403
+from console.settings import *  # noqa: F403 - the settings, overridden below
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

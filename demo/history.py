@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, Step, WorkItem
 from demo.workflows import demo_expected, demo_grade, demo_history_items
+from reviews.claims import claim_proposal
 from reviews.models import Decision, EscalationResolution, RejectReason
-from reviews.services import claim_proposal, escalation_resolve, proposal_decide
+from reviews.services import escalation_resolve, proposal_decide
 
 REVIEWER_FOR = {"refunds": "rita", "access-requests": "rita", "crm-dedupe": "ravi"}
 # Refunds has the longest history: enough evidence for its gate to be worth reading.
@@ -137,7 +138,7 @@ def _backdate(item: WorkItem, when) -> None:
 def demo_history_seed(*, per_workflow: int = 100, days: int = 28, seed: int = 7) -> int:
     """Run and decide past items (``per_workflow`` for refunds, fewer for the
     others). Idempotent: items already decided are left as they are."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - simulated reviewers, not security
     users = {u.username: u for u in get_user_model().objects.filter(username__in={"rita", "ravi"})}
     now = timezone.now()
     decided = 0

@@ -36,7 +36,7 @@ from agents.models import Escalation, Execution, Proposal, Run, Step, WorkItem
 from agents.tasks import HEARTBEAT_KEY
 from governance.models import AutonomyLevel, Workflow
 
-ERR_TOKEN_REQUIRED = "Send the metrics token: Authorization: Bearer <TENURE_METRICS_TOKEN>.\n"
+ERR_TOKEN_REQUIRED = "Send the metrics token: Authorization: Bearer <TENURE_METRICS_TOKEN>.\n"  # noqa: S105 - a message or a name, not a secret
 ERR_LOOPBACK_ONLY = "Metrics are served to loopback only until TENURE_METRICS_TOKEN is set.\n"
 
 ZERO = Decimal("0")

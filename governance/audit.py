@@ -22,7 +22,8 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
-from governance import sqlkit as sql
+from governance import sql as governance_sql
+from governance import sqlkit
 from governance.models import AuditChain, AuditEvent, Workflow
 
 GLOBAL_CHAIN = "global"
@@ -79,7 +80,7 @@ def audit_append(
         data=data or {},
         created_at=timezone.now(),
     )
-    sql.insert([event])  # every auditing transaction writes one: no ORM compile
+    sqlkit.insert([event])  # every auditing transaction writes one: no ORM compile
     _seal_on_commit(key)
     return event
 
@@ -141,7 +142,7 @@ class _Sealer:
         for key in sorted(keys):
             try:
                 audit_seal(chain=key)
-            except Exception:  # noqa: BLE001 - the beat job seals it later
+            except Exception:  # the beat job seals it later
                 logger.exception("sealing audit chain %s failed; the periodic job retries", key)
                 db_connection.close_if_unusable_or_obsolete()
 
@@ -173,44 +174,23 @@ def audit_seal(*, chain: str | None = None, limit: int = 5000) -> int:
         unsealed = AuditEvent.objects.filter(seq__isnull=True).order_by()
         keys = sorted(set(unsealed.values_list("chain", flat=True)[:limit]))
     sealed = 0
-    # Hand-written statements (governance.sqlkit): sealing runs after every auditing commit.
-    # A seal commits without waiting for the WAL flush: lost in a server crash, the
-    # events are unsealed again and the next seal (or the periodic job) redoes it.
-    head_sql = (
-        f"SELECT id, seq, head_hash, {sql.without_flush_wait_expr()}"  # noqa: S608 - names from the model
-        f" FROM {sql.table(AuditChain)} WHERE key = %s{sql.lock()}"
-    )
-    events_sql = (
-        f"SELECT {sql.columns(AuditEvent, 'e')} FROM {sql.table(AuditEvent)} e"  # noqa: S608
-        " WHERE e.chain = %s AND e.seq IS NULL ORDER BY e.id LIMIT %s"
-    )
-    events_table = sql.table(AuditEvent)
     for key in keys:
         with transaction.atomic():
-            heads = sql.fetch(head_sql, [key])
-            if not heads:  # the chain's first event
+            head = governance_sql.audit_head_locked(key)
+            if head is None:  # the chain's first event
                 AuditChain.objects.get_or_create(key=key)
-                heads = sql.fetch(head_sql, [key])
-            head_id, seq, head_hash, _ = heads[0]
-            events = [sql.build(AuditEvent, row) for row in sql.fetch(events_sql, [key, limit])]
+                head = governance_sql.audit_head_locked(key)
+            head_id, seq, head_hash = head
+            events = governance_sql.audit_unsealed(key, limit)
             for event in events:
                 event.seq = seq + 1
                 event.prev_hash = head_hash
                 event.hash = event.compute_hash()
                 seq, head_hash = event.seq, event.hash
             if events:
-                rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint), %s, %s)"] * len(events))
-                params = [v for e in events for v in (e.pk, e.seq, e.prev_hash, e.hash)]
-                with db_connection.cursor() as cursor:
-                    # One statement for every event (UPDATE ... FROM a VALUES list, which
-                    # PostgreSQL and SQLite 3.33+ both run), then the head.
-                    cursor.execute(
-                        f"WITH v(id, seq, prev_hash, hash) AS (VALUES {rows})"  # noqa: S608
-                        f" UPDATE {events_table} SET seq = v.seq, prev_hash = v.prev_hash,"
-                        f" hash = v.hash FROM v WHERE {events_table}.id = v.id",
-                        params,
-                    )
-                sql.update(AuditChain, head_id, {"seq": seq, "head_hash": head_hash})
+                governance_sql.audit_seal_write(
+                    events, head_id=head_id, seq=seq, head_hash=head_hash
+                )
             sealed += len(events)
     return sealed
 

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from functools import cache
-
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.db.models import QuerySet
 from django.http import Http404
-from guardian.models import GroupObjectPermission, UserObjectPermission
 from guardian.shortcuts import assign_perm, get_objects_for_user
 
-from governance import sqlkit as sql
+from governance import sql as governance_sql
 from governance.models import Workflow
 
 User = AbstractBaseUser | AnonymousUser
@@ -88,47 +83,6 @@ def user_roles(user: User) -> set[str]:
     return names & set(Role.ALL)
 
 
-def _held_sql(*, alias: str) -> str:
-    """SQL answering "does the user hold this permission on the workflow ``alias``?"
-    from every source Django and guardian read: the user's and their groups'
-    global permissions (ModelBackend), and the user's and their groups' object
-    permissions on this workflow (guardian's ObjectPermissionChecker).
-
-    Parameters, in order: content type id, codename, then the user id four times.
-    """
-    q = connection.ops.quote_name
-    perm = q(Permission._meta.db_table)
-    user_perms = q(get_user_model().user_permissions.through._meta.db_table)
-    group_perms = q(Group.permissions.through._meta.db_table)
-    user_groups = q(get_user_model().groups.through._meta.db_table)
-    user_obj = q(UserObjectPermission._meta.db_table)
-    group_obj = q(GroupObjectPermission._meta.db_table)
-    object_pk = f"CAST({q(alias)}.{q('id')} AS TEXT)"
-    return (
-        f"EXISTS (SELECT 1 FROM {perm} p WHERE p.content_type_id = %s AND p.codename = %s AND ("
-        f"EXISTS (SELECT 1 FROM {user_perms} up WHERE up.user_id = %s AND up.permission_id = p.id)"
-        f" OR EXISTS (SELECT 1 FROM {group_perms} gp JOIN {user_groups} ug"
-        " ON ug.group_id = gp.group_id WHERE ug.user_id = %s AND gp.permission_id = p.id)"
-        f" OR EXISTS (SELECT 1 FROM {user_obj} uo WHERE uo.user_id = %s"
-        " AND uo.permission_id = p.id AND uo.content_type_id = p.content_type_id"
-        f" AND uo.object_pk = {object_pk})"
-        f" OR EXISTS (SELECT 1 FROM {group_obj} go JOIN {user_groups} ug"
-        " ON ug.group_id = go.group_id WHERE ug.user_id = %s AND go.permission_id = p.id"
-        f" AND go.content_type_id = p.content_type_id AND go.object_pk = {object_pk})))"
-    )
-
-
-@cache
-def _access_sql(asks: bool) -> str:
-    """The workflow by slug, with both permission answers when ``asks`` (a
-    statement prepared once per connection, governance.sqlkit: it runs on every request)."""
-    held = f", {_held_sql(alias='w')}, {_held_sql(alias='w')}" if asks else ""
-    return (
-        f"SELECT {sql.columns(Workflow, 'w')}{held}"  # noqa: S608 - names from the models
-        f" FROM {sql.table(Workflow)} w WHERE w.slug = %s"
-    )
-
-
 def access_workflow(*, user: User, slug: str, perm: str = VIEW, what: str = "view") -> Workflow:
     """Fetch a workflow the user may act on, or raise 404 / 403.
 
@@ -149,14 +103,13 @@ def access_workflow(*, user: User, slug: str, perm: str = VIEW, what: str = "vie
         content_type = ContentType.objects.get_for_model(Workflow)  # cached in-process
         for codename in (VIEW.split(".", 1)[1], perm.split(".", 1)[1]):
             params += [content_type.pk, codename, *[user.pk] * 4]
-    rows = sql.fetch(_access_sql(asks), [*params, slug])
-    workflow = sql.build(Workflow, rows[0]) if rows else None
-    if workflow is not None and asks:
-        workflow._may_view, workflow._may_act = rows[0][-2], rows[0][-1]
+    workflow, held_view, held_act = governance_sql.workflow_with_permissions(
+        slug=slug, held_params=params if asks else None
+    )
     if workflow is None:
         raise Http404(ERR_NO_SUCH_WORKFLOW.format(slug=slug))
-    may_view = superuser or bool(getattr(workflow, "_may_view", False))
-    may_act = superuser or bool(getattr(workflow, "_may_act", False))
+    may_view = superuser or held_view
+    may_act = superuser or held_act
     if not may_view:
         raise Http404(ERR_NO_SUCH_WORKFLOW.format(slug=slug))
     if perm != VIEW and not may_act:

@@ -1,4 +1,5 @@
-"""Hand-written SQL for the statements on the agent's hot path.
+"""Helpers for the hand-written statements on the hot paths (each app keeps its own
+statements in its ``sql.py``; this module only builds, binds and reads them).
 
 Why not the ORM there: compiling a statement costs the ORM 0.3 ms (an UPDATE by
 primary key) to 1 ms (a SELECT with two joins and a subquery) of CPU on this
@@ -7,17 +8,22 @@ helpers below build each statement's text once per process (per model and field
 set) and do only what a statement needs each time: turn values into database
 values the way the model's fields do (``get_db_prep_save``) and rows back into
 model instances the way the ORM does (``from_db`` after the fields' converters).
+Status values and filters come from the models (``literal`` for the few that must
+be written into the text, so the planner matches a partial index).
 
 The SQL is portable between PostgreSQL and SQLite (the embedded default): quoted
 names, ``RETURNING``, and row locks only where the database has them. Values are
 always bound parameters.
 
-On PostgreSQL these statements are sent with server-side binding and prepared on
-first use (psycopg's ``prepare=True``): the server parses and plans each one once
-per connection, and the client does not quote values into the text. The rest of
-the ORM keeps Django's defaults (client-side binding, nothing prepared). A
-prepared statement's plan outlives a migration that changes its table on the same
-connection: restart workers after migrating (deploys do).
+Prepared statements are a database setting, off by default:
+``DATABASES["default"]["OPTIONS"]["prepare_threshold"]`` (``DATABASE_PREPARE_THRESHOLD``
+in the environment). Off, every statement is sent with server-side binding and
+unnamed, which works through PgBouncer in transaction mode. On (direct connections,
+as in the compose file and the benches), psycopg prepares a statement of ours after
+that many executions on a connection, so PostgreSQL parses and plans it once; the
+rest of the ORM binds on the client side and is never prepared. A prepared plan
+outlives a migration that changes its table on the same connection: restart workers
+after migrating (deploys do).
 """
 
 from __future__ import annotations
@@ -35,51 +41,49 @@ def qn(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-_PREPARED_CLASS: Any = None
-
-
-def _prepared_class() -> Any:
-    """psycopg's server-binding cursor, with ``execute`` preparing the statement."""
-    global _PREPARED_CLASS  # noqa: PLW0603 - made once, on first use (PostgreSQL only)
-    if _PREPARED_CLASS is None:
-        from django.db.backends.postgresql.base import ServerBindingCursor
-
-        class Prepared(ServerBindingCursor):
-            def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-                kwargs.setdefault("prepare", True)
-                return super().execute(query, params, **kwargs)
-
-        _PREPARED_CLASS = Prepared
-    return _PREPARED_CLASS
-
-
-def _prepared_cursor(db: Any) -> Any:
-    """The connection's cursor for these statements, made once per database
-    connection (a psycopg cursor costs more to make than a statement to run) and
-    wrapped by Django like any cursor: query logging, execute wrappers, errors as
-    django.db exceptions. Made again when the connection or the logging changes."""
+def _server_cursor(db: Any) -> Any:
+    """The connection's server-binding cursor for these statements, made once per
+    database connection (a psycopg cursor costs more to make than a statement to
+    run) and wrapped by Django like any cursor: query logging, execute wrappers,
+    errors as django.db exceptions. Made again when the connection or the logging
+    changes. psycopg prepares its statements only when the connection's
+    ``prepare_threshold`` (the database setting) is set."""
     db.close_if_health_check_failed()
     db.ensure_connection()
     cached = db.__dict__.get("_tenure_sql_cursor")
     if cached is not None and cached[0] is db.connection and cached[1] == db.queries_logged:
         return cached[2]
-    if db.connection.prepare_threshold is None:
-        # Django turns psycopg's prepared statements off (prepare_threshold None, for
-        # connection poolers), which refuses even an explicit prepare=True. Turn them
-        # on for explicit requests only: a threshold never reached. Django's own
-        # cursors bind on the client side, which psycopg never prepares.
-        db.connection.prepare_threshold = 2**31 - 1
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
     with db.wrap_database_errors:
-        cursor = db._prepare_cursor(_prepared_class()(db.connection))
+        cursor = db._prepare_cursor(ServerBindingCursor(db.connection))
     db.__dict__["_tenure_sql_cursor"] = (db.connection, db.queries_logged, cursor)
     return cursor
 
 
-def _execute(sql: str, params: list[Any], *, prepare: bool = True) -> Any:
-    """Run one statement and return its cursor (results still to fetch): prepared on
-    PostgreSQL, except a statement whose text varies (a multi-row INSERT)."""
+def prepared_statements_on() -> bool:
+    """Whether the database setting turns psycopg's prepared statements on."""
     db = _db()
-    cursor = _prepared_cursor(db) if prepare and db.vendor == "postgresql" else db.cursor()
+    return db.vendor == "postgresql" and db.settings_dict["OPTIONS"].get(
+        "prepare_threshold"
+    ) not in (None, "")
+
+
+def _execute(sql: str, params: list[Any], *, prepare: bool = True) -> Any:
+    """Run one statement and return its cursor (results still to fetch): with
+    server-side binding on PostgreSQL (prepared after the configured threshold when
+    the setting is on), except a statement whose text varies (a multi-row INSERT),
+    which is never worth preparing."""
+    db = _db()
+    if db.vendor != "postgresql":
+        cursor = db.cursor()
+        cursor.execute(sql, params)
+        return cursor
+    if not prepare:
+        cursor = db.cursor()
+        cursor.execute(sql, params)
+        return cursor
+    cursor = _server_cursor(db)
     cursor.execute(sql, params)
     return cursor
 
@@ -90,32 +94,55 @@ def _db() -> Any:
     return connections[DEFAULT_DB_ALIAS]
 
 
-def commit_without_flush_wait() -> None:
-    """Inside a transaction whose writes can be re-created: let its COMMIT return
-    without waiting for the WAL flush (PostgreSQL's ``synchronous_commit = off``,
-    for this transaction only; nothing on SQLite).
+def relaxed_commit_expr() -> str:
+    """A select-list (or RETURNING) expression that lets the current transaction's
+    COMMIT return without waiting for the WAL flush (PostgreSQL's
+    ``synchronous_commit = off`` for this transaction only; nothing on SQLite).
 
     What this risks: if the PostgreSQL server itself crashes, the last few hundred
-    milliseconds of such commits can be lost, never half-applied. What may use it:
-    state the system re-creates on its own when lost: a run's claim, a run's
-    proposals (the sweeper runs the item again), an execution's reservation and its
-    record (the retry finds the side effect by its idempotency key). A human's
-    decision and a side effect commit durably, and because the log is flushed in
-    order, their commit makes every earlier one durable too: nothing durable can
-    depend on a write that was lost.
-    """
-    db = _db()
-    if db.vendor == "postgresql" and db.in_atomic_block:
-        _execute("SET LOCAL synchronous_commit TO off", [], prepare=False)
-
-
-def without_flush_wait_expr() -> str:
-    """A select-list (or RETURNING) expression doing what ``commit_without_flush_wait``
-    does, for a transaction's first statement: no statement of its own (on this
-    machine a round trip costs about as much as a simple statement)."""
+    milliseconds of such commits can be lost, never half-applied. Who may use it:
+    ``agents.states`` (a run's claim and end, an execution's reservation and record:
+    state the system re-creates when lost) and the audit seal. A human's decision and
+    a side effect commit durably, and because the log is flushed in order, their
+    commit makes every earlier one durable too: nothing durable can depend on a
+    write that was lost. Riding on a statement the transaction runs anyway, it costs
+    no round trip."""
     if _db().vendor == "postgresql":
         return "set_config('synchronous_commit', 'off', true)"
     return "NULL"
+
+
+def json_text(column: str, key: str) -> str:
+    """``column ->> 'key'`` (the text of one key of a JSON column), on either database."""
+    if not key.isidentifier():
+        raise ValueError(f"Not a JSON key to write into a statement: {key!r}")
+    if _db().vendor == "postgresql":
+        return f"{qn(column)} ->> '{key}'"
+    return f"json_extract({qn(column)}, '$.{key}')"
+
+
+def literal(value: str) -> str:
+    """A model's choice value (a status) written into a statement's text, quoted:
+    for a condition the planner must see as a constant (a partial index's)."""
+    if not value.replace("_", "").isalnum():
+        raise ValueError(f"Not a choice value to write into a statement: {value!r}")
+    return f"'{value}'"
+
+
+def conditions(alias: str, fields: dict[str, Any]) -> str:
+    """``{"status": "pending", "auto_executed": False}`` on the row ``alias`` as SQL:
+    choice values quoted into the text (``literal``: a partial index's condition must
+    be a constant for the planner to use it), booleans as themselves."""
+    parts = []
+    for name, value in fields.items():
+        column = f"{alias}.{qn(name)}"
+        if value is True:
+            parts.append(column)
+        elif value is False:
+            parts.append(f"NOT {column}")
+        else:
+            parts.append(f"{column} = {literal(value)}")
+    return " AND ".join(parts)
 
 
 @cache
@@ -148,10 +175,11 @@ def _insert_sql(model: type[Model], rows: int) -> str:
     return f"INSERT INTO {table(model)} ({columns}) VALUES {values} RETURNING {pk}"  # noqa: S608 - names from the model
 
 
-def insert(objs: Sequence[Model]) -> None:
+def insert(objs: Sequence[Model], *, relaxed: bool = False) -> None:
     """INSERT the (unsaved) instances of one model in one statement and set their
     primary keys, as ``bulk_create`` does on PostgreSQL. Field defaults and
-    ``auto_now(_add)`` apply (``pre_save``); no signals are sent."""
+    ``auto_now(_add)`` apply (``pre_save``); no signals are sent. ``relaxed``: the
+    transaction commits without waiting for the flush (``relaxed_commit_expr``)."""
     if not objs:
         return
     model = type(objs[0])
@@ -161,9 +189,12 @@ def insert(objs: Sequence[Model]) -> None:
     for obj in objs:
         for field in fields:
             params.append(field.get_db_prep_save(field.pre_save(obj, True), db))
-    ids = _execute(_insert_sql(model, len(objs)), params, prepare=len(objs) <= 4).fetchall()
+    statement = _insert_sql(model, len(objs))
+    if relaxed:
+        statement += f", {relaxed_commit_expr()}"
+    ids = _execute(statement, params, prepare=len(objs) <= 4).fetchall()
     alias = db.alias
-    for obj, (pk,) in zip(objs, ids, strict=True):
+    for obj, (pk, *_) in zip(objs, ids, strict=True):
         obj.pk = pk
         obj._state.adding = False
         obj._state.db = alias
@@ -175,14 +206,18 @@ def _insert_new_sql(model: type[Model], conflict: str) -> str:
     return f"{head} ON CONFLICT ({qn(conflict)}) DO NOTHING RETURNING {returning}"
 
 
-def insert_new(obj: Model, *, conflict: str) -> bool:
+def insert_new(obj: Model, *, conflict: str, relaxed: bool = False) -> bool:
     """INSERT one instance unless a row with the same value in the unique column
     ``conflict`` exists (``ON CONFLICT DO NOTHING``, PostgreSQL and SQLite). Returns
-    whether it was inserted (and its primary key set)."""
+    whether it was inserted (and its primary key set). ``relaxed`` as for ``insert``
+    (it applies only when the row is inserted)."""
     model = type(obj)
     db = _db()
     params = [f.get_db_prep_save(f.pre_save(obj, True), db) for f in _insert_fields(model)]
-    row = _execute(_insert_new_sql(model, _field(model, conflict).column), params).fetchone()
+    statement = _insert_new_sql(model, _field(model, conflict).column)
+    if relaxed:
+        statement += f", {relaxed_commit_expr()}"
+    row = _execute(statement, params).fetchone()
     if row is None:
         return False
     obj.pk = row[0]
@@ -295,3 +330,9 @@ def build(
 
 def fetch(sql: str, params: Iterable[Any], *, prepare: bool = True) -> list[tuple[Any, ...]]:
     return _execute(sql, list(params), prepare=prepare).fetchall()
+
+
+def fetch_none(sql: str, params: Iterable[Any]) -> int:
+    """Run a statement whose text varies (never prepared) that returns no rows; the
+    rows it changed."""
+    return _execute(sql, list(params), prepare=False).rowcount

@@ -27,6 +27,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from agents import states
 from agents.models import Proposal, WorkItem
 from agents.tools.base import arguments_hash
 from governance.audit import audit_append
@@ -209,7 +210,7 @@ def proposal_report_actual(
         )
         proposal.status = _STATUS_FOR_VERDICT[pairing.verdict]
         proposal.decided_at = now
-        proposal.save(update_fields=["status", "decided_at"])
+        states.proposal_move(proposal.pk, to=proposal.status, decided_at=now)
         audit_append(
             action="proposal.reported",
             actor=principal,

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agents.models import Escalation, Proposal, RiskClass
 from governance.models import Workflow
 from governance.permissions import REVIEW, access_workflow, workflows_for
-from reviews import selectors, services
+from reviews import claims, selectors, services
 from reviews import tools as review_tools
 from reviews.forms import EscalationResolveForm, seconds_since_served, served_stamp
 from reviews.models import Approval, Claim, Decision, RejectReason
@@ -150,7 +150,7 @@ def _queue_context(
 def _next_card(
     request: HttpRequest, *, scope: Workflow | None, filters: QueueFilters
 ) -> selectors.Card | None:
-    claim = services.claim_next(reviewer=request.user, workflow=scope, filters=filters)
+    claim = claims.claim_next(reviewer=request.user, workflow=scope, filters=filters)
     if claim is None:
         return None
     return selectors.card_for(proposal_id=claim.proposal_id, claim=claim, workflow=scope)
@@ -257,7 +257,7 @@ def card(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
     proposal = Proposal.objects.filter(pk=proposal_id, workflow=workflow).first()
     if proposal is None:
         raise Http404(ERR_NO_SUCH_PROPOSAL)
-    claim = services.claim_proposal(reviewer=request.user, proposal=proposal)
+    claim = claims.claim_proposal(reviewer=request.user, proposal=proposal)
     notice = ""
     if claim is None:
         notice = MSG_HELD_BY_OTHER

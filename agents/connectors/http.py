@@ -38,7 +38,7 @@ BODY_EXCERPT_CHARS = 300
 
 ERR_SCHEME = "The connector URL must be http or https, not {scheme!r}."
 ERR_HOST = "The connector URL has no host."
-ERR_SECRET = "The connector needs a signing secret."
+ERR_SECRET = "The connector needs a signing secret."  # noqa: S105 - a message or a name, not a secret
 ERR_KEY = "An idempotency key is required."
 ERR_SETTINGS = "timeout must be > 0, retries >= 0 and backoff >= 0."
 ERR_STATUS = "The endpoint answered {status}."
@@ -242,7 +242,8 @@ class HttpConnector:
                         raise last
                 if attempt < attempts:
                     time.sleep(self._delay(attempt, response))
-        assert last is not None
+        if last is None:  # attempts >= 1 always gives a last error
+            raise ConnectorError(ERR_GAVE_UP.format(attempts=attempts, last=""), transient=True)
         raise ConnectorError(
             ERR_GAVE_UP.format(attempts=attempts, last=last.message),
             status=last.status,

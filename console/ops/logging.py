@@ -80,7 +80,8 @@ class TenureJsonFormatter(JsonFormatter):
         kwargs.setdefault("timestamp", False)
         super().__init__(*args, **kwargs)
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's API
+    # The name is logging's API.
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         from datetime import UTC, datetime
 
         return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")

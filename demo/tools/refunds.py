@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import cache
 from typing import Annotated, Any
 
 from django.db import IntegrityError, transaction
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agents.models import RiskClass
 from agents.tools.base import Tool, ToolContext, ToolError
+from demo import sql as demo_sql
 from demo.models import SandboxMessage, SandboxOrder, SandboxRefund
 from governance import sqlkit as sql
 
@@ -72,18 +72,18 @@ def create_refund(ctx: ToolContext, args: CreateRefundArgs) -> dict[str, Any]:
     One statement locks the order and finds a refund already made under this key;
     every check happens before anything is written, so a refusal leaves the
     enclosing transaction (the execution's, which this runs inside) usable and
-    needs no savepoint. Hand-written statements (governance.sqlkit): this runs on every
-    approved refund."""
+    needs no savepoint. Hand-written statements (demo.sql, governance.sqlkit): this runs on
+    every approved refund."""
     key = ctx.require_key("create_refund")
     nested = transaction.get_connection().in_atomic_block
     error = ""
     try:
         with transaction.atomic(savepoint=False):
-            rows = sql.fetch(_order_and_refund_sql(), [key, args.order_number])
-            order = sql.build(SandboxOrder, rows[0]) if rows else None
-            done = rows[0][-2:] if rows else (None, None)
-            if done[0] is not None:
-                return {"refund_id": done[0], "amount": str(done[1]), "replayed": True}
+            order, done_id, done_amount = demo_sql.order_locked_with_refund(
+                number=args.order_number, key=key
+            )
+            if done_id is not None:
+                return {"refund_id": done_id, "amount": str(done_amount), "replayed": True}
             if order is None:
                 error = ERR_NO_SUCH_ORDER.format(number=args.order_number)
             elif order.status in ("cancelled", "chargeback"):
@@ -112,17 +112,6 @@ def create_refund(ctx: ToolContext, args: CreateRefundArgs) -> dict[str, Any]:
     if error:
         raise ToolError(error)
     return {"refund_id": refund.pk, "amount": str(refund.amount), "replayed": False}
-
-
-@cache
-def _order_and_refund_sql() -> str:
-    """The order (locked) and the refund already made under a key, if any."""
-    return (
-        f"SELECT {sql.columns(SandboxOrder, 'o')}, r.id, r.amount"  # noqa: S608 - names from the models
-        f" FROM {sql.table(SandboxOrder)} o"
-        f" LEFT JOIN {sql.table(SandboxRefund)} r ON r.idempotency_key = %s"
-        f" WHERE o.number = %s{sql.lock('FOR UPDATE OF o')}"
-    )
 
 
 def draft_customer_reply(ctx: ToolContext, args: DraftReplyArgs) -> dict[str, Any]:

@@ -5,7 +5,6 @@ No sessions and no CSRF: a browser's cookies grant nothing here.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import time
@@ -14,10 +13,10 @@ from typing import Any
 
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
-from django.db import connection
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
+from governance import sql as governance_sql
 from governance.api import errors
 from governance.api.tokens import api_token_lookup_cached, api_token_touch, recheck_marker_key
 from governance.models import ApiToken, Workflow
@@ -164,46 +163,10 @@ def access_workflow_api(request: HttpRequest, *, slug: str, verb: str) -> Workfl
     raise errors.ApiError(403, errors.FORBIDDEN, errors.ERR_WORKFLOW_SCOPE.format(slug=slug))
 
 
-@functools.cache
-def _workflow_in_scope_plan() -> tuple[str, list[str], list[tuple[int, Any]]]:
-    """The statement, the attribute names in its column order, and the fields whose
-    database value needs converting (the policy JSON; PostgreSQL's backend adds no
-    converters of its own). Built from the model, so a new field is selected too."""
-    quote = connection.ops.quote_name
-    fields = Workflow._meta.concrete_fields
-    scope = ApiToken._meta.get_field("workflows")
-    columns = ", ".join(f"w.{quote(field.column)}" for field in fields)
-    sql = (
-        f"SELECT {columns} FROM {quote(Workflow._meta.db_table)} w "
-        f"WHERE w.{quote('slug')} = %s AND EXISTS (SELECT 1 FROM "
-        f"{quote(scope.remote_field.through._meta.db_table)} s "
-        f"WHERE s.{quote(scope.m2m_reverse_name())} = w.{quote('id')} "
-        f"AND s.{quote(scope.m2m_column_name())} = %s)"
-    )
-    converted = [(i, field) for i, field in enumerate(fields) if hasattr(field, "from_db_value")]
-    return sql, [field.attname for field in fields], converted
-
-
 def _workflow_in_scope(token: ApiToken, slug: str) -> Workflow | None:
-    """The workflow ``slug`` if ``token`` is scoped to it, else None.
-
-    Every authorised request asks this, and the ORM spent ~0.6 ms of CPU compiling
-    the join and building the row; this hand-written, parameterised statement (the
-    same columns, derived from the model) and ``from_db`` take ~0.1 ms. PostgreSQL
-    only: other databases (the embedded SQLite) go through the ORM.
-    """
-    if connection.vendor != "postgresql":
-        return token.workflows.filter(slug=slug).first()
-    sql, attnames, converted = _workflow_in_scope_plan()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [slug, token.pk])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    values = list(row)
-    for index, field in converted:
-        values[index] = field.from_db_value(values[index], None, connection)
-    return Workflow.from_db(connection.alias, attnames, values)
+    """The workflow ``slug`` if ``token`` is scoped to it, else None (every authorised
+    request asks: one hand-written statement, governance.sql)."""
+    return governance_sql.workflow_in_token_scope(token_id=token.pk, slug=slug)
 
 
 def workflow_ids_in_scope(request: HttpRequest, *, verb: str, slug: str | None) -> list[int]:

@@ -26,7 +26,7 @@ from django.utils import timezone
 from governance.audit import audit_append
 from governance.models import ApiToken, Workflow
 
-TOKEN_SCHEME = "tnr"
+TOKEN_SCHEME = "tnr"  # noqa: S105 - a message or a name, not a secret
 PREFIX_BYTES = 6  # 8 url-safe characters
 SECRET_BYTES = 32
 # Writing last_used_at on every request would turn every read into a write.

@@ -341,7 +341,7 @@ def test_ingest_falls_back_to_the_orm_for_a_column_the_insert_does_not_know(
     api, workflow, monkeypatch
 ):
     # A field added to WorkItem later must not be silently left out by the raw insert.
-    monkeypatch.setattr("agents.services._INSERT_FIELDS", frozenset({"id"}))
+    monkeypatch.setattr("agents.sql._INSERT_FIELDS", frozenset({"id"}))
     batch = {"items": [{"external_id": "O-1", "payload": {"text": "a"}}]}
     assert api.post(BATCH, batch).status_code == 201
     assert api.post(BATCH, batch).status_code == 200
@@ -351,9 +351,9 @@ def test_ingest_falls_back_to_the_orm_for_a_column_the_insert_does_not_know(
 
 
 def test_the_insert_knows_every_column_of_the_model():
-    # When this fails, teach agents.services._insert_new the new column (ingest still
+    # When this fails, teach agents.sql.work_items_insert_new the new column (ingest still
     # works meanwhile, through the slower ORM fallback).
-    from agents.services import _INSERT_FIELDS
+    from agents.sql import _INSERT_FIELDS
 
     assert {f.name for f in WorkItem._meta.concrete_fields} == _INSERT_FIELDS
 

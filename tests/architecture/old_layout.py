@@ -14,7 +14,7 @@ from decimal import Decimal
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings_test")
 sys.path.insert(0, os.getcwd())
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

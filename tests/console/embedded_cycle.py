@@ -10,7 +10,8 @@ from agents.runner import run_work_item
 from demo.models import SandboxRefund
 from governance.audit import audit_seal, audit_verify
 from governance.models import ToolGrant, Workflow
-from reviews.services import claim_next, proposal_decide
+from reviews.claims import claim_next
+from reviews.services import proposal_decide
 
 workflow = Workflow.objects.get(slug="refunds")
 Workflow.objects.filter(pk=workflow.pk).update(autonomy_level="supervised")

@@ -19,9 +19,10 @@ from governance.breaker import critical_reason
 from governance.models import AuditEvent, AutonomyChange, AutonomyLevel, ToolGrant, Workflow
 from governance.services import autonomy_change_approve, autonomy_change_request
 from governance.tasks import breaker_check_task
+from reviews.claims import claim_proposal
 from reviews.models import RejectReason
 from reviews.selectors import awaiting_review_q, awaiting_sample_q
-from reviews.services import claim_proposal, proposal_decide
+from reviews.services import proposal_decide
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

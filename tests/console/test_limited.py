@@ -18,8 +18,9 @@ from agents.services import ERR_HASH_MISMATCH, proposal_execute
 from demo.models import SandboxOrder, SandboxRefund
 from governance.models import AuditEvent, AutonomyLevel, ToolGrant
 from governance.permissions import Role, workflow_grant_role
+from reviews.claims import claim_next
 from reviews.models import Decision
-from reviews.services import ERR_AUTO_IN_FLIGHT, DecisionRefused, claim_next, proposal_decide
+from reviews.services import ERR_AUTO_IN_FLIGHT, DecisionRefused, proposal_decide
 from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     GOOD_REFUND,
     make_item,

@@ -8,14 +8,13 @@ from django.db import IntegrityError, transaction
 from agents.models import Proposal
 from governance.models import AuditEvent, AutonomyLevel, Workflow
 from governance.permissions import Role, workflow_grant_role
+from reviews.claims import claim_next, claim_proposal
 from reviews.models import Approval, Decision
 from reviews.services import (
     ERR_SAME_APPROVER,
     ERR_SECOND_MUST_MATCH,
     ArgumentsInvalid,
     DecisionRefused,
-    claim_next,
-    claim_proposal,
     proposal_decide,
 )
 from tests.agents.stub_openai import GOOD_REFUND, make_refund_workflow

@@ -49,7 +49,7 @@ class Collector:
         collector = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            def log_message(self, format: str, *args: Any) -> None:  # stdlib name
                 pass
 
             def do_POST(self) -> None:

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from agents.models import Proposal
 from agents.tools import builtin_tool
-from reviews import services
+from reviews import claims, services
 from reviews.models import Claim, Decision
 from reviews.selectors import QueueFilters, card_for, queue_rows, tool_names
 from reviews.tools import edit_fields
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 def test_a_refused_decision_keeps_the_claim(workflow, reviewer):
     """The decision releases the claim first; a refusal rolls that back."""
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     with pytest.raises(ValidationError):
         services.proposal_decide_and_claim_next(
             proposal_id=proposal.pk,
@@ -46,7 +46,7 @@ def test_a_refused_decision_keeps_the_claim(workflow, reviewer):
 @pytest.mark.parametrize("token", ["", "not-a-uuid", "00000000-0000-0000-0000-000000000000"])
 def test_a_bad_claim_token_is_a_lost_claim_and_changes_nothing(workflow, reviewer, token):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     with pytest.raises(services.DecisionRefused, match="claim on this proposal was lost"):
         services.proposal_decide(
             proposal_id=proposal.pk, reviewer=reviewer, claim_token=token, verdict="accept"
@@ -57,7 +57,7 @@ def test_a_bad_claim_token_is_a_lost_claim_and_changes_nothing(workflow, reviewe
 
 def test_another_reviewers_token_is_a_lost_claim(workflow, reviewer, second_reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     with pytest.raises(services.DecisionRefused):
         services.proposal_decide(
             proposal_id=proposal.pk,
@@ -80,7 +80,7 @@ def test_claim_next_skips_proposals_the_reviewer_already_approved(workflow, revi
         final_arguments=first.arguments,
         final_arguments_hash="x",
     )
-    assert services.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == second.pk
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == second.pk
 
 
 def test_claim_next_serves_samples_in_claim_order_with_the_pending_queue(workflow, reviewer):
@@ -93,32 +93,32 @@ def test_claim_next_serves_samples_in_claim_order_with_the_pending_queue(workflo
     ProposalFactory(run__work_item__workflow=workflow, status=Proposal.Status.EXECUTED)
     pending = ProposalFactory(run__work_item__workflow=workflow)
     # Across the two ranges: the higher priority first, whichever range it is in.
-    assert services.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == sample.pk
-    services.claim_release(reviewer=reviewer, claim_token=Claim.objects.get().token)
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == sample.pk
+    claims.claim_release(reviewer=reviewer, claim_token=Claim.objects.get().token)
     Proposal.objects.filter(pk=sample.pk).update(priority=0)
-    assert services.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == sample.pk
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == sample.pk
     Claim.objects.all().delete()
     Decision.objects.create(proposal=sample, reviewer=reviewer, verdict="accept")
-    assert services.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == pending.pk
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == pending.pk
 
 
 def test_an_expired_claim_is_not_held_and_is_taken_over(workflow, reviewer, second_reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    mine = services.claim_next(reviewer=reviewer, workflow=workflow)
+    mine = claims.claim_next(reviewer=reviewer, workflow=workflow)
     Claim.objects.filter(pk=mine.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    theirs = services.claim_next(reviewer=second_reviewer, workflow=workflow)
+    theirs = claims.claim_next(reviewer=second_reviewer, workflow=workflow)
     assert theirs.proposal_id == proposal.pk
     assert theirs.token != mine.token
-    assert services.claim_next(reviewer=reviewer, workflow=workflow) is None
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow) is None
 
 
 def test_claim_next_takes_one_statement_to_serve_a_held_claim(
     workflow, reviewer, django_assert_num_queries
 ):
     ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     with django_assert_num_queries(1):
-        assert services.claim_next(reviewer=reviewer, workflow=workflow).pk == claim.pk
+        assert claims.claim_next(reviewer=reviewer, workflow=workflow).pk == claim.pk
 
 
 def test_the_queue_list_shows_holders_samples_and_claim_order(workflow, reviewer, second_reviewer):
@@ -130,7 +130,7 @@ def test_the_queue_list_shows_holders_samples_and_claim_order(workflow, reviewer
         sampled_for_review=True,
     )
     ProposalFactory(run__work_item__workflow=workflow, status=Proposal.Status.ACCEPTED)
-    services.claim_next(reviewer=second_reviewer, workflow=workflow)  # takes the urgent one
+    claims.claim_next(reviewer=second_reviewer, workflow=workflow)  # takes the urgent one
     rows = queue_rows(workflow_ids=[workflow.pk], filters=QueueFilters(), query="?scope=all")
     assert [r.pk for r in rows] == [urgent.pk, old.pk, sample.pk]
     assert rows[0].holder == second_reviewer.username

@@ -9,7 +9,7 @@ import pytest
 from django.db import close_old_connections, connection
 
 from governance.permissions import Role, workflow_grant_role
-from reviews import services
+from reviews import claims, services
 from reviews.models import Claim, Decision
 from tests.factories import ProposalFactory, UserFactory
 
@@ -27,7 +27,7 @@ def _run_threads(target, count: int) -> list[BaseException]:
         try:
             barrier.wait(timeout=30)
             target(index)
-        except BaseException as exc:  # report it in the main thread
+        except BaseException as exc:  # noqa: BLE001 - reported in the main thread
             errors.append(exc)
         finally:
             connection.close()
@@ -55,7 +55,7 @@ def test_concurrent_reviewers_claim_every_item_exactly_once(roles, workflow):
     def work(index: int) -> None:
         reviewer = reviewers[index]
         while True:
-            claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+            claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
             if claim is None:
                 return
             with lock:
@@ -80,7 +80,7 @@ def test_concurrent_reviewers_claim_every_item_exactly_once(roles, workflow):
 
 def test_a_double_submitted_decision_is_applied_once(roles, workflow, reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     outcomes: list[str] = []
 
     def decide(_index: int) -> None:
@@ -118,22 +118,22 @@ def test_two_reviewers_deciding_two_actions_of_one_plan_do_not_deadlock(
         user = UserFactory(username=f"planner{index}")
         workflow_grant_role(user=user, workflow=workflow, role=Role.REVIEWER)
         reviewers.append(user)
-    claims = [
-        services.claim_proposal(reviewer=reviewers[0], proposal=first),
-        services.claim_proposal(reviewer=reviewers[1], proposal=second),
+    held = [
+        claims.claim_proposal(reviewer=reviewers[0], proposal=first),
+        claims.claim_proposal(reviewer=reviewers[1], proposal=second),
     ]
     second_dispatching = threading.Event()
-    real_dispatch = services._plan_dispatch_ready
+    real_dispatch = services.plan_dispatch_ready
 
-    def dispatch(run_id: int) -> None:
+    def dispatch(*, run_id: int) -> list[int]:
         if threading.current_thread().name == "reviewer-0":
             # Hold this decision's locks until the other reviewer reaches the plan.
             second_dispatching.wait(timeout=1.5)
         else:
             second_dispatching.set()
-        real_dispatch(run_id)
+        return real_dispatch(run_id=run_id)
 
-    monkeypatch.setattr(services, "_plan_dispatch_ready", dispatch)
+    monkeypatch.setattr(services, "plan_dispatch_ready", dispatch)
     errors: list[BaseException] = []
 
     def decide(index: int) -> None:
@@ -141,7 +141,7 @@ def test_two_reviewers_deciding_two_actions_of_one_plan_do_not_deadlock(
             services.proposal_decide(
                 proposal_id=(first, second)[index].pk,
                 reviewer=reviewers[index],
-                claim_token=claims[index].token,
+                claim_token=held[index].token,
                 verdict="accept",
             )
         except BaseException as exc:  # noqa: BLE001 - reported below

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from agents.models import Escalation, Proposal, WorkItem
 from governance.models import AuditEvent, AutonomyLevel
-from reviews import services
+from reviews import claims, services
 from reviews.models import Claim, Decision, EscalationResolution, RejectReason
 from reviews.selectors import QueueFilters, oldest_pending_at, queue_sizes
 from tests.factories import EscalationFactory, ProposalFactory
@@ -29,17 +29,17 @@ def test_claim_next_takes_the_highest_priority_then_the_oldest(workflow, reviewe
     old = ProposalFactory(run__work_item__workflow=workflow)
     ProposalFactory(run__work_item__workflow=workflow)
     urgent = ProposalFactory(run__work_item__workflow=workflow, priority=5)
-    assert services.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == urgent.pk
-    services.claim_release(reviewer=reviewer, claim_token=Claim.objects.get().token)
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == urgent.pk
+    claims.claim_release(reviewer=reviewer, claim_token=Claim.objects.get().token)
     Proposal.objects.filter(pk=urgent.pk).update(status=Proposal.Status.ACCEPTED)
-    assert services.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == old.pk
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == old.pk
 
 
 def test_claim_next_returns_the_reviewers_live_claim_first(workflow, reviewer):
     ProposalFactory(run__work_item__workflow=workflow)
     ProposalFactory(run__work_item__workflow=workflow)
-    first = services.claim_next(reviewer=reviewer, workflow=workflow)
-    again = services.claim_next(reviewer=reviewer, workflow=workflow)
+    first = claims.claim_next(reviewer=reviewer, workflow=workflow)
+    again = claims.claim_next(reviewer=reviewer, workflow=workflow)
     assert again.pk == first.pk
     assert again.token == first.token
     assert Claim.objects.count() == 1
@@ -47,16 +47,16 @@ def test_claim_next_returns_the_reviewers_live_claim_first(workflow, reviewer):
 
 def test_second_reviewer_cannot_claim_a_claimed_proposal(workflow, reviewer, second_reviewer):
     only = ProposalFactory(run__work_item__workflow=workflow)
-    assert services.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == only.pk
-    assert services.claim_next(reviewer=second_reviewer, workflow=workflow) is None
-    assert services.claim_proposal(reviewer=second_reviewer, proposal=only) is None
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == only.pk
+    assert claims.claim_next(reviewer=second_reviewer, workflow=workflow) is None
+    assert claims.claim_proposal(reviewer=second_reviewer, proposal=only) is None
 
 
 def test_an_expired_claim_is_taken_over(workflow, reviewer, second_reviewer):
     only = ProposalFactory(run__work_item__workflow=workflow)
-    mine = services.claim_next(reviewer=reviewer, workflow=workflow)
+    mine = claims.claim_next(reviewer=reviewer, workflow=workflow)
     _expire(mine)
-    theirs = services.claim_next(reviewer=second_reviewer, workflow=workflow)
+    theirs = claims.claim_next(reviewer=second_reviewer, workflow=workflow)
     assert theirs.proposal_id == only.pk
     assert theirs.token != mine.token
     claim = Claim.objects.get()
@@ -69,7 +69,7 @@ def test_claim_next_honours_filters(workflow, reviewer):
     flagged = ProposalFactory(
         run__work_item__workflow=workflow, tool="send_message", flagged_injection=True
     )
-    claim = services.claim_next(
+    claim = claims.claim_next(
         reviewer=reviewer, workflow=workflow, filters=QueueFilters(flagged=True)
     )
     assert claim.proposal_id == flagged.pk
@@ -78,15 +78,15 @@ def test_claim_next_honours_filters(workflow, reviewer):
 def test_claim_next_over_all_queues_only_sees_granted_workflows(workflow, other_workflow, reviewer):
     ProposalFactory(run__work_item__workflow=other_workflow, priority=9)
     mine = ProposalFactory(run__work_item__workflow=workflow)
-    assert services.claim_next(reviewer=reviewer).proposal_id == mine.pk
-    services.claim_release(reviewer=reviewer, claim_token=Claim.objects.get().token)
+    assert claims.claim_next(reviewer=reviewer).proposal_id == mine.pk
+    claims.claim_release(reviewer=reviewer, claim_token=Claim.objects.get().token)
     Proposal.objects.filter(pk=mine.pk).update(status=Proposal.Status.ACCEPTED)
-    assert services.claim_next(reviewer=reviewer) is None
+    assert claims.claim_next(reviewer=reviewer) is None
 
 
 def test_accept_records_a_decision_and_releases_the_claim(workflow, reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     Claim.objects.filter(pk=claim.pk).update(claimed_at=timezone.now() - timedelta(seconds=42))
     decision = services.proposal_decide(
         proposal_id=proposal.pk, reviewer=reviewer, claim_token=claim.token, verdict="accept"
@@ -106,7 +106,7 @@ def test_accept_records_a_decision_and_releases_the_claim(workflow, reviewer):
 
 def test_time_spent_is_capped(workflow, reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     Claim.objects.filter(pk=claim.pk).update(claimed_at=timezone.now() - timedelta(hours=3))
     decision = services.proposal_decide(
         proposal_id=proposal.pk, reviewer=reviewer, claim_token=claim.token, verdict="accept"
@@ -116,7 +116,7 @@ def test_time_spent_is_capped(workflow, reviewer):
 
 def test_edit_stores_the_field_level_diff(workflow, reviewer):
     proposal = plan_factory(workflow=workflow, tools=("create_refund",))[0]
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     decision = services.proposal_decide(
         proposal_id=proposal.pk,
         reviewer=reviewer,
@@ -132,7 +132,7 @@ def test_edit_stores_the_field_level_diff(workflow, reviewer):
 
 def test_invalid_edit_saves_nothing_and_reports_fields(workflow, reviewer):
     proposal = plan_factory(workflow=workflow)[0]
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     with pytest.raises(services.ArgumentsInvalid) as caught:
         services.proposal_decide(
             proposal_id=proposal.pk,
@@ -150,7 +150,7 @@ def test_invalid_edit_saves_nothing_and_reports_fields(workflow, reviewer):
 
 def test_an_edit_that_changes_nothing_is_refused(workflow, reviewer):
     proposal = plan_factory(workflow=workflow)[0]
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     with pytest.raises(services.ArgumentsInvalid) as caught:
         services.proposal_decide(
             proposal_id=proposal.pk,
@@ -164,7 +164,7 @@ def test_an_edit_that_changes_nothing_is_refused(workflow, reviewer):
 
 def test_reject_needs_a_reason_from_the_taxonomy(workflow, reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     with pytest.raises(ValidationError) as caught:
         services.proposal_decide(
             proposal_id=proposal.pk, reviewer=reviewer, claim_token=claim.token, verdict="reject"
@@ -184,9 +184,9 @@ def test_reject_needs_a_reason_from_the_taxonomy(workflow, reviewer):
 
 def test_a_decision_with_a_lost_claim_is_refused(workflow, reviewer, second_reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    mine = services.claim_next(reviewer=reviewer, workflow=workflow)
+    mine = claims.claim_next(reviewer=reviewer, workflow=workflow)
     _expire(mine)
-    theirs = services.claim_next(reviewer=second_reviewer, workflow=workflow)
+    theirs = claims.claim_next(reviewer=second_reviewer, workflow=workflow)
     with pytest.raises(services.DecisionRefused) as caught:
         services.proposal_decide(
             proposal_id=proposal.pk, reviewer=reviewer, claim_token=mine.token, verdict="accept"
@@ -203,7 +203,7 @@ def test_a_decision_with_a_lost_claim_is_refused(workflow, reviewer, second_revi
 
 def test_an_expired_claim_nobody_took_can_still_decide(workflow, reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     _expire(claim)
     services.proposal_decide(
         proposal_id=proposal.pk, reviewer=reviewer, claim_token=claim.token, verdict="accept"
@@ -213,7 +213,7 @@ def test_an_expired_claim_nobody_took_can_still_decide(workflow, reviewer):
 
 def test_deciding_twice_is_refused_and_applied_once(workflow, reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     services.proposal_decide(
         proposal_id=proposal.pk, reviewer=reviewer, claim_token=claim.token, verdict="accept"
     )
@@ -316,7 +316,7 @@ def _supervised(workflow) -> None:
 
 def _decide_all(workflow, reviewer, verdicts):
     for verdict in verdicts:
-        claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+        claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
         services.proposal_decide(
             proposal_id=claim.proposal_id,
             reviewer=reviewer,
@@ -351,23 +351,21 @@ def test_a_rejected_step_cancels_the_rest_of_the_plan(workflow, reviewer):
     second.refresh_from_db()
     assert first.status == Proposal.Status.REJECTED
     assert second.status == Proposal.Status.CANCELLED
-    assert services.claim_next(reviewer=reviewer, workflow=workflow) is None
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow) is None
 
 
 def test_the_claim_upsert_is_a_compare_and_set(workflow, reviewer, second_reviewer):
     """The database decides who holds a proposal, even where FOR UPDATE is a no-op (SQLite)."""
     proposal = ProposalFactory(run__work_item__workflow=workflow)
     now = timezone.now()
-    first = services._claim_upsert(proposal_id=proposal.pk, reviewer_id=reviewer.pk, now=now)
+    first = claims._claim_upsert(proposal_id=proposal.pk, reviewer_id=reviewer.pk, now=now)
     assert first is not None
     assert (
-        services._claim_upsert(proposal_id=proposal.pk, reviewer_id=second_reviewer.pk, now=now)
+        claims._claim_upsert(proposal_id=proposal.pk, reviewer_id=second_reviewer.pk, now=now)
         is None
     )
     later = first.expires_at + timedelta(seconds=1)
-    taken = services._claim_upsert(
-        proposal_id=proposal.pk, reviewer_id=second_reviewer.pk, now=later
-    )
+    taken = claims._claim_upsert(proposal_id=proposal.pk, reviewer_id=second_reviewer.pk, now=later)
     assert taken is not None
     assert Claim.objects.get().token == taken.token
     assert Claim.objects.get().reviewer == second_reviewer

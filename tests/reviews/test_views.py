@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from agents.models import Proposal
 from governance.models import AutonomyLevel, ToolGrant
-from reviews import services
+from reviews import claims, services
 from reviews.models import Claim, Decision, EscalationResolution
 from tests.conftest import login
 from tests.factories import EscalationFactory, ProposalFactory
@@ -101,7 +101,7 @@ def test_viewer_without_review_permission_gets_403(workflow, manager):
 
 def test_posts_need_a_csrf_token(workflow, reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     client = Client(enforce_csrf_checks=True)
     client.force_login(reviewer)
     response = client.post(_decide(proposal), {"verdict": "accept", "token": str(claim.token)})
@@ -111,7 +111,7 @@ def test_posts_need_a_csrf_token(workflow, reviewer):
 
 def test_plain_post_accept_redirects_back_to_the_queue(workflow, reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     response = login(reviewer).post(
         _decide(proposal), {"verdict": "accept", "token": str(claim.token)}
     )
@@ -123,7 +123,7 @@ def test_plain_post_accept_redirects_back_to_the_queue(workflow, reviewer):
 def test_htmx_decision_returns_the_next_card_fragment(workflow, reviewer):
     first = ProposalFactory(run__work_item__workflow=workflow)
     second = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     assert claim.proposal_id == first.pk
     response = login(reviewer).post(
         _decide(first), {"verdict": "accept", "token": str(claim.token)}, **HX
@@ -148,7 +148,7 @@ def test_htmx_get_of_a_card_returns_only_the_card(workflow, reviewer):
 
 def test_invalid_edit_shows_field_errors_and_saves_nothing(workflow, reviewer):
     proposal = plan_factory(workflow=workflow)[0]
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     response = login(reviewer).post(
         _decide(proposal),
         {
@@ -173,7 +173,7 @@ def test_invalid_edit_shows_field_errors_and_saves_nothing(workflow, reviewer):
 
 def test_invalid_edit_without_htmx_renders_the_page_with_errors(workflow, reviewer):
     proposal = plan_factory(workflow=workflow)[0]
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     response = login(reviewer).post(
         _decide(proposal),
         {"verdict": "edit", "token": str(claim.token), "arg-order_number": "", "arg-amount": "x"},
@@ -187,7 +187,7 @@ def test_invalid_edit_without_htmx_renders_the_page_with_errors(workflow, review
 
 def test_valid_edit_is_saved_with_its_diff(workflow, reviewer):
     proposal = plan_factory(workflow=workflow)[0]
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     response = login(reviewer).post(
         _decide(proposal),
         {
@@ -208,7 +208,7 @@ def test_valid_edit_is_saved_with_its_diff(workflow, reviewer):
 
 def test_reject_without_a_reason_reopens_the_reject_panel(workflow, reviewer):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     response = login(reviewer).post(
         _decide(proposal), {"verdict": "reject", "token": str(claim.token)}, **HX
     )
@@ -222,9 +222,9 @@ def test_second_concurrent_decision_is_refused_with_the_message(
     workflow, reviewer, second_reviewer
 ):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    mine = services.claim_next(reviewer=reviewer, workflow=workflow)
+    mine = claims.claim_next(reviewer=reviewer, workflow=workflow)
     Claim.objects.filter(pk=mine.pk).update(expires_at=mine.claimed_at)
-    theirs = services.claim_next(reviewer=second_reviewer, workflow=workflow)
+    theirs = claims.claim_next(reviewer=second_reviewer, workflow=workflow)
     assert (
         login(second_reviewer)
         .post(_decide(proposal), {"verdict": "accept", "token": str(theirs.token)})
@@ -245,9 +245,9 @@ def test_plain_post_with_a_lost_claim_redirects_with_the_message(
     workflow, reviewer, second_reviewer
 ):
     proposal = ProposalFactory(run__work_item__workflow=workflow)
-    mine = services.claim_next(reviewer=reviewer, workflow=workflow)
+    mine = claims.claim_next(reviewer=reviewer, workflow=workflow)
     Claim.objects.filter(pk=mine.pk).update(expires_at=mine.claimed_at)
-    services.claim_next(reviewer=second_reviewer, workflow=workflow)
+    claims.claim_next(reviewer=second_reviewer, workflow=workflow)
     client = login(reviewer)
     response = client.post(_decide(proposal), {"verdict": "accept", "token": str(mine.token)})
     assert response.status_code == 303
@@ -324,7 +324,7 @@ def test_navigation_links_to_the_queues(workflow, reviewer):
 
 
 def _decide_next_queries(client, workflow, reviewer) -> list[dict]:
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     proposal = Proposal.objects.get(pk=claim.proposal_id)
     with CaptureQueriesContext(connection) as queries:
         response = client.post(
@@ -355,7 +355,7 @@ def test_an_unknown_tool_gets_a_plain_form_that_keeps_types(workflow, reviewer):
         tool="legacy_tool",
         arguments={"ticket": "T-1", "priority": 2, "tags": ["a"]},
     )
-    claim = services.claim_next(reviewer=reviewer, workflow=workflow)
+    claim = claims.claim_next(reviewer=reviewer, workflow=workflow)
     html = login(reviewer).get(_queue(workflow)).content.decode()
     assert 'name="arg-ticket"' in html
     assert "not in the registry" in html

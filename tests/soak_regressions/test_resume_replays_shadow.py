@@ -19,7 +19,8 @@ from agents.models import Proposal, WorkItem
 from agents.services import held_work_restart
 from governance.models import AutonomyLevel, ToolGrant
 from governance.services import workflow_pause, workflow_resume
-from reviews.services import claim_proposal, proposal_decide
+from reviews.claims import claim_proposal
+from reviews.services import proposal_decide
 from tests.callbacks import task_callbacks
 from tests.factories import ToolGrantFactory
 from tests.reviews.factories import plan_factory

@@ -138,7 +138,7 @@ class OIDCProvider:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            def log_message(self, format: str, *args: Any) -> None:  # stdlib name
                 pass
 
             def _json(self, status: int, body: dict[str, Any]) -> None:
