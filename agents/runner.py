@@ -50,12 +50,14 @@ from agents.models import (
 from agents.notifications import notify_escalation
 from agents.otel import run_trace_dispatch
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
+from agents.principals import principal_for
 from agents.redaction import redact
+from agents.services.plans import proposals_auto_execute
 from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
 from governance import sql as governance_sql
 from governance import sqlkit
 from governance.audit import audit_append
-from governance.models import AutonomyLevel, Workflow
+from governance.models import AutonomyLevel
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +85,6 @@ RISK_PRIORITY = {
     RiskClass.ACCESS: 60,
     RiskClass.DELETE: 70,
 }
-
-
-def principal_for(workflow: Workflow) -> str:
-    """The workflow's service principal: every tool call is logged under it."""
-    return f"agent:{workflow.slug}"
 
 
 class RunBusy(Exception):  # a state, not a bug
@@ -558,8 +555,6 @@ class Runner:
                 },
             )
             if auto:
-                from agents.services import proposals_auto_execute
-
                 proposals_auto_execute(proposals=auto, plan=proposals)
         return self.run
 

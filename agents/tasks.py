@@ -8,7 +8,12 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from agents.runner import RunBusy, run_work_item
-from agents.services import proposal_execute
+from agents.services import (
+    held_work_restart,
+    proposal_execute,
+    stranded_redispatch,
+    work_items_waiting,
+)
 from agents.tools import TransientToolError
 
 EXECUTE_MAX_RETRIES = 5
@@ -58,8 +63,6 @@ def execute_action(self, proposal_id: int) -> int | None:
 @shared_task(name="agents.redispatch_stranded", ignore_result=True)
 def redispatch_stranded() -> dict[str, int]:
     """Periodic: re-send work that a broker outage or a lost task left behind."""
-    from agents.services import stranded_redispatch
-
     return stranded_redispatch()
 
 
@@ -68,14 +71,14 @@ def run_agents(work_item_ids: list[int]) -> int:
     """Fan a batch out: one ``run_agent`` task per work item, published over one
     producer connection. Redelivery re-sends them, which is harmless (``run_agent``
     leaves an item with a finished or running run alone)."""
-    from agents.services import work_items_fan_out
-
-    return work_items_fan_out(work_item_ids=work_item_ids)
+    waiting = work_items_waiting(work_item_ids=work_item_ids)
+    with run_agent.app.producer_or_acquire() as producer:
+        for item_id in waiting:
+            run_agent.apply_async((item_id,), producer=producer)
+    return len(waiting)
 
 
 @shared_task(name="agents.resume_held_work", ignore_result=True)
 def resume_held_work(workflow_id: int) -> int:
     """After a resume: restart what the pause held back (see services.held_work_restart)."""
-    from agents.services import held_work_restart
-
     return held_work_restart(workflow_id=workflow_id)

@@ -23,3 +23,6 @@ DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TENURE_TEST_DB", "test_t
 # Tests read seq and hashes right after a commit: seal in the committing thread
 # (the background sealer has its own test).
 TENURE_AUDIT_SEAL = "commit"
+
+# Test-only hooks (tests/hooks): inert unless a test sets their environment variable.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.hooks.apps.TestHooksConfig"]  # noqa: F405

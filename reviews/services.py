@@ -11,15 +11,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents import states
+from agents import queue, states
 from agents.models import Escalation, Proposal, WorkItem
-from agents.services import plan_dispatch_ready, send_task, work_item_retry
+from agents.services import plan_dispatch_ready, work_item_retry
 from agents.tools.base import arguments_hash
 from governance import sqlkit
 from governance.audit import audit_append
 from governance.breaker import critical_reason
 from governance.models import AutonomyLevel, Workflow
-from governance.tasks import breaker_check_task
 from reviews import claims
 from reviews import sql as reviews_sql
 from reviews import tools as review_tools
@@ -90,7 +89,7 @@ def _breaker_dispatch(*, decision: Decision, workflow: Workflow, tool: str, leve
         label = decision.get_reason_display()
         critical = critical_reason(reason_label=label, proposal_id=decision.proposal_id)
     workflow_id = workflow.pk
-    transaction.on_commit(lambda: send_task(breaker_check_task, workflow_id, tool, critical))
+    transaction.on_commit(lambda: queue.send(queue.BREAKER_CHECK, workflow_id, tool, critical))
 
 
 def _lock_decidable(

@@ -22,6 +22,43 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
+def sent_tasks(monkeypatch):
+    """What the runtime sends to its workers (``agents.queue.send``), as (task name,
+    args); nothing reaches the broker."""
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr("agents.queue.send", lambda name, *args: sent.append((name, args)) or True)
+    return sent
+
+
+def sent_args(sent: list[tuple[str, tuple]], name: str) -> list:
+    """The first argument of every ``name`` task sent (an item's or a proposal's id)."""
+    return [args[0] for task, args in sent if task == name]
+
+
+@pytest.fixture
+def broker_down(monkeypatch):
+    """The broker refuses every message (Redis unreachable)."""
+    from celery import current_app
+    from kombu.exceptions import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(current_app, "send_task", down)
+
+
+@pytest.fixture
+def eager_tasks():
+    """Every task sent runs at once, in this process (Celery's eager mode)."""
+    from celery import current_app
+
+    before = current_app.conf.task_always_eager
+    current_app.conf.task_always_eager = True
+    yield
+    current_app.conf.task_always_eager = before
+
+
+@pytest.fixture
 def roles(db):
     return roles_ensure()
 

@@ -55,7 +55,7 @@ def test_execute_action_does_not_start_while_paused():
 
 
 def test_a_resume_answers_at_once_and_a_worker_restarts_the_held_work(
-    django_capture_on_commit_callbacks, monkeypatch
+    django_capture_on_commit_callbacks, sent_tasks, monkeypatch
 ):
     """The resume commits and hands the held plans and items to one task; the
     request does not re-dispatch them itself (under load that took seconds)."""
@@ -66,10 +66,7 @@ def test_a_resume_answers_at_once_and_a_worker_restarts_the_held_work(
     workflow_pause(workflow=workflow, actor="ops:test", reason="incident")
     decide(refund)  # approved while paused: held
     waiting = make_item(workflow, "good")  # arrived while paused: held
-    sent: list[tuple[str, tuple]] = []
-    monkeypatch.setattr(
-        services, "send_task", lambda task, *args: sent.append((task.name, args)) or True
-    )
+    sent = sent_tasks
 
     with django_capture_on_commit_callbacks(execute=True):
         workflow_resume(workflow=Workflow.objects.get(pk=workflow.pk), actor="ops:test")

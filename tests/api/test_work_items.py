@@ -250,28 +250,23 @@ def test_a_retry_with_the_payload_keys_in_another_order_is_not_a_conflict(api, w
 
 
 def test_a_batch_is_sent_as_one_fan_out_message_with_every_new_id(
-    api, workflow, monkeypatch, django_capture_on_commit_callbacks
+    api, workflow, sent_tasks, django_capture_on_commit_callbacks
 ):
-    from agents import tasks
+    from agents import queue
 
-    fanned: list[list[int]] = []
-    single: list[int] = []
-    monkeypatch.setattr(tasks.run_agents, "delay", lambda ids: fanned.append(ids))
-    monkeypatch.setattr(tasks.run_agent, "delay", lambda pk: single.append(pk))
     api.post(URL, {**BODY, "external_id": "OLD-1"})
+    sent_tasks.clear()
     items = [{"external_id": f"F-{i}", "payload": {"text": f"item {i}"}} for i in range(5)]
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(BATCH, {"items": [{"external_id": "OLD-1", **BODY}, *items]})
     assert response.status_code == 201
     new_ids = [r["item"]["id"] for r in response.json()["results"] if r["created"]]
     assert len(new_ids) == 5
-    assert fanned == [new_ids], "one message, only the new items"
-    assert single == [], "the existing item is not sent again"
+    assert sent_tasks == [(queue.RUN_AGENTS, (new_ids,))], "one message, only the new items"
 
 
 def test_fan_out_sends_one_run_agent_per_item_still_waiting(workflow, monkeypatch):
     from agents import tasks
-    from agents.services import work_items_fan_out
     from tests.factories import WorkItemFactory
 
     waiting = [
@@ -280,7 +275,7 @@ def test_fan_out_sends_one_run_agent_per_item_still_waiting(workflow, monkeypatc
     started = WorkItemFactory(workflow=workflow, status=WorkItem.Status.RUNNING)
     sent: list[int] = []
     monkeypatch.setattr(tasks.run_agent, "apply_async", lambda args, **kw: sent.append(args[0]))
-    count = work_items_fan_out(work_item_ids=[i.pk for i in waiting] + [started.pk, 999_999])
+    count = tasks.run_agents.apply(args=([i.pk for i in waiting] + [started.pk, 999_999],)).get()
     assert count == 3
     assert sent == sorted(i.pk for i in waiting), "each waiting item gets its own run_agent"
 
@@ -361,7 +356,6 @@ def test_the_insert_knows_every_column_of_the_model():
 def test_items_waiting_when_a_workflow_resumes_go_out_as_one_fan_out(
     workflow, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from agents import tasks
     from agents.services import work_items_dispatch_received
     from tests.factories import WorkItemFactory
 
@@ -369,9 +363,10 @@ def test_items_waiting_when_a_workflow_resumes_go_out_as_one_fan_out(
         WorkItemFactory(workflow=workflow, status=WorkItem.Status.RECEIVED) for _ in range(3)
     ]
     WorkItemFactory(workflow=workflow)  # already past its first run
-    fanned: list[list[int]] = []
-    monkeypatch.setattr(tasks.run_agents, "delay", lambda ids: fanned.append(ids))
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr("agents.queue.send", lambda name, *args: sent.append((name, args)) or True)
     with django_capture_on_commit_callbacks(execute=True):
         ids = work_items_dispatch_received(workflow=workflow)
     assert sorted(ids) == sorted(i.pk for i in waiting)
+    fanned = [args[0] for name, args in sent if name == "agents.run_agents"]
     assert [sorted(batch) for batch in fanned] == [sorted(ids)]

@@ -11,7 +11,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from agents import services
+from agents import queue, services
 from agents.models import Execution, Proposal, WorkItem
 from agents.runner import run_work_item
 from agents.services import ERR_HASH_MISMATCH, proposal_execute
@@ -319,10 +319,8 @@ def test_a_sampled_execution_is_reviewed_post_hoc_and_feeds_the_breaker(
 
     claim = claim_next(reviewer=reviewer)
     assert claim.proposal_id == proposal.pk
-    checked = []
-    monkeypatch.setattr(
-        "governance.tasks.breaker_check_task.delay", lambda *args: checked.append(args)
-    )
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr("agents.queue.send", lambda name, *args: sent.append((name, args)) or True)
     with django_capture_on_commit_callbacks(execute=True):
         decision = proposal_decide(
             proposal_id=proposal.pk,
@@ -334,6 +332,7 @@ def test_a_sampled_execution_is_reviewed_post_hoc_and_feeds_the_breaker(
     assert decision.kind == Decision.Kind.SAMPLE
     proposal.refresh_from_db()
     assert proposal.status == Proposal.Status.EXECUTED  # what happened, happened
+    checked = [args for name, args in sent if name == queue.BREAKER_CHECK]
     assert checked == [(workflow.pk, "create_refund", "")]  # a sample: not a critical one
     assert AuditEvent.objects.filter(action="proposal.sample.reject").exists()
     assert claim_next(reviewer=reviewer) is None  # reviewed once
@@ -419,14 +418,12 @@ def _decide_next(reviewer, verdict: str, **kwargs):
 
 
 def test_a_critical_rejection_demotes_the_tool_as_soon_as_it_commits(
-    refund_reviewer, django_capture_on_commit_callbacks, monkeypatch
+    refund_reviewer, django_capture_on_commit_callbacks, eager_tasks
 ):
     from governance.models import AutonomyChange
-    from governance.tasks import breaker_check_task
 
     workflow = limited_workflow()
     plan(workflow, ("create_refund", {**GOOD_REFUND, "amount": "450.00"}, "money"))
-    monkeypatch.setattr(breaker_check_task, "delay", lambda *args: breaker_check_task(*args))
 
     with django_capture_on_commit_callbacks(execute=True):
         _decide_next(refund_reviewer(workflow), "reject", reason="unsafe")
@@ -444,13 +441,12 @@ def test_an_ordinary_decision_at_supervised_does_not_wake_the_breaker(
 ):
     workflow = make_refund_workflow(level=AutonomyLevel.SUPERVISED)
     plan(workflow, ("create_refund", dict(GOOD_REFUND), "money"))
-    checked = []
-    monkeypatch.setattr("governance.tasks.breaker_check_task.delay", lambda *a: checked.append(a))
-    monkeypatch.setattr("agents.tasks.execute_action.delay", lambda *a: None)
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr("agents.queue.send", lambda name, *args: sent.append((name, args)) or True)
 
     with django_capture_on_commit_callbacks(execute=True):
         _decide_next(refund_reviewer(workflow), "reject", reason="wrong_amount")
-    assert checked == []
+    assert [name for name, _ in sent if name == queue.BREAKER_CHECK] == []
 
 
 def test_a_resume_restarts_automatic_actions_the_pause_held(django_capture_on_commit_callbacks):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
+from agents import queue
 from agents.models import Proposal
 from governance.models import AuditEvent, AutonomyLevel, Workflow
 from governance.permissions import Role, workflow_grant_role
@@ -19,7 +20,7 @@ from reviews.services import (
 )
 from tests.agents.stub_openai import GOOD_REFUND, make_refund_workflow
 from tests.agents.test_execute import plan
-from tests.conftest import login
+from tests.conftest import login, sent_args
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -51,8 +52,8 @@ def reviewers(roles, supervised):
 
 @pytest.fixture
 def dispatched(monkeypatch):
-    sent: list[int] = []
-    monkeypatch.setattr("agents.tasks.execute_action.delay", sent.append)
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr("agents.queue.send", lambda name, *args: sent.append((name, args)) or True)
     return sent
 
 
@@ -80,7 +81,7 @@ def test_a_big_refund_waits_for_a_second_approver_before_it_executes(
     refund.refresh_from_db()
     assert refund.status == Proposal.Status.PENDING
     assert not Decision.objects.exists()
-    assert dispatched == []
+    assert sent_args(dispatched, queue.EXECUTE_ACTION) == []
     assert AuditEvent.objects.filter(action="proposal.approval_recorded").exists()
 
     # The first approver's queue no longer offers it; the second's does.
@@ -94,7 +95,7 @@ def test_a_big_refund_waits_for_a_second_approver_before_it_executes(
     assert decision.verdict == Decision.Verdict.ACCEPT
     refund.refresh_from_db()
     assert refund.status == Proposal.Status.ACCEPTED
-    assert dispatched == [refund.pk]
+    assert sent_args(dispatched, queue.EXECUTE_ACTION) == [refund.pk]
     assert set(Approval.objects.values_list("reviewer__username", flat=True)) == {"rhea", "ravi"}
     event = AuditEvent.objects.get(action="proposal.accept")
     assert event.data["approvers"] == [first.pk, second.pk]

@@ -18,6 +18,21 @@ from tests.reviews.factories import plan_factory
 pytestmark = pytest.mark.django_db
 
 
+class Sent:
+    """The first argument of every ``name`` task sent so far (compares as a list)."""
+
+    def __init__(self, sent: list[tuple[str, tuple]], name: str) -> None:
+        self.sent, self.name = sent, name
+
+    def __eq__(self, other: object) -> bool:
+        return [args[0] for task, args in self.sent if task == self.name] == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr([args[0] for task, args in self.sent if task == self.name])
+
+
 def _expire(claim: Claim) -> None:
     Claim.objects.filter(pk=claim.pk).update(
         claimed_at=timezone.now() - timedelta(hours=1),
@@ -329,12 +344,12 @@ def _decide_all(workflow, reviewer, verdicts):
 def test_supervised_plan_executes_only_once_every_action_is_approved(
     workflow, reviewer, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from agents import tasks
 
     _supervised(workflow)
     plan = plan_factory(workflow=workflow, tools=("create_refund", "send_message"))
-    enqueued: list[int] = []
-    monkeypatch.setattr(tasks.execute_action, "delay", lambda pk, *a, **k: enqueued.append(pk))
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr("agents.queue.send", lambda name, *args: sent.append((name, args)) or True)
+    enqueued = Sent(sent, "agents.execute_action")
     with django_capture_on_commit_callbacks(execute=True):
         _decide_all(workflow, reviewer, ["accept"])
     assert enqueued == []
@@ -374,14 +389,14 @@ def test_the_claim_upsert_is_a_compare_and_set(workflow, reviewer, second_review
 def test_sending_an_escalation_back_queues_a_new_attempt(
     workflow, reviewer, django_capture_on_commit_callbacks, monkeypatch
 ):
-    from agents import tasks
     from agents.models import Run
     from tests.factories import RunFactory
 
     escalation = EscalationFactory(work_item__workflow=workflow)
     RunFactory(work_item=escalation.work_item, status=Run.Status.ESCALATED)
-    dispatched: list[int] = []
-    monkeypatch.setattr(tasks.run_agent, "delay", lambda pk: dispatched.append(pk))
+    sent: list[tuple[str, tuple]] = []
+    monkeypatch.setattr("agents.queue.send", lambda name, *args: sent.append((name, args)) or True)
+    dispatched = Sent(sent, "agents.run_agent")
     with django_capture_on_commit_callbacks(execute=True):
         services.escalation_resolve(
             escalation_id=escalation.pk,

@@ -1,11 +1,11 @@
 """Found by the soak (bench/soak.py): Redis (the Celery broker) down for 10 s.
 
-``work_item_create`` commits the item, then ``run_agent.delay`` runs on commit and
+``work_item_create`` commits the item, then ``run_agent`` is sent on commit and
 raises because the broker is unreachable. The API answers 500 although the item
 is committed; the client's retry with the same Idempotency-Key answers 200 with
 the existing item, and nothing ever dispatches it again: it stays ``received``
 with no task, for good (a lost item). The same happens to an approved plan
-when ``execute_action.delay`` fails after ``proposal_decide`` commits (the item
+when sending ``execute_action`` fails after ``proposal_decide`` commits (the item
 stays ``executing``; the reviewer sees a 500 for a recorded decision).
 
 These tests state the contract the soak checks; they fail on the code as it is.
@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from celery import current_app
 from django.test import Client
 from kombu.exceptions import OperationalError
 
+from agents import queue
 from agents.models import WorkItem
 from governance.api.tokens import api_token_create
 from governance.models import ApiToken
+from tests.conftest import sent_args
 
 URL = "/api/v1/workflows/refunds/work-items"
 BODY = {"title": "Refund A-1001", "payload": {"text": "Please refund order A-1001."}}
@@ -57,7 +60,7 @@ def _post(token: str, key: str):
 def test_ingest_while_the_broker_is_down_never_answers_500_for_a_committed_item(
     token, workflow, monkeypatch
 ):
-    monkeypatch.setattr("agents.tasks.run_agent.delay", _broker_down)
+    monkeypatch.setattr(current_app, "send_task", _broker_down)
     response = _post(token, "broker-down-1")
     committed = WorkItem.objects.filter(workflow=workflow, external_id="broker-down-1").exists()
     # Either the item is accepted (and will run), or the request fails and nothing is kept.
@@ -77,10 +80,12 @@ def test_an_item_received_while_the_broker_was_down_is_sent_again_by_the_sweeper
 
     from agents.services import STRANDED_AFTER, stranded_redispatch
 
-    monkeypatch.setattr("agents.tasks.run_agent.delay", _broker_down)
+    monkeypatch.setattr(current_app, "send_task", _broker_down)
     assert _post(token, "broker-down-2").status_code == 201
-    sent: list[int] = []
-    monkeypatch.setattr("agents.tasks.run_agent.delay", lambda item_id: sent.append(item_id))
+    sent_tasks: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(
+        "agents.queue.send", lambda name, *args: sent_tasks.append((name, args)) or True
+    )
     retry = _post(token, "broker-down-2")
     assert retry.status_code == 200, "a retry returns the original item"
     item = WorkItem.objects.get(workflow=workflow, external_id="broker-down-2")
@@ -90,4 +95,4 @@ def test_an_item_received_while_the_broker_was_down_is_sent_again_by_the_sweeper
         updated_at=timezone.now() - STRANDED_AFTER - timedelta(seconds=1)
     )
     stranded_redispatch()
-    assert sent == [item.pk]
+    assert sent_args(sent_tasks, queue.RUN_AGENT) == [item.pk]

@@ -1,7 +1,7 @@
 """Found by the soak (bench/soak.py): a reviewer approves while Redis is down.
 
 ``decide`` commits the decision (and ``plan_dispatch_ready`` marks the item
-``executing``); ``execute_action.delay`` then runs on commit and raises. The
+``executing``); sending ``execute_action`` on commit then raises. The
 reviewer gets a 500 for a decision that was recorded, and no task exists for the
 approved plan: the item stays ``executing`` until something redispatches it
 (today only a pause and resume of the workflow does).
@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from celery import current_app
 from django.urls import reverse
 from kombu.exceptions import OperationalError
 
@@ -42,7 +43,7 @@ def test_an_approval_recorded_while_the_broker_is_down_is_not_a_500(
     client.raise_request_exception = False
     html = client.get(reverse("review-queue", args=[workflow.slug])).content.decode()
     token = TOKEN_RE.search(html).group(1)
-    monkeypatch.setattr("agents.tasks.execute_action.delay", _broker_down)
+    monkeypatch.setattr(current_app, "send_task", _broker_down)
     response = client.post(
         reverse("review-decide", args=[workflow.slug, proposal.pk]),
         {"verdict": "accept", "token": token},

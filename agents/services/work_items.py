@@ -1,0 +1,268 @@
+"""Work items in: created one at a time or in batches, idempotently, each sent to a
+worker once its transaction commits; and an escalated item given back to the agent."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from agents import queue, states
+from agents import sql as agents_sql
+from agents.models import Run, WorkItem
+from governance.audit import audit_append
+from governance.models import AutonomyLevel, Workflow
+
+ERR_PAYLOAD_NOT_OBJECT = "The payload must be a JSON object, not {kind}."
+ERR_PAYLOAD_TEXT = "The payload's “text” must be a string."
+ERR_PAYLOAD_TOO_BIG = "The payload is too large ({size} bytes; the limit is {limit})."
+ERR_PAYLOAD_NOT_JSON = "The payload must be JSON-serialisable: {error}"
+ERR_EXTERNAL_ID = "The external id must be 1 to 200 characters."
+ERR_SOURCE = "“{source}” is not a work-item source."
+MAX_PAYLOAD_BYTES = 64 * 1024
+ERR_BATCH_DUPLICATE = "external_id “{external_id}” appears more than once in the batch."
+# Ids per fan-out message: a batch is at most 1000 items, so one message per request.
+FAN_OUT_CHUNK = 1000
+
+
+def _validate_payload(payload: Any) -> None:
+    if not isinstance(payload, dict):
+        raise ValidationError(
+            ERR_PAYLOAD_NOT_OBJECT.format(kind=type(payload).__name__), code="payload_not_object"
+        )
+    if "text" in payload and not isinstance(payload["text"], str):
+        raise ValidationError(ERR_PAYLOAD_TEXT, code="payload_text")
+    try:
+        size = len(json.dumps(payload).encode())
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(ERR_PAYLOAD_NOT_JSON.format(error=exc), code="payload_json") from exc
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValidationError(
+            ERR_PAYLOAD_TOO_BIG.format(size=size, limit=MAX_PAYLOAD_BYTES), code="payload_size"
+        )
+
+
+def work_item_dispatch(*, work_item: WorkItem) -> None:
+    """Send the item to a worker once the current transaction commits."""
+    item_id = work_item.pk
+    transaction.on_commit(lambda: queue.send(queue.RUN_AGENT, item_id))
+
+
+def work_item_create(
+    *,
+    workflow: Workflow,
+    external_id: str,
+    payload: Any,
+    source: str,
+    title: str = "",
+    principal: str = "",
+) -> tuple[WorkItem, bool]:
+    """Create a work item, idempotent on (workflow, external id). A duplicate returns
+    the original with created=False. A new item is dispatched to run_agent on commit."""
+    external_id = (external_id or "").strip()
+    if not external_id or len(external_id) > 200:
+        raise ValidationError(ERR_EXTERNAL_ID, code="external_id")
+    if source not in WorkItem.Source.values:
+        raise ValidationError(ERR_SOURCE.format(source=source), code="source")
+    _validate_payload(payload)
+    title = (title or str(payload.get("title", "")))[:300]
+    try:
+        with transaction.atomic():
+            item = _insert_new(
+                workflow=workflow,
+                rows=[(external_id, title, payload)],
+                source=source,
+                principal=principal,
+            ).get(external_id)
+            if item is None:
+                # A retry (or a concurrent request that got there first) returns the
+                # original. An item whose task never reached the broker is re-sent by
+                # the stranded-work sweeper (``stranded_redispatch``).
+                return WorkItem.objects.get(workflow=workflow, external_id=external_id), False
+            audit_append(
+                action="work_item.received",
+                actor=principal or f"integration:{source}",
+                workflow=workflow,
+                obj=item,
+                data={"external_id": external_id, "source": source},
+            )
+            if workflow.autonomy_level != AutonomyLevel.OFF:
+                work_item_dispatch(work_item=item)
+    except IntegrityError:
+        # Only on the ORM fallback of ``_insert_new``: a concurrent request won.
+        return WorkItem.objects.get(workflow=workflow, external_id=external_id), False
+    return item, True
+
+
+def work_item_retry(*, work_item: WorkItem) -> Run:
+    """Give an escalated item back to the agent (a human sent it back): a fresh
+    attempt, queued, and dispatched once the transaction commits."""
+    last = work_item.runs.order_by("-attempt").values_list("attempt", flat=True).first()
+    run = Run.objects.create(
+        work_item=work_item,
+        attempt=(last or 0) + 1,
+        status=Run.Status.QUEUED,
+        autonomy_level=work_item.workflow.autonomy_level,
+    )
+    states.work_item_move(work_item.pk, to=WorkItem.Status.RECEIVED)
+    work_item.status = WorkItem.Status.RECEIVED
+    work_item_dispatch(work_item=work_item)
+    return run
+
+
+def work_items_dispatch_received(*, workflow: Workflow) -> list[int]:
+    """Dispatch items still waiting for their first run (e.g. after a resume)."""
+    ids = list(
+        WorkItem.objects.filter(workflow=workflow, status=WorkItem.Status.RECEIVED).values_list(
+            "pk", flat=True
+        )
+    )
+    if ids:
+        # A resumed backlog goes out like a batch: one fan-out message per 1000 items.
+        transaction.on_commit(lambda: _dispatch_many(ids))
+    return ids
+
+
+@dataclass(frozen=True)
+class NewWorkItem:
+    external_id: str
+    payload: Any
+    title: str = ""
+
+
+def _dispatch_many(ids: list[int]) -> None:
+    """Send new items to workers: one ``run_agents`` message per chunk, which a worker
+    fans out into one ``run_agent`` task per item (each item still gets its own run,
+    retries and ack). Publishing a message per item cost the request ~1 ms each.
+
+    A message lost to a broker outage leaves its items received; the stranded-work
+    sweeper re-sends them one by one, as for single items."""
+    if len(ids) == 1:
+        queue.send(queue.RUN_AGENT, ids[0])
+        return
+    for start in range(0, len(ids), FAN_OUT_CHUNK):
+        queue.send(queue.RUN_AGENTS, ids[start : start + FAN_OUT_CHUNK])
+
+
+def work_items_waiting(*, work_item_ids: list[int]) -> list[int]:
+    """Of these items, those still waiting for their first run (the fan-out task
+    sends one ``run_agent`` for each)."""
+    return list(
+        WorkItem.objects.filter(pk__in=work_item_ids, status=WorkItem.Status.RECEIVED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def work_items_create_bulk(
+    *, workflow: Workflow, items: list[NewWorkItem], source: str, principal: str = ""
+) -> list[tuple[WorkItem, bool]]:
+    """Create many work items at once, idempotent on (workflow, external id) like
+    ``work_item_create``: one multi-row insert, one audit event for the batch, and a
+    run dispatched for each new item when the transaction commits.
+
+    Every item is validated first; a bad one raises ValidationError naming its index
+    (``error.params["index"]``) and nothing is written. Ids a concurrent request
+    inserts first come back as existing (only the ORM fallback of ``_insert_new``
+    raises IntegrityError for them: callers then retry item by item).
+    """
+    if source not in WorkItem.Source.values:
+        raise ValidationError(ERR_SOURCE.format(source=source), code="source")
+    seen: set[str] = set()
+    for index, new in enumerate(items):
+        external_id = (new.external_id or "").strip()
+        try:
+            if not external_id or len(external_id) > 200:
+                raise ValidationError(ERR_EXTERNAL_ID, code="external_id")
+            if external_id in seen:
+                raise ValidationError(
+                    ERR_BATCH_DUPLICATE.format(external_id=external_id), code="duplicate"
+                )
+            _validate_payload(new.payload)
+        except ValidationError as exc:
+            raise ValidationError(exc.messages[0], code=exc.code, params={"index": index}) from exc
+        seen.add(external_id)
+    ids = [new.external_id.strip() for new in items]
+    titles = [(new.title or str(new.payload.get("title", "")))[:300] for new in items]
+    with transaction.atomic():
+        inserted = _insert_new(
+            workflow=workflow,
+            rows=list(zip(ids, titles, (new.payload for new in items), strict=True)),
+            source=source,
+            principal=principal,
+        )
+        created = [inserted[external_id] for external_id in ids if external_id in inserted]
+        fresh = {item.external_id for item in created}
+        existing = {}
+        if len(fresh) < len(ids):
+            existing = {
+                item.external_id: item
+                for item in WorkItem.objects.filter(
+                    workflow=workflow, external_id__in=[i for i in ids if i not in fresh]
+                )
+            }
+        if created:
+            audit_append(
+                action="work_items.received",
+                actor=principal or f"integration:{source}",
+                workflow=workflow,
+                data={
+                    "count": len(created),
+                    "source": source,
+                    "external_ids": [item.external_id for item in created],
+                },
+            )
+            if workflow.autonomy_level != AutonomyLevel.OFF:
+                new_ids = [item.pk for item in created]
+                transaction.on_commit(lambda: _dispatch_many(new_ids))
+    by_external = {**existing, **{item.external_id: item for item in created}}
+    return [(by_external[external_id], external_id in fresh) for external_id in ids]
+
+
+def _insert_new(
+    *, workflow: Workflow, rows: list[tuple[str, str, Any]], source: str, principal: str
+) -> dict[str, WorkItem]:
+    """Insert the rows (external id, title, payload) whose external id the workflow
+    does not hold yet; returns the new items by external id. One statement on
+    PostgreSQL (``agents.sql.work_items_insert_new``), the ORM elsewhere."""
+    inserted = agents_sql.work_items_insert_new(
+        workflow=workflow, rows=rows, source=source, principal=principal
+    )
+    if inserted is None:
+        return _insert_new_orm(workflow=workflow, rows=rows, source=source, principal=principal)
+    return inserted
+
+
+def _insert_new_orm(
+    *, workflow: Workflow, rows: list[tuple[str, str, Any]], source: str, principal: str
+) -> dict[str, WorkItem]:
+    """``_insert_new`` through the ORM. A concurrent insert of the same id raises
+    IntegrityError here: callers fall back to the original item."""
+    taken = set(
+        WorkItem.objects.filter(
+            workflow=workflow, external_id__in=[external_id for external_id, _, _ in rows]
+        ).values_list("external_id", flat=True)
+    )
+    created = WorkItem.objects.bulk_create(
+        [
+            WorkItem(
+                workflow=workflow,
+                external_id=external_id,
+                payload=payload,
+                source=source,
+                title=title,
+                source_principal=principal[:150],
+            )
+            for external_id, title, payload in rows
+            if external_id not in taken
+        ],
+        batch_size=500,
+    )
+    return {item.external_id: item for item in created}
+
+
+def run_for_work_item(*, work_item: WorkItem) -> Run | None:
+    return work_item.runs.order_by("-attempt").first()

@@ -1,0 +1,1 @@
+"""Test-only hooks, installed by the test settings (never by production ones)."""
