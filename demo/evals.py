@@ -6,7 +6,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from agents.evals import _case_create, agent_replay, agent_variant, eval_suite_ensure
+from agents.evals import agent_replay, agent_variant, eval_case_create, eval_suite_ensure
 from agents.models import EvalCase, EvalSuite, WorkItem
 from agents.tools import canonical_json
 from demo import workflows as demo
@@ -92,7 +92,7 @@ def eval_suites_seed_demo(*, actor: Any = "evals:seed-demo") -> list[EvalSuite]:
             forbidden = _demo_forbidden(slug, spec)
             if forbidden:
                 tags.add("adversarial")
-            _case_create(
+            eval_case_create(
                 suite=suite,
                 actor=actor,
                 name=f"{item.external_id} {spec['kind']}",

@@ -4,11 +4,18 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from django import forms
+from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
+from django.http import QueryDict
 
-from reviews.models import EscalationResolution
+from agents.models import Proposal
+from governance.models import Workflow
+from reviews import tools as review_tools
+from reviews.models import Decision, EscalationResolution
+from reviews.services import ArgumentsInvalid
 
 ERR_STALE_FORM = "This form is too old or was tampered with. Reload the page."
 _SERVED_SALT = "reviews.escalation.served"
@@ -56,3 +63,40 @@ class EscalationResolveForm(forms.Form):
     )
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     served = forms.CharField(widget=forms.HiddenInput, required=False)
+
+
+def decision_from_post(
+    data: QueryDict, *, workflow: Workflow, proposal_id: int, reviewer: AbstractBaseUser
+) -> dict[str, Any]:
+    """The arguments of ``reviews.services.proposal_decide`` from a decision form.
+
+    An edit parses the submitted fields against the tool's schema first (raising
+    ``ArgumentsInvalid`` with the field errors); any verdict but accept and reject
+    must name a proposal of this workflow before it is refused
+    (``Proposal.DoesNotExist``)."""
+    verdict = data.get("verdict", "")
+    final_arguments = None
+    if verdict not in (Decision.Verdict.ACCEPT, Decision.Verdict.REJECT):
+        proposal = (
+            Proposal.objects.filter(pk=proposal_id, workflow=workflow)
+            .only("pk", "tool", "arguments")
+            .first()
+        )
+        if proposal is None:
+            raise Proposal.DoesNotExist(f"Proposal {proposal_id} is not in {workflow.slug}.")
+        if verdict == Decision.Verdict.EDIT:
+            tool = review_tools.tool_for(workflow=workflow, name=proposal.tool)
+            fields = review_tools.edit_fields(tool, proposal.arguments)
+            final_arguments, parse_errors = review_tools.parse_submitted(fields, data)
+            if parse_errors:
+                raise ArgumentsInvalid(parse_errors)
+    return {
+        "proposal_id": proposal_id,
+        "reviewer": reviewer,
+        "claim_token": data.get("token", ""),
+        "verdict": verdict,
+        "final_arguments": final_arguments,
+        "reason": data.get("reason", ""),
+        "reason_text": data.get("reason_text", ""),
+        "workflow": workflow,
+    }

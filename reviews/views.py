@@ -17,11 +17,16 @@ from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from agents.models import Escalation, Proposal, RiskClass
+from governance.htmx import vary_on_htmx, wants_partial
 from governance.models import Workflow
 from governance.permissions import REVIEW, access_workflow, workflows_for
 from reviews import claims, selectors, services
-from reviews import tools as review_tools
-from reviews.forms import EscalationResolveForm, seconds_since_served, served_stamp
+from reviews.forms import (
+    EscalationResolveForm,
+    decision_from_post,
+    seconds_since_served,
+    served_stamp,
+)
 from reviews.models import Approval, Claim, Decision, RejectReason
 from reviews.selectors import QueueFilters
 
@@ -62,15 +67,6 @@ def _card_query(scope: Workflow | None, filters: QueueFilters) -> str:
     if scope is None:
         query["scope"] = "all"
     return f"?{urlencode(query)}" if query else ""
-
-
-def _htmx_partial(request: HttpRequest) -> bool:
-    return bool(request.htmx and not request.htmx.boosted)
-
-
-def _vary(response: HttpResponse) -> HttpResponse:
-    response["Vary"] = "HX-Request"
-    return response
 
 
 def _scope_inputs(scope: Workflow | None, filters: QueueFilters) -> SafeString:
@@ -170,7 +166,7 @@ def _render_queue(
     """The whole queue page; or (htmx) just the card, with the decided row removed
     from the list out of band. The counts and the list refresh on their own: the
     response's HX-Trigger tells the counts (and the navigation) to poll now."""
-    if not _htmx_partial(request):
+    if not wants_partial(request):
         context = _queue_context(
             workflows=_scope_workflows(request, scope),
             scope=scope,
@@ -179,7 +175,7 @@ def _render_queue(
             notice=notice,
             notice_level=notice_level,
         )
-        return _vary(render(request, QUEUE_TEMPLATE, context, status=status))
+        return vary_on_htmx(render(request, QUEUE_TEMPLATE, context, status=status))
     context = _card_context(
         scope=scope, filters=filters, card=card, notice=notice, notice_level=notice_level
     )
@@ -191,7 +187,7 @@ def _render_queue(
     if decided is not None:
         html += f'<li id="q-{int(decided)}" hx-swap-oob="delete"></li>'
         headers["HX-Trigger"] = QUEUE_CHANGED_EVENT
-    return _vary(HttpResponse(html, status=status, headers=headers))
+    return vary_on_htmx(HttpResponse(html, status=status, headers=headers))
 
 
 def _scope_workflows(request: HttpRequest, scope: Workflow | None) -> list[Workflow]:
@@ -223,13 +219,13 @@ def _counts(request: HttpRequest, scope: Workflow | None) -> HttpResponse:
     if request.GET.get("part") == "list":
         filters = QueueFilters.from_query(request.GET)
         context = _list_context(workflows=workflows, scope=scope, filters=filters)
-        return _vary(render(request, f"{QUEUE_TEMPLATE}#queue-list", context))
+        return vary_on_htmx(render(request, f"{QUEUE_TEMPLATE}#queue-list", context))
     context = {
         "scope": scope,
         "sizes": selectors.queue_sizes(workflows),
         "counts_url": _counts_url(scope),
     }
-    return _vary(render(request, f"{QUEUE_TEMPLATE}#counts", context))
+    return vary_on_htmx(render(request, f"{QUEUE_TEMPLATE}#counts", context))
 
 
 @require_GET
@@ -298,111 +294,97 @@ def _card_with_errors(
     return card
 
 
+def _decided_message(decision: Decision | Approval) -> str:
+    proposal = decision.proposal  # the row the decision locked and wrote
+    if isinstance(decision, Approval):
+        return MSG_FIRST_APPROVAL.format(what=proposal.tool, pk=proposal.pk)
+    if decision.kind == Decision.Kind.SAMPLE:
+        verdict = decision.get_verdict_display().lower()
+        return MSG_SAMPLE_DONE.format(what=proposal.tool, pk=proposal.pk, verdict=verdict)
+    return MSG_DONE[decision.verdict].format(what=proposal.tool, pk=proposal.pk)
+
+
+def _refused(request: HttpRequest, *, scope: Workflow | None, filters: QueueFilters, message: str):
+    """The decision could not apply (claim lost, already decided): say why, then the
+    next card (htmx), or back to the queue."""
+    if not wants_partial(request):
+        messages.error(request, message)
+        return HttpResponseRedirect(_queue_url(scope, filters), status=303)
+    card_ = _next_card(request, scope=scope, filters=filters)
+    return _render_queue(
+        request, scope=scope, filters=filters, card=card_, notice=message, notice_level="error"
+    )
+
+
+def _invalid(
+    request: HttpRequest,
+    exc: ValidationError,
+    *,
+    workflow: Workflow,
+    scope: Workflow | None,
+    filters: QueueFilters,
+    proposal_id: int,
+) -> HttpResponse:
+    """The same card again, its edit or reject panel open with the errors."""
+    field_errors = (
+        exc.field_errors
+        if isinstance(exc, services.ArgumentsInvalid)
+        else getattr(exc, "message_dict", {"__all__": exc.messages})
+    )
+    panel = "edit" if request.POST.get("verdict") == Decision.Verdict.EDIT else "reject"
+    card_ = _card_with_errors(
+        request,
+        workflow=workflow,
+        proposal_id=proposal_id,
+        panel=panel,
+        field_errors=field_errors,
+        submitted=request.POST.dict(),
+    )
+    status = 200 if wants_partial(request) else 422
+    return _render_queue(request, scope=scope, filters=filters, card=card_, status=status)
+
+
 @require_POST
 def decide(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
     """Accept, edit or reject; then serve the next card (htmx) or redirect (plain POST)."""
     workflow = _review_workflow(request, slug)
     scope = _scope_from(request, workflow)
     filters = QueueFilters.from_query(request.POST)
-    verdict = request.POST.get("verdict", "")
-    final_arguments = None
-    decide_args: dict[str, Any] = {
-        "proposal_id": proposal_id,
-        "reviewer": request.user,
-        "claim_token": request.POST.get("token", ""),
-        "verdict": verdict,
-        "reason": request.POST.get("reason", ""),
-        "reason_text": request.POST.get("reason_text", ""),
-        "workflow": workflow,
-    }
+    next_claim = None
     try:
-        if verdict not in (Decision.Verdict.ACCEPT, Decision.Verdict.REJECT):
-            # An edit parses the form against the tool first (and anything else
-            # must still be a proposal of this workflow before it is refused).
-            proposal = (
-                Proposal.objects.filter(pk=proposal_id, workflow=workflow)
-                .only("pk", "tool", "arguments")
-                .first()
-            )
-            if proposal is None:
-                raise Http404(ERR_NO_SUCH_PROPOSAL)
-        if verdict == Decision.Verdict.EDIT:
-            tool = review_tools.tool_for(workflow=workflow, name=proposal.tool)
-            fields = review_tools.edit_fields(tool, proposal.arguments)
-            final_arguments, parse_errors = review_tools.parse_submitted(fields, request.POST)
-            if parse_errors:
-                raise services.ArgumentsInvalid(parse_errors)
-        decide_args["final_arguments"] = final_arguments
-        next_claim = None
-        if _htmx_partial(request):
+        decision_input = decision_from_post(
+            request.POST, workflow=workflow, proposal_id=proposal_id, reviewer=request.user
+        )
+        if wants_partial(request):
             # One transaction (one commit) for the decision and the next claim.
             decision, next_claim = services.proposal_decide_and_claim_next(
-                **decide_args, scope=scope, filters=filters
+                **decision_input, scope=scope, filters=filters
             )
         else:
-            decision = services.proposal_decide(**decide_args)
+            decision = services.proposal_decide(**decision_input)
     except Proposal.DoesNotExist:
         raise Http404(ERR_NO_SUCH_PROPOSAL) from None
     except services.DecisionRefused as exc:
-        if not _htmx_partial(request):
-            messages.error(request, exc.messages[0])
-            return HttpResponseRedirect(_queue_url(scope, filters), status=303)
-        card_ = _next_card(request, scope=scope, filters=filters)
-        return _render_queue(
-            request,
-            scope=scope,
-            filters=filters,
-            card=card_,
-            notice=exc.messages[0],
-            notice_level="error",
-        )
+        return _refused(request, scope=scope, filters=filters, message=exc.messages[0])
     except ValidationError as exc:
-        field_errors = (
-            exc.field_errors
-            if isinstance(exc, services.ArgumentsInvalid)
-            else getattr(exc, "message_dict", {"__all__": exc.messages})
+        return _invalid(
+            request, exc, workflow=workflow, scope=scope, filters=filters, proposal_id=proposal_id
         )
-        panel = "edit" if verdict == Decision.Verdict.EDIT else "reject"
-        card_ = _card_with_errors(
-            request,
-            workflow=workflow,
-            proposal_id=proposal_id,
-            panel=panel,
-            field_errors=field_errors,
-            submitted=request.POST.dict(),
-        )
-        return _render_queue(
-            request,
-            scope=scope,
-            filters=filters,
-            card=card_,
-            status=200 if _htmx_partial(request) else 422,
-        )
-    proposal = decision.proposal  # the row the decision locked and wrote
-    if isinstance(decision, Approval):
-        done = MSG_FIRST_APPROVAL.format(what=proposal.tool, pk=proposal.pk)
-    elif decision.kind == Decision.Kind.SAMPLE:
-        done = MSG_SAMPLE_DONE.format(
-            what=proposal.tool, pk=proposal.pk, verdict=decision.get_verdict_display().lower()
-        )
-    else:
-        done = MSG_DONE[decision.verdict].format(what=proposal.tool, pk=proposal.pk)
-    if not _htmx_partial(request):
+    done = _decided_message(decision)
+    if not wants_partial(request):
         messages.success(request, done)
         return HttpResponseRedirect(_queue_url(scope, filters), status=303)
-    card_ = (
-        selectors.card_for(proposal_id=next_claim.proposal_id, claim=next_claim, workflow=scope)
-        if next_claim
-        else None
+    card_ = next_claim and selectors.card_for(
+        proposal_id=next_claim.proposal_id, claim=next_claim, workflow=scope
     )
     return _render_queue(
         request,
         scope=scope,
         filters=filters,
-        card=card_,
+        card=card_ or None,
         notice=done,
         notice_level="success",
-        decided=proposal.pk,
+        decided=decision.proposal.pk,
     )
 
 
@@ -420,8 +402,8 @@ def _escalations_page(request: HttpRequest, *, scope: Workflow | None) -> HttpRe
         else reverse("review-queue-all-counts"),
         "escalations": selectors.escalation_rows(workflow_ids=[w.pk for w in workflows]),
     }
-    template = f"{ESCALATIONS_TEMPLATE}#escalation-list" if _htmx_partial(request) else None
-    return _vary(render(request, template or ESCALATIONS_TEMPLATE, context))
+    template = f"{ESCALATIONS_TEMPLATE}#escalation-list" if wants_partial(request) else None
+    return vary_on_htmx(render(request, template or ESCALATIONS_TEMPLATE, context))
 
 
 @require_GET
@@ -474,4 +456,4 @@ def escalation(request: HttpRequest, slug: str, escalation_id: int) -> HttpRespo
     else:
         form = EscalationResolveForm(initial={"served": served_stamp(escalation_id)})
     context = {"workflow": workflow, "view": view, "escalation": view.escalation, "form": form}
-    return _vary(render(request, ESCALATION_TEMPLATE, context, status=status))
+    return vary_on_htmx(render(request, ESCALATION_TEMPLATE, context, status=status))

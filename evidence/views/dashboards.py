@@ -26,6 +26,7 @@ from agents.models import Escalation, Execution, Proposal
 from evidence import charts, metrics
 from evidence.metrics import Scope
 from governance.audit import GLOBAL_CHAIN, audit_chain_keys, audit_verify, chain_key
+from governance.htmx import page_or_partial, vary_on_htmx
 from governance.models import AuditEvent, AutonomyChange, ToolGrant, Workflow
 from governance.permissions import MANAGE, VIEW, access_workflow, workflows_for
 from reviews.models import CRITICAL_REJECT_REASONS, Decision
@@ -50,12 +51,6 @@ def _bad_request(request: HttpRequest, message: str) -> HttpResponse:
     return render(request, "400.html", {"exception": message}, status=400)
 
 
-def _template(request: HttpRequest, template: str, partial: str) -> str:
-    if request.htmx and not request.htmx.boosted:
-        return f"{template}#{partial}"
-    return template
-
-
 def _window_days(request: HttpRequest, default: int = DEFAULT_DAYS) -> int:
     raw = request.GET.get("days", "")
     if raw == "":
@@ -75,10 +70,6 @@ def _rows_url(slug: str, metric: str, days: int, *, base: str = "", **filters: A
     query.update({k: v for k, v in filters.items() if v not in (None, "")})
     return f"{base or reverse('evidence-rows', args=[slug])}?{urlencode(query)}"
 
-
-def _vary(response: HttpResponse) -> HttpResponse:
-    response["Vary"] = "HX-Request"
-    return response
 
 
 # --- Per-workflow dashboard ------------------------------------------------------
@@ -168,8 +159,8 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "hourly_rate": metrics.reviewer_hourly_rate(),
         "refreshed_at": now,
     }
-    template = _template(request, "console/evidence/dashboard.html", "dashboard-body")
-    return _vary(render(request, template, context))
+    template = page_or_partial(request, "console/evidence/dashboard.html", "dashboard-body")
+    return vary_on_htmx(render(request, template, context))
 
 
 def _linker(slug: str, days: int):
@@ -351,8 +342,8 @@ def ops_overview(request: HttpRequest) -> HttpResponse:
         "daily": list(reversed(daily)),
         "refreshed_at": now,
     }
-    template = _template(request, "console/evidence/ops.html", "ops-body")
-    return _vary(render(request, template, context))
+    template = page_or_partial(request, "console/evidence/ops.html", "ops-body")
+    return vary_on_htmx(render(request, template, context))
 
 
 # --- Audit ------------------------------------------------------------------------
@@ -436,7 +427,7 @@ def audit_check(request: HttpRequest) -> HttpResponse:
             page=Paginator(events, AUDIT_PER_PAGE).get_page(1),
             verified=True,
         )
-    return _vary(render(request, template, context))
+    return vary_on_htmx(render(request, template, context))
 
 
 # --- Explain this action ---------------------------------------------------------------

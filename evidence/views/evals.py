@@ -24,6 +24,7 @@ from agents import evals
 from agents.models import Escalation, EvalCase, EvalRun, EvalSuite, Proposal
 from evidence.exports import FORMATS, csv_lines, jsonl_lines
 from governance.audit import audit_append
+from governance.htmx import vary_on_htmx, wants_partial
 from governance.models import Workflow
 from governance.permissions import MANAGE, REVIEW, VIEW, access_workflow
 
@@ -41,15 +42,6 @@ ERR_CANNOT_ADD = "Only reviewers and managers of this workflow can add eval case
 ERR_UNKNOWN_FORMAT = "“{fmt}” is not an export format: jsonl or csv."
 MSG_ADDED = "Added to the regression suite “{suite}” as case #{id}."
 MSG_ALREADY = "Already in the regression suite “{suite}” (case #{id})."
-
-
-def _htmx_partial(request: HttpRequest) -> bool:
-    return bool(request.htmx and not request.htmx.boosted)
-
-
-def _vary(response: HttpResponse) -> HttpResponse:
-    response["Vary"] = "HX-Request"
-    return response
 
 
 def _results(run: EvalRun) -> list[Any]:
@@ -93,8 +85,8 @@ def suites(request: HttpRequest, slug: str) -> HttpResponse:
         "cases": list(cases.order_by("suite__name", "pk")[:MAX_CASES_SHOWN]),
         "selected": selected,
     }
-    template = f"{INDEX_TEMPLATE}#cases" if _htmx_partial(request) else INDEX_TEMPLATE
-    return _vary(render(request, template, context))
+    template = f"{INDEX_TEMPLATE}#cases" if wants_partial(request) else INDEX_TEMPLATE
+    return vary_on_htmx(render(request, template, context))
 
 
 @require_GET
@@ -109,8 +101,8 @@ def run_detail(request: HttpRequest, slug: str, run_id: int) -> HttpResponse:
     if request.GET.get("show") == "failing":
         results = [r for r in results if not r.passed]
     context = {"workflow": workflow, "run": run, "results": results}
-    template = f"{RUN_TEMPLATE}#results" if _htmx_partial(request) else RUN_TEMPLATE
-    return _vary(render(request, template, context))
+    template = f"{RUN_TEMPLATE}#results" if wants_partial(request) else RUN_TEMPLATE
+    return vary_on_htmx(render(request, template, context))
 
 
 def _can_add(request: HttpRequest, workflow: Workflow) -> bool:
@@ -120,9 +112,9 @@ def _can_add(request: HttpRequest, workflow: Workflow) -> bool:
 
 def _added(request: HttpRequest, workflow: Workflow, case: EvalCase, created: bool) -> HttpResponse:
     text = (MSG_ADDED if created else MSG_ALREADY).format(suite=case.suite.name, id=case.pk)
-    if _htmx_partial(request):
+    if wants_partial(request):
         context = {"workflow": workflow, "case": case, "created": created, "message": text}
-        return _vary(render(request, f"{ADD_TEMPLATE}#added", context))
+        return vary_on_htmx(render(request, f"{ADD_TEMPLATE}#added", context))
     messages.success(request, text)
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(
@@ -133,8 +125,8 @@ def _added(request: HttpRequest, workflow: Workflow, case: EvalCase, created: bo
 
 
 def _refused(request: HttpRequest, message: str, status: int) -> HttpResponse:
-    if _htmx_partial(request):
-        return _vary(
+    if wants_partial(request):
+        return vary_on_htmx(
             render(request, f"{ADD_TEMPLATE}#refused", {"message": message}, status=status)
         )
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")

@@ -17,6 +17,7 @@ from agents.tools import BUILTIN_TOOLS
 from evidence import selectors
 from governance import change_control
 from governance.forms import AutonomyChangeForm, PauseForm, ResumeForm
+from governance.htmx import page_or_partial, vary_on_htmx
 from governance.models import ConfigChange, Workflow
 from governance.permissions import MANAGE, OPERATE, REVIEW, access_workflow, workflows_for
 
@@ -60,22 +61,15 @@ def _in_flight(workflow: Workflow) -> dict[str, Any]:
     return {"runs": runs, "executions": executions, "stopped": stopped}
 
 
-def _page_or_partial(request: HttpRequest, template: str, partial: str) -> str:
-    if request.htmx and not request.htmx.boosted:
-        return f"{template}#{partial}"
-    return template
-
-
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     workflows = workflows_for(request.user)
     counts = selectors.queue_counts_for(workflows)
     rows = [(workflow, counts[workflow.pk]) for workflow in workflows]
-    template = _page_or_partial(request, "console/home.html", "workflow-table")
+    template = page_or_partial(request, "console/home.html", "workflow-table")
     context = {"rows": rows, "can_pause_all": request.user.has_perm(OPERATE)}
     response = render(request, template, context)
-    response["Vary"] = "HX-Request"
-    return response
+    return vary_on_htmx(response)
 
 
 @require_GET
@@ -112,10 +106,9 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
     }
     # Two live panels poll this page: the queue tiles and (part=in-flight) the runs.
     partial = "in-flight" if request.GET.get("part") == "in-flight" else "queue-summary"
-    template = _page_or_partial(request, "console/workflow_detail.html", partial)
+    template = page_or_partial(request, "console/workflow_detail.html", partial)
     response = render(request, template, context)
-    response["Vary"] = "HX-Request"
-    return response
+    return vary_on_htmx(response)
 
 
 def _split(value: str) -> list[str] | None:

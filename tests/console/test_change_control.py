@@ -70,8 +70,10 @@ def replay(monkeypatch):
         )
         return run
 
-    monkeypatch.setattr("agents.evals.eval_suite_run", fake_run)
-    monkeypatch.setattr("agents.evals.run_summary", lambda run: f"{run.passed}/{run.cases} agree")
+    monkeypatch.setattr("agents.evals.runs.eval_suite_run", fake_run)
+    monkeypatch.setattr(
+        "agents.evals.runs.run_summary", lambda run: f"{run.passed}/{run.cases} agree"
+    )
     return seen, red
 
 

@@ -34,3 +34,15 @@ def test_session_and_csrf_cookies_are_set_safely(reviewer, settings):
 def test_responses_carry_a_request_id(reviewer, client_for):
     response = client_for(reviewer).get(reverse("home"))
     assert len(response["X-Request-ID"]) >= 16
+
+
+@pytest.mark.django_db
+def test_pages_that_differ_for_htmx_patch_vary_instead_of_overwriting_it(client_for, reviewer):
+    """Vary keeps the session middleware's Cookie and adds HX-Request (a cache must
+    tell the fragment from the page and one user's page from another's)."""
+    from django.urls import reverse
+
+    client = client_for(reviewer)
+    for url in (reverse("home"), reverse("review-queue-all")):
+        vary = {v.strip() for v in client.get(url, HTTP_HX_REQUEST="true")["Vary"].split(",")}
+        assert {"Cookie", "HX-Request"} <= vary, (url, vary)
