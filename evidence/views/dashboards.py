@@ -71,7 +71,6 @@ def _rows_url(slug: str, metric: str, days: int, *, base: str = "", **filters: A
     return f"{base or reverse('evidence-rows', args=[slug])}?{urlencode(query)}"
 
 
-
 # --- Per-workflow dashboard ------------------------------------------------------
 
 
