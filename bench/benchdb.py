@@ -21,6 +21,9 @@ def configure(database_url: str, redis_url: str) -> None:
         CELERY_QUEUE="tenure-bench",
         LOG_LEVEL="ERROR",
     )
+    # Direct connections, as in the compose file: prepared statements on (unless the
+    # caller's environment says otherwise, e.g. 0 for a run through PgBouncer).
+    os.environ.setdefault("DATABASE_PREPARE_THRESHOLD", "5")
 
 
 def recreate_database(database_url: str, *, drop_only: bool = False) -> None:

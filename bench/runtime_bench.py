@@ -52,6 +52,8 @@ os.environ["OPENAI_API_KEY"] = ""
 os.environ["OPENAI_BASE_URL"] = ""
 os.environ["LOG_LEVEL"] = "WARNING"
 os.environ["DJANGO_SETTINGS_MODULE"] = "console.settings"
+# Direct connections, as in the compose file: prepared statements on.
+os.environ.setdefault("DATABASE_PREPARE_THRESHOLD", "5")
 
 
 def recreate_database(*, async_commit: bool) -> None:
