@@ -1,4 +1,5 @@
-"""Shared fixtures: roles, workflows, and a real Celery worker process."""
+"""Shared fixtures: roles, workflows, this suite's cache keys, and a real Celery worker
+process."""
 
 from __future__ import annotations
 
@@ -17,8 +18,18 @@ from django.test import Client
 
 from governance.permissions import Role, roles_ensure, workflow_grant_role
 from tests.factories import PASSWORD, UserFactory, WorkflowFactory
+from tests.redis_keys import suite_cache_keys_delete
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def empty_cache() -> Iterator[None]:
+    """The test starts and ends with none of this suite's keys in the cache (other
+    users of the shared Redis database keep theirs: tests/redis_keys.py)."""
+    suite_cache_keys_delete()
+    yield
+    suite_cache_keys_delete()
 
 
 @pytest.fixture
