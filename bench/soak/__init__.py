@@ -13,7 +13,7 @@ server of its own (started on 127.0.0.1:6390 and stopped by this harness):
 3. for a fixed time: API ingest (single and batch), 20 reviewers over HTTP with
    real sessions and CSRF (queue page, decide-and-next under htmx, counts),
    dashboards polled, and a floor view (one row by pk, a trivial template);
-4. injects faults: SIGKILL a worker mid-run then restart
+4. injects faults (unless ``--no-faults``): SIGKILL a worker mid-run then restart
    it; stop Redis for 10 s; ``pg_terminate_backend`` the web's and workers'
    connections; pause a workflow over HTTP as ops, then resume it;
 5. checks the invariants (nothing lost, no double execution, no double decision,

@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     command = f".venv/bin/python bench/soak.py{' --quick' if opts.quick else ''}"
     if opts.proposals not in (50_000, 1_000_000):
         command += f" --proposals {opts.proposals}"
+    if opts.no_faults:
+        command += " --no-faults"
     if not opts.no_docs:
         performance_doc_write(report, command)
     print(json.dumps(summary(report), indent=2, default=str))

@@ -4,7 +4,7 @@ time to the first success after it).
 
 One fault at a time: a worker SIGKILLed (and restarted 5 s later), the web's and
 workers' PostgreSQL backends terminated, our Redis stopped for 10 s, and the kill
-switch: refunds paused over HTTP as ops, then resumed.
+switch: refunds paused over HTTP as ops, then resumed. ``--no-faults`` fires none.
 """
 
 from __future__ import annotations
@@ -38,6 +38,18 @@ def fault_plan(seconds: float) -> dict[str, float]:
         "pause": max(0.72 * seconds, 0.45 * seconds + 16),
         "resume": max(0.87 * seconds, 0.45 * seconds + 25),
     }
+
+
+def fault_schedule(seconds: float, *, enabled: bool) -> dict[str, float]:
+    """The plan for a run: empty with ``--no-faults``."""
+    return fault_plan(seconds) if enabled else {}
+
+
+def schedule_text(plan: dict[str, float]) -> str:
+    """The plan as the log shows it when the load starts."""
+    if not plan:
+        return "none (--no-faults)"
+    return ", ".join(f"{name} at {at:.0f}s" for name, at in plan.items())
 
 
 def terminate_backends(app_names: tuple[str, ...]) -> int:

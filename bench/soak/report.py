@@ -52,7 +52,11 @@ def markdown(report: dict[str, Any], command: str) -> str:
         f"at level off. Web: {report['load']['web']}; {report['load']['workers']}. "
         f"{report['load']['requests']:,} requests ({report['load']['requests_per_s']}/s). "
         "Latency is measured at the client (loopback), successful responses only; "
-        "faults were injected during this window (below).",
+        + (
+            "no faults were injected (`--no-faults`)."
+            if report["options"].get("no_faults")
+            else "faults were injected during this window (below)."
+        ),
         "",
         "Client-side columns include the load generator's own queueing (one Python "
         "process, 26 threads, on the same CPUs); server-side columns are the web's own "
@@ -189,6 +193,10 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         "latency": report["load"]["latency"],
         "floor_ratio_p50": report["floor_ratio_p50"],
         "ingest_burst_items_per_s": report["ingest_burst"]["items_per_s"],
+        "faults_fired": sorted(
+            [name for name in report["faults"] if not name.endswith("_at_s")]
+            + (["pause"] if report["pause"].get("paused_at") else [])
+        ),
         "invariants": report["invariants"],
         "pii_found": report["log_scan"]["pii_found"],
         "violations": report["violations"],

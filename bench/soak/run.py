@@ -24,7 +24,13 @@ from . import queries
 from .config import INGEST_OFF_SLUG, PY, QUEUE, RESULTS, ROOT, SLUG, log, now_utc, source_use
 from .dataset import bulk_load, setup_console
 from .db import recreate_database, refunds_id, scalar
-from .faults import Faults, errors_outside_fault_windows, fault_plan, faults_measured
+from .faults import (
+    Faults,
+    errors_outside_fault_windows,
+    fault_schedule,
+    faults_measured,
+    schedule_text,
+)
 from .invariants import check_invariants, violations
 from .load import Recorder, ingest_loop, poller_loop, reviewer_loop
 from .pii import scan_logs
@@ -313,9 +319,9 @@ def mixed_load(opts: argparse.Namespace, system: System, data: Data, redis_serve
     rec = Recorder()
     abandoned: list[int] = []
     load_start = time.time()
-    plan = fault_plan(opts.seconds)
+    plan = fault_schedule(opts.seconds, enabled=not opts.no_faults)
     faults = Faults(
-        plan={} if opts.no_faults else plan,
+        plan=plan,
         base=system.base,
         load_start=load_start,
         workers=system.workers,
@@ -325,7 +331,10 @@ def mixed_load(opts: argparse.Namespace, system: System, data: Data, redis_serve
     threads.extend(load_threads(opts, system.base, data, rec, stop, load_start, abandoned))
     for t in threads:
         t.start()
-    log(f"load running for {opts.seconds}s: {len(data.reviewers)} reviewers; faults {plan}")
+    log(
+        f"load running for {opts.seconds}s: {len(data.reviewers)} reviewers; "
+        f"faults: {schedule_text(plan)}"
+    )
     loadavg: list[tuple[float, float]] = []
     last_load = 0.0
     web_died = False

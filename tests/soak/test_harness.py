@@ -38,8 +38,13 @@ def test_quick_and_full_runs_keep_their_sizes():
     assert cli.options(["--proposals", "2000", "--no-faults"]).no_faults
 
 
+def test_no_faults_means_an_empty_schedule_and_says_so():
+    assert faults.fault_schedule(90, enabled=False) == {}
+    assert faults.schedule_text({}) == "none (--no-faults)"
+
+
 def test_the_fault_schedule_fires_one_fault_at_a_time_in_order():
-    plan = faults.fault_plan(60)
+    plan = faults.fault_schedule(60, enabled=True)
     assert list(plan) == [
         "worker_kill",
         "worker_restart",
@@ -51,6 +56,7 @@ def test_the_fault_schedule_fires_one_fault_at_a_time_in_order():
     ]
     assert list(plan.values()) == sorted(plan.values())
     assert plan["redis_start"] - plan["redis_stop"] == 10
+    assert "worker_kill at 9s" in faults.schedule_text(plan)
 
 
 def test_an_error_inside_a_fault_window_is_excused_and_one_outside_is_not():
