@@ -12,9 +12,24 @@ the same name.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+
+def _virtualenv_by_its_real_path() -> None:
+    """Run from the virtualenv's real path. A checkout's .venv may be a symlink to a
+    shared one; if that link is replaced while a run goes on (a full run lasts most of
+    an hour), every module not imported yet disappears from this interpreter's view:
+    the first import of the auth backends, at the report, failed with "cannot import
+    name 'backends' from 'django.contrib.auth'"."""
+    prefix = Path(sys.prefix)
+    python = prefix.resolve() / "bin" / Path(sys.executable).name
+    if sys.prefix != sys.base_prefix and prefix.resolve() != prefix and python.exists():
+        os.execv(python, [str(python), *sys.argv])
+
+
+_virtualenv_by_its_real_path()
 # The project root, for the product's packages and bench.* (settings, floor view);
 # every process of a run then switches to a snapshot of it (soak.config.source_use).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

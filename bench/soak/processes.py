@@ -261,6 +261,8 @@ def manage(args: list[str], log_path: Path, timeout: float) -> float:
 
 
 def django_setup() -> None:
+    """The product's Django inside the harness (the data, the checks, queries per
+    request), on the snapshot, with everything it will import later imported now."""
     import logging
 
     os.environ.update(base_env("soak-harness"))
@@ -269,3 +271,21 @@ def django_setup() -> None:
     django.setup()
     # The harness's own HTTP client would log every request it makes.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    imports_warm()
+
+
+def imports_warm() -> None:
+    """Import, at the start, what the harness would otherwise import first much later or
+    from several threads at once: the load threads' demo catalogue, and the in-process
+    client, its authentication backends and the query counter that queries per request
+    uses after the load (tens of minutes into a full run). A first import at the very
+    end depends on the interpreter's view of the tree and the virtualenv still being
+    what it was at the start; a first import from several threads at once can hand one
+    of them a half-initialised module."""
+    from django.contrib.auth import get_backends
+    from django.test import Client  # noqa: F401 - imported for later
+    from django.test.utils import CaptureQueriesContext  # noqa: F401 - imported for later
+
+    import demo.workflows  # noqa: F401 - imported for later (demo_payload)
+
+    get_backends()  # imports console.backends and django.contrib.auth.backends

@@ -199,5 +199,6 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         ),
         "invariants": report["invariants"],
         "pii_found": report["log_scan"]["pii_found"],
+        "measurement_errors": report["measurement_errors"],
         "violations": report["violations"],
     }

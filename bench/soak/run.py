@@ -145,6 +145,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
         report["machine"]["loadavg_after"] = os.getloadavg()
     report["log_scan"] = scan_logs(log_dir)
     report["violations"] = violations(report)
+    report["measurement_errors"] = queries.errors_of(report["queries_per_request"])
     path = RESULTS / f"soak-{stamp}.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     report["_json_path"] = str(path.relative_to(ROOT))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import cli, faults, invariants, pii, stats
+from bench.soak import cli, faults, invariants, pii, queries, stats
 from bench.soak.load import Sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,3 +124,25 @@ def test_the_verdict_names_every_broken_invariant():
         "work items neither finished nor queued: 2",
         "double execution (duplicate keys): 1",
     ]
+
+
+def test_a_failed_measurement_is_reported_not_fatal():
+    measured = {
+        "floor": {"queries": [3, 3, 3], "status": [200, 200, 200]},
+        "ops": {"error": "ImportError: boom"},
+    }
+    assert queries.errors_of(measured) == ["queries per request (ops): ImportError: boom"]
+    assert queries.errors_of({"error": "ImportError: boom"}) == [
+        "queries per request: ImportError: boom"
+    ]
+
+
+def test_the_harness_imports_what_it_needs_late_at_the_start(db):
+    """queries per request logs in with django.test's Client at the very end of a run;
+    its authentication backends (console.backends and Django's) are imported up front."""
+    from bench.soak.processes import imports_warm
+
+    imports_warm()
+    assert {"console.backends", "django.contrib.auth.backends", "demo.workflows"} <= set(
+        sys.modules
+    )

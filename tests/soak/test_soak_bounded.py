@@ -42,6 +42,7 @@ def test_the_system_holds_every_invariant_through_every_fault():
     assert "{" in out, f"the soak printed no summary:\n{done.stderr[-4000:]}"
     summary = json.loads(out[out.index("{") :])
     assert summary["violations"] == [], json.dumps(summary, indent=1)
+    assert summary["measurement_errors"] == [], json.dumps(summary, indent=1)
     assert done.returncode == 0, done.stderr[-4000:]
     inv = summary["invariants"]
     # The checks looked at real work: items flowed, reviewers decided, faults fired.
