@@ -130,7 +130,7 @@ def run(opts: argparse.Namespace) -> dict[str, Any]:
             t.join(timeout=15)
         log(f"load stopped after {load.seconds:.0f}s; {len(load.rec.samples)} requests")
 
-        report["settle"] = settle(opts, data.live_start_id, wall_start)
+        report["settle"] = settle(opts, data.live_start_id, load.abandoned, wall_start)
         results(opts, report, data, load, log_dir)
         rss["after_soak"] = {p.name: rss_of(p) for p in procs if p.alive()}
         report["rss"] = rss
@@ -366,10 +366,14 @@ def mixed_load(opts: argparse.Namespace, system: System, data: Data, redis_serve
     )
 
 
-def settle(opts: argparse.Namespace, live_start_id: int, wall_start: float) -> dict[str, Any]:
-    """Let the pipeline drain (bounded): no live item received, running or executing."""
+def settle(opts: argparse.Namespace, live_start_id: int, abandoned: list[int],
+           wall_start: float) -> dict[str, Any]:  # fmt: skip
+    """Let the pipeline drain (bounded): no live item received, running or executing.
+    Also wait out the lease of a claim a reviewer walked away with, so the check sees
+    whether it was freed rather than catching it still inside its lease (a short run's
+    load can end before that lease does)."""
     settle_start = time.time()
-    settled = False
+    drained = False
     wf = refunds_id()
     while time.time() - settle_start < opts.settle:
         busy = scalar(
@@ -377,13 +381,17 @@ def settle(opts: argparse.Namespace, live_start_id: int, wall_start: float) -> d
             "status IN ('received', 'running', 'executing')",
             [live_start_id, wf],
         )
-        if busy == 0:
-            settled = True
+        drained = busy == 0
+        leased = abandoned and scalar(
+            "SELECT count(*) FROM reviews_claim WHERE proposal_id = ANY(%s) AND expires_at > now()",
+            [abandoned],
+        )
+        if drained and not leased:
             break
         if time.monotonic() - wall_start > opts.max_wall:
             break
         time.sleep(2)
-    return {"seconds": round(time.time() - settle_start, 1), "drained": settled}
+    return {"seconds": round(time.time() - settle_start, 1), "drained": drained}
 
 
 def results(opts: argparse.Namespace, report: dict[str, Any], data: Data, load: Load,
