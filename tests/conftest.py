@@ -22,6 +22,19 @@ from tests.redis_keys import suite_cache_keys_delete
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# `make test` runs these markers in its slow stage, after the fast one. A test that
+# starts a real Celery worker or a browser through these fixtures is slow whether or
+# not it says so.
+SLOW_FIXTURES = {"celery_worker_process": "worker", "browser": "browser"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in SLOW_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()) and not item.get_closest_marker(marker):
+                item.add_marker(marker)
+
 
 @pytest.fixture
 def empty_cache() -> Iterator[None]:
