@@ -1,7 +1,9 @@
 """Soak test of the whole system: load, faults, invariants and a performance report.
 
 One command, on this machine, against PostgreSQL on 127.0.0.1:5432 and a Redis
-server of its own (started on 127.0.0.1:6390 and stopped by this harness):
+server of its own (started on 127.0.0.1:6390 and stopped by this harness; the
+environment variables TENURE_SOAK_DB and TENURE_SOAK_REDIS_PORT name another
+database and port, so two soaks on one machine stay apart):
 
     .venv/bin/python bench/soak.py            # 1,000,000 proposals, 120 s of load
     .venv/bin/python bench/soak.py --quick    # 50,000 proposals, 60 s of load

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -11,9 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
-DB_NAME = "tenure_soak"
+# The database the run drops and recreates, and the port of its own Redis. Two soaks
+# on one machine (test suites of two checkouts) name their own: tests/soak does.
+DB_NAME = os.environ.get("TENURE_SOAK_DB", "tenure_soak")
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-REDIS_PORT = 6390
+REDIS_PORT = int(os.environ.get("TENURE_SOAK_REDIS_PORT", "6390"))
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
 QUEUE = "tenure-soak"
 PASSWORD = "tenure-demo"

@@ -7,10 +7,14 @@ from typing import Any
 
 from .config import DATABASE_URL, DB_NAME, PG_ADMIN, SLUG
 
+NOT_A_SOAK_DATABASE = "The soak drops and recreates its database: {name!r} is not named for a soak."
+
 
 def recreate_database() -> None:
     import psycopg
 
+    if "soak" not in DB_NAME:
+        raise RuntimeError(NOT_A_SOAK_DATABASE.format(name=DB_NAME))
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{DB_NAME}"')

@@ -167,8 +167,10 @@ def rss_of(proc: Proc) -> dict[str, Any]:
 
 
 class OwnRedis:
-    """A redis-server on 127.0.0.1:6390 for the soak alone (AOF on, so a clean
-    restart keeps the broker's queue, as a production Redis with persistence would)."""
+    """A redis-server on 127.0.0.1:REDIS_PORT (6390) for the soak alone (AOF on, so a
+    clean restart keeps the broker's queue, as a production Redis with persistence
+    would). It refuses to start when something already answers on that port: that
+    server is not ours, and the Redis fault and the final stop would shut it down."""
 
     def __init__(self, workdir: Path, log_path: Path) -> None:
         self.workdir = workdir
@@ -176,6 +178,11 @@ class OwnRedis:
         self.proc: Proc | None = None
 
     def start(self) -> None:
+        if self.ping():
+            raise RuntimeError(
+                f"something already answers on 127.0.0.1:{REDIS_PORT} (another soak?); set "
+                "TENURE_SOAK_REDIS_PORT to another port, or stop it if it is a leftover"
+            )
         self.workdir.mkdir(parents=True, exist_ok=True)
         argv = ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1",
                 "--dir", str(self.workdir), "--save", "", "--appendonly", "yes",
@@ -197,7 +204,7 @@ class OwnRedis:
             return False
 
     def stop(self) -> None:
-        """A clean shutdown of OUR server (port 6390 only): it writes its AOF."""
+        """A clean shutdown of OUR server (the one this object started): it writes its AOF."""
         import redis
 
         if self.proc is None or not self.proc.alive():

@@ -146,3 +146,22 @@ def test_the_harness_imports_what_it_needs_late_at_the_start(db):
     assert {"console.backends", "django.contrib.auth.backends", "demo.workflows"} <= set(
         sys.modules
     )
+
+
+def test_the_soak_never_takes_over_a_redis_it_did_not_start(tmp_path, monkeypatch):
+    from bench.soak import processes
+
+    own = processes.OwnRedis(tmp_path / "redis", tmp_path / "redis.log")
+    monkeypatch.setattr(own, "ping", lambda: True)  # something answers on the port already
+    with pytest.raises(RuntimeError, match="already answers"):
+        own.start()
+    assert own.proc is None, "no redis-server started, and none will be shut down"
+    own.stop()
+
+
+def test_the_soak_drops_only_a_database_named_for_a_soak(monkeypatch):
+    from bench.soak import db
+
+    monkeypatch.setattr(db, "DB_NAME", "tenure")
+    with pytest.raises(RuntimeError, match="not named for a soak"):
+        db.recreate_database()
