@@ -6,8 +6,9 @@ that needs a cold cache deletes its own keys (the ``empty_cache`` fixture,
 tests/redis_keys.py).
 
 Checked, and therefore without an exception here: the soak harness (bench/soak/) runs
-a redis-server of its own on 127.0.0.1:6390, started empty in its results folder and
-stopped with SHUTDOWN (bench/soak/processes.py, ``OwnRedis``); it never empties it.
+a redis-server of its own (127.0.0.1:6390, or a free port under the test suite),
+started empty in its results folder and stopped with SHUTDOWN (bench/soak/processes.py,
+``OwnRedis``, which never touches a server it did not start); it never empties it.
 The other benches use a fresh key prefix per run (bench/runtime_bench.py,
 bench/kill_switch_bench.py) or Redis databases of their own.
 """
