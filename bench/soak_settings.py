@@ -18,3 +18,6 @@ TEMPLATES[0]["DIRS"] = [*TEMPLATES[0]["DIRS"], BASE_DIR / "bench" / "templates"]
 DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = os.environ.get(
     "SOAK_APP_NAME", "tenure-soak"
 )
+# The soak slows executions down (SOAK_EXECUTION_DELAY) with the test settings' hook,
+# so a worker killed mid-run is killed in the worst place.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.hooks.apps.TestHooksConfig"]  # noqa: F405

@@ -7,13 +7,16 @@ import os
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tenure")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECRET_KEY", "tests-only-not-a-secret-" + "x" * 40)
-os.environ.setdefault("CACHE_KEY_PREFIX", "tenure-test")
 os.environ.setdefault("TENURE_HTTPS", "0")
-# Each checkout gets its own queue, so workers started by parallel test runs never
-# take each other's tasks.
-os.environ.setdefault("CELERY_QUEUE", "tenure-" + os.environ.get("TENURE_TEST_DB", "test_tenure"))
+# Each checkout (TENURE_TEST_DB) gets its own queue and its own cache key prefix in
+# the shared Redis database: workers started by parallel test runs never take each
+# other's tasks, and a test that empties its cache (tests/redis_keys.py) deletes only
+# its own checkout's keys.
+_CHECKOUT = os.environ.get("TENURE_TEST_DB", "test_tenure")
+os.environ.setdefault("CELERY_QUEUE", f"tenure-{_CHECKOUT}")
+os.environ.setdefault("CACHE_KEY_PREFIX", f"tenure-{_CHECKOUT}-cache")
 
-from console.settings import *  # noqa: F403 - the settings, overridden below
+from console.settings import *  # noqa: E402, F403 - the settings, after the environment above
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405

@@ -1,4 +1,5 @@
-"""Shared fixtures: roles, workflows, and a real Celery worker process."""
+"""Shared fixtures: roles, workflows, this suite's cache keys, and a real Celery worker
+process."""
 
 from __future__ import annotations
 
@@ -17,8 +18,31 @@ from django.test import Client
 
 from governance.permissions import Role, roles_ensure, workflow_grant_role
 from tests.factories import PASSWORD, UserFactory, WorkflowFactory
+from tests.redis_keys import suite_cache_keys_delete
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# `make test` runs these markers in its slow stage, after the fast one. A test that
+# starts a real Celery worker or a browser through these fixtures is slow whether or
+# not it says so.
+SLOW_FIXTURES = {"celery_worker_process": "worker", "browser": "browser"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in SLOW_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()) and not item.get_closest_marker(marker):
+                item.add_marker(marker)
+
+
+@pytest.fixture
+def empty_cache() -> Iterator[None]:
+    """The test starts and ends with none of this suite's keys in the cache (other
+    users of the shared Redis database keep theirs: tests/redis_keys.py)."""
+    suite_cache_keys_delete()
+    yield
+    suite_cache_keys_delete()
 
 
 @pytest.fixture

@@ -250,9 +250,9 @@ class StubOpenAI:
 @pytest.fixture(name="stub_openai")
 def stub_openai_fixture(settings) -> Iterator[StubOpenAI]:
     """The stub, with settings pointing the runner's OpenAI client at it."""
-    from django.core.cache import cache
+    from tests.redis_keys import suite_cache_keys_delete
 
-    cache.clear()  # model responses are cached: each test starts cold
+    suite_cache_keys_delete()  # model responses are cached: each test starts cold
     stub = StubOpenAI().start()
     settings.OPENAI_BASE_URL = stub.url
     settings.OPENAI_API_KEY = "test-key"

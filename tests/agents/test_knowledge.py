@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 
 from agents.knowledge import (
     HIGHLIGHT_START,
@@ -25,8 +24,7 @@ ACCESS_RUNBOOK = "Grant group membership only after the manager confirms in writ
 
 
 @pytest.fixture
-def documents(workflow, other_workflow):
-    cache.clear()
+def documents(workflow, other_workflow, empty_cache):
     return {
         "refund-policy": KnowledgeDocument.objects.create(
             workflow=workflow, slug="refund-policy", title="Refund policy", body=REFUND_POLICY

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from governance.api.tokens import api_token_create
@@ -40,10 +39,9 @@ class ApiClient:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_windows():
-    # Rate-limit counters are keyed by the token's random prefix; clearing is belt and braces.
-    yield
-    cache.clear()
+def _fresh_rate_windows(empty_cache):
+    """Rate-limit counters are keyed by the token's random prefix; emptying the suite's
+    cache around each test is belt and braces."""
 
 
 @pytest.fixture
