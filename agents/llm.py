@@ -168,7 +168,7 @@ def model_cost(model: str, tokens_in: int, tokens_out: int) -> Decimal:
     prices = settings.TENURE_MODEL_PRICES.get(model)
     if prices is None:
         return Decimal("0")
-    per_in, per_out = prices
+    per_in, _per_cached, per_out = prices
     return ((per_in * tokens_in) + (per_out * tokens_out)) / Decimal(1_000_000)
 
 

@@ -35,6 +35,7 @@ class WorkItem(models.Model):
         CONSOLE = "console", "Console"
         COMMAND = "command", "Command"
         DEMO = "demo", "Demo seed"
+        IMPORT = "import", "Imported history"
 
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
@@ -110,6 +111,7 @@ class Run(models.Model):
         PAUSED = "paused", "Workflow paused"
         MODEL_ERROR = "model_error", "Model error"
         REFUSAL = "refusal", "Model refused"
+        UNPRICED_MODEL = "unpriced_model", "Model has no price"
 
     BUDGET_REASONS = (
         StopReason.BUDGET_TOOL_CALLS,
@@ -133,8 +135,15 @@ class Run(models.Model):
     agent_version = models.CharField(max_length=40, blank=True)
     prompt_version = models.CharField(max_length=40, blank=True)
     tokens_in = models.PositiveIntegerField(default=0)
+    tokens_cached = models.PositiveIntegerField(
+        default=0, help_text="Input tokens the endpoint served from its prompt cache."
+    )
     tokens_out = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    unpriced = models.BooleanField(
+        default=False,
+        help_text="A model call had no price: its cost is the fallback price's, or unknown.",
+    )
     tool_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     tool_calls = models.PositiveIntegerField(default=0)
     retries = models.PositiveIntegerField(default=0)
@@ -185,8 +194,10 @@ class Step(models.Model):
     model = models.CharField(max_length=100, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     tokens_in = models.PositiveIntegerField(default=0)
+    tokens_cached = models.PositiveIntegerField(default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
+    unpriced = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -418,6 +429,11 @@ class ToolDefinition(models.Model):
     risk_class = models.CharField(max_length=20, choices=RiskClass.choices)
     endpoint_url = models.URLField(max_length=500)
     credential_name = models.SlugField(max_length=100, blank=True)
+    untrusted_output = models.BooleanField(
+        default=False,
+        help_text="Its output carries text someone outside typed (a ticket body, an email): "
+        "scanned for injections, and never grounds a sensitive argument.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

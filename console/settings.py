@@ -286,13 +286,17 @@ OPENAI_API_KEY = os.environ.get("OPENAI_API_KEY", "")
 TENURE_DEMO_MODEL_CLIENT = os.environ.get("TENURE_DEMO_MODEL_CLIENT", "demo.model.DemoModelClient")
 TENURE_MODEL_SMALL = os.environ.get("TENURE_MODEL_SMALL", "gpt-4o-mini")
 TENURE_MODEL_LARGE = os.environ.get("TENURE_MODEL_LARGE", "gpt-4o")
-# USD per million tokens (input, output).
+# Model prices, USD per million tokens (input, cached input, output): they seed the
+# price table (governance.ModelPrice), which admins change under change control.
 TENURE_MODEL_PRICES = {
-    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
-    "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
-    "demo-small": (Decimal("0.15"), Decimal("0.60")),
-    "demo-large": (Decimal("2.50"), Decimal("10.00")),
+    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.075"), Decimal("0.60")),
+    "gpt-4o": (Decimal("2.50"), Decimal("1.25"), Decimal("10.00")),
+    "demo-small": (Decimal("0.15"), Decimal("0.075"), Decimal("0.60")),
+    "demo-large": (Decimal("2.50"), Decimal("1.25"), Decimal("10.00")),
 }
+# The price of a model the table does not list, "input,cached,output" USD per million
+# tokens; empty: a run on an unpriced model stops (its cost cannot be budgeted).
+TENURE_FALLBACK_PRICE = os.environ.get("TENURE_FALLBACK_PRICE", "")
 # Bearer token Prometheus presents to scrape /metrics (unset: loopback only).
 TENURE_METRICS_TOKEN = os.environ.get("TENURE_METRICS_TOKEN", "")
 TENURE_API_MAX_BODY_BYTES = int(os.environ.get("TENURE_API_MAX_BODY_BYTES", str(1024 * 1024)))

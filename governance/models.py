@@ -82,6 +82,28 @@ class Workflow(models.Model):
     gate_critical_lookback = models.PositiveIntegerField(
         default=20, help_text="No critical disagreement in the last K decisions."
     )
+    gate_min_item_agreement = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.800"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text="Wilson 95% lower bound of item-level agreement (the whole plan right).",
+    )
+    gate_min_coverage = models.DecimalField(
+        max_digits=4,
+        decimal_places=3,
+        default=Decimal("0.900"),
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
+        help_text="Share of proposals with a verdict (judged / proposed) in the window.",
+    )
+    gate_counts_imported = models.BooleanField(
+        default=False,
+        help_text="Whether imported history (backfilled pairs) counts toward the gate.",
+    )
+    gate_min_supervised_decisions = models.PositiveIntegerField(
+        default=20,
+        help_text="Decisions a tool needs at supervised before it may be promoted to limited.",
+    )
     # Circuit breaker and sampling.
     agreement_floor = models.DecimalField(
         max_digits=4,
@@ -108,6 +130,10 @@ class Workflow(models.Model):
     model_large = models.CharField(max_length=100, blank=True)
     # Policy rules evaluated on validated arguments (caps, allowlists, always-approve classes).
     policy = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    # Payload fields the integration declares trusted (set by its system of record, not
+    # typed by a customer): never scanned for injections, and they ground an action's
+    # sensitive arguments. Every other field is untrusted text.
+    trusted_fields = models.JSONField(default=list, blank=True)
     trace_retention_days = models.PositiveIntegerField(default=90)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -129,6 +155,13 @@ class Workflow(models.Model):
             models.CheckConstraint(
                 condition=Q(agreement_floor__gte=0) & Q(agreement_floor__lte=1),
                 name="workflow_agreement_floor_is_a_fraction",
+            ),
+            models.CheckConstraint(
+                condition=Q(gate_min_item_agreement__gte=0)
+                & Q(gate_min_item_agreement__lte=1)
+                & Q(gate_min_coverage__gte=0)
+                & Q(gate_min_coverage__lte=1),
+                name="workflow_gate_fractions",
             ),
             models.CheckConstraint(
                 condition=Q(sample_rate__gte=0) & Q(sample_rate__lte=1),
@@ -385,6 +418,7 @@ class ConfigChange(models.Model):
         REMOVE_TOOL = "remove_tool", "Remove a tool"
         NARROW_CAP = "narrow_cap", "Narrow a cap"
         NARROW_ALLOWLIST = "narrow_allowlist", "Narrow an allowlist"
+        SET_PRICE = "set_price", "Set a model's price"
 
     class Status(models.TextChoices):
         REQUESTED = "requested", "Requested"
@@ -434,3 +468,33 @@ class ConfigChange(models.Model):
     @property
     def gated(self) -> bool:
         return self.kind in self.GATED
+
+
+class ModelPrice(models.Model):
+    """What a model costs, in USD per million tokens: input, cached input and output.
+
+    Kept in the database and changed by admins under change control (an audited
+    ``ConfigChange``); seeded from ``TENURE_MODEL_PRICES``. A model with no row here is
+    *unpriced*: its runs say so, and cost budgets use ``TENURE_FALLBACK_PRICE`` or stop
+    the run, never a silent zero."""
+
+    model = models.CharField(max_length=100, unique=True)
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    cached_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(input_per_mtok__gte=0)
+                & Q(cached_input_per_mtok__gte=0)
+                & Q(output_per_mtok__gte=0),
+                name="modelprice_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        prices = (self.input_per_mtok, self.cached_input_per_mtok, self.output_per_mtok)
+        return f"{self.model}: " + "/".join(str(p) for p in prices)

@@ -55,6 +55,11 @@ class Decision(models.Model):
         REVIEW = "review", "Review before action"
         SAMPLE = "sample", "Post-hoc sample of an auto-executed action"
         REPORTED = "reported", "Reported by the system of record"
+        IMPORTED = "imported", "Imported history"
+
+    # The kinds that judge an agent's action before (or instead of) it ran: the
+    # evidence behind agreement. A sample reviews what already ran (sampled agreement).
+    JUDGING = (Kind.REVIEW, Kind.REPORTED, Kind.IMPORTED)
 
     # One decision per proposal: the database refuses a second one.
     proposal = models.OneToOneField(Proposal, on_delete=models.PROTECT, related_name="decision")
@@ -167,3 +172,112 @@ class EscalationResolution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} on escalation {self.escalation_id}"
+
+
+class ItemOutcome(models.Model):
+    """What the human really did about one work item, once their account of it is
+    complete: the item-level side of the comparison with the agent's plan.
+
+    Written when the last proposal of an item's plan is judged in the console, when a
+    report (or an import) gives the human's whole set of actions or says they did
+    nothing, and when an escalation is resolved. The actions the agent proposed are
+    judged by their decisions; what the human did that the agent never proposed is a
+    ``HumanAction`` (missed). ``did_nothing`` with no proposal is "both did nothing":
+    agreement."""
+
+    class Source(models.TextChoices):
+        CONSOLE = "console", "Decided in the console"
+        REPORT = "report", "Reported by the system of record"
+        ESCALATION = "escalation", "Escalation resolved"
+        IMPORT = "import", "Imported history"
+
+    work_item = models.OneToOneField(
+        "agents.WorkItem", on_delete=models.CASCADE, related_name="outcome"
+    )
+    # Denormalised from the work item so the metrics read one table.
+    workflow = models.ForeignKey(
+        "governance.Workflow", on_delete=models.PROTECT, related_name="item_outcomes"
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    did_nothing = models.BooleanField(
+        default=False, help_text="The human took no action on the item."
+    )
+    imported = models.BooleanField(default=False)
+    occurred_at = models.DateTimeField(
+        help_text="When the human's account closed (the original time, for imports)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["workflow", "occurred_at"])]
+
+    def __str__(self) -> str:
+        return f"outcome of {self.work_item_id} ({self.source})"
+
+
+class HumanAction(models.Model):
+    """An action the human took that the agent never proposed: a *missed* action."""
+
+    outcome = models.ForeignKey(ItemOutcome, on_delete=models.CASCADE, related_name="missed")
+    workflow = models.ForeignKey(
+        "governance.Workflow", on_delete=models.PROTECT, related_name="missed_actions"
+    )
+    tool = models.CharField(max_length=100)
+    arguments = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    imported = models.BooleanField(default=False)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["workflow", "occurred_at"])]
+
+    def __str__(self) -> str:
+        return f"missed {self.tool} on {self.outcome_id}"
+
+
+class UndoneDecision(models.Model):
+    """A decision its reviewer took back within the undo window, while nothing had
+    executed: the decision row is removed (so every metric follows) and kept here,
+    whole, with who undid it and when. The database refuses to remove a decision
+    that has no row here, or that is older than the window."""
+
+    decision_id = models.BigIntegerField(unique=True)
+    proposal = models.ForeignKey(
+        "agents.Proposal", on_delete=models.CASCADE, related_name="undone_decisions"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    verdict = models.CharField(max_length=8)
+    kind = models.CharField(max_length=16)
+    decision = models.JSONField(encoder=DjangoJSONEncoder, help_text="The decision as it was.")
+    decided_at = models.DateTimeField()
+    undone_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"undone {self.verdict} on {self.proposal_id}"
+
+
+class ActionReport(models.Model):
+    """One report of what the human did, by its Idempotency-Key: a retry gets the
+    original answer back and counts nothing twice; the same key with another body is
+    a conflict."""
+
+    workflow = models.ForeignKey(
+        "governance.Workflow", on_delete=models.PROTECT, related_name="action_reports"
+    )
+    idempotency_key = models.CharField(max_length=200)
+    request_hash = models.CharField(max_length=64)
+    response = models.JSONField(encoder=DjangoJSONEncoder)
+    principal = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "idempotency_key"], name="actionreport_one_per_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"report {self.idempotency_key} ({self.workflow_id})"
