@@ -278,6 +278,22 @@ TENURE_REVIEWER_HOURLY_RATE = Decimal(os.environ.get("TENURE_REVIEWER_HOURLY_RAT
 # after the commit: "background" (a sealer thread per process, off the request
 # path, a burst sealed at once) or "commit" (in the committing thread).
 TENURE_AUDIT_SEAL = os.environ.get("TENURE_AUDIT_SEAL", "background")
+# The audit chain's HMAC keys, held outside the database ("id:base64key,..."), and the
+# one new events are sealed with; empty: one key generated into data/audit_keys.
+TENURE_AUDIT_KEYS = os.environ.get("TENURE_AUDIT_KEYS", "")
+TENURE_AUDIT_KEY_ID = os.environ.get("TENURE_AUDIT_KEY_ID", "")
+# Where the chains' heads are checkpointed, outside the database: "dir:/path" (an
+# append-only directory; default data/audit-checkpoints) or "s3://bucket/prefix" (a
+# bucket with object lock; TENURE_AUDIT_S3_ENDPOINT for a non-AWS one).
+TENURE_AUDIT_CHECKPOINTS = os.environ.get("TENURE_AUDIT_CHECKPOINTS", "")
+TENURE_AUDIT_S3_ENDPOINT = os.environ.get("TENURE_AUDIT_S3_ENDPOINT", "")
+# The database role the app runs as in production (it owns no table; the owner runs
+# migrations and then `manage.py db_app_role`, which reads these).
+TENURE_APP_DB_ROLE = os.environ.get("TENURE_APP_DB_ROLE", "tenure_app")
+TENURE_APP_DB_PASSWORD = os.environ.get("TENURE_APP_DB_PASSWORD", "")
+TENURE_AUDIT_CHECKPOINT_RETAIN_DAYS = int(
+    os.environ.get("TENURE_AUDIT_CHECKPOINT_RETAIN_DAYS", "400")
+)
 TENURE_CLAIM_LEASE_SECONDS = int(os.environ.get("TENURE_CLAIM_LEASE_SECONDS", "300"))
 # An OpenAI-compatible endpoint; with no key, the built-in demo model runs.
 OPENAI_BASE_URL = os.environ.get("OPENAI_BASE_URL", "")

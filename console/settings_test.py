@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tenure")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -26,6 +27,11 @@ DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TENURE_TEST_DB", "test_t
 # Tests read seq and hashes right after a commit: seal in the committing thread
 # (the background sealer has its own test).
 TENURE_AUDIT_SEAL = "commit"
+# A fixed audit key, and checkpoints in a directory of this process's own (a test that
+# writes checkpoints points them at its tmp_path).
+TENURE_AUDIT_KEYS = "test-1:" + "dGVzdHMtb25seS1hdWRpdC1rZXktbm90LWEtc2VjcmV0LXh4eHg="
+TENURE_AUDIT_KEY_ID = "test-1"
+TENURE_AUDIT_CHECKPOINTS = "dir:" + tempfile.mkdtemp(prefix="tenure-test-checkpoints-")
 
 # Test-only hooks (tests/hooks): inert unless a test sets their environment variable.
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.hooks.apps.TestHooksConfig"]  # noqa: F405

@@ -1,13 +1,17 @@
-"""The tamper-evident audit log: one hash chain per workflow.
+"""The tamper-evident audit log: one keyed hash chain per workflow.
 
 Appending inserts a row and takes no lock; sealing (after commit) locks only the
 head row of that workflow's chain, briefly, so no transaction waits on another's
-audit events and none can deadlock on them.
+audit events and none can deadlock on them. Each event's hash is an HMAC under an
+audit key held outside the database (``governance.audit_keys``), and the heads are
+checkpointed outside it (``governance.checkpoints``): ``audit_verify`` walks every
+chain and holds it against every checkpoint.
 """
 
 from __future__ import annotations
 
 import atexit
+import hmac
 import logging
 import os
 import threading
@@ -24,6 +28,8 @@ from django.utils import timezone
 
 from governance import sql as governance_sql
 from governance import sqlkit
+from governance.audit_keys import audit_keys, key_for
+from governance.checkpoints import checkpoints_read
 from governance.models import AuditChain, AuditEvent, Workflow
 
 GLOBAL_CHAIN = "global"
@@ -79,6 +85,7 @@ def audit_append(
         object_id=str(obj.pk) if obj is not None else "",
         data=data or {},
         created_at=timezone.now(),
+        key_id=audit_keys().current_id,
     )
     sqlkit.insert([event])  # every auditing transaction writes one: no ORM compile
     _seal_on_commit(key)
@@ -182,10 +189,12 @@ def audit_seal(*, chain: str | None = None, limit: int = 5000) -> int:
                 head = governance_sql.audit_head_locked(key)
             head_id, seq, head_hash = head
             events = governance_sql.audit_unsealed(key, limit)
+            current = audit_keys().current_id
             for event in events:
+                event.key_id = event.key_id or current  # written before keys existed
                 event.seq = seq + 1
                 event.prev_hash = head_hash
-                event.hash = event.compute_hash()
+                event.hash = event.compute_hash(key_for(event.key_id))
                 seq, head_hash = event.seq, event.hash
             if events:
                 governance_sql.audit_seal_write(
@@ -205,6 +214,7 @@ class BrokenLink:
 ERR_TAIL_MISSING = "the chain ends at #{last} but its head says #{head}: events were deleted"
 ERR_HEAD_MISMATCH = "the last event's hash does not match the chain head"
 ERR_NO_HEAD = "events exist but the chain head is missing"
+ERR_UNKEYED = "an unkeyed hash where the chain is keyed: the event was re-hashed without the key"
 
 
 def audit_chain_keys(workflow_ids: Iterable[int] | None = None) -> list[str]:
@@ -241,6 +251,7 @@ def audit_verify(
         expected_seq = 1
         last: AuditEvent | None = None
         problem_at: BrokenLink | None = None
+        keyed_from = heads[key].keyed_from_seq if key in heads else 1
         sealed = AuditEvent.objects.filter(chain=key, seq__isnull=False)
         for event in sealed.order_by("seq").iterator(2000):
             problem = ""
@@ -248,7 +259,9 @@ def audit_verify(
                 problem = f"sequence gap: expected {expected_seq}, found {event.seq}"
             elif event.prev_hash != expected_prev:
                 problem = "previous-hash does not match the event before it"
-            elif event.compute_hash() != event.hash:
+            elif event.seq >= keyed_from and not event.key_id:
+                problem = ERR_UNKEYED
+            elif not _hash_matches(event):
                 problem = "event content does not match its hash"
             if problem:
                 problem_at = BrokenLink(chain=key, seq=event.seq, problem=problem)
@@ -258,7 +271,62 @@ def audit_verify(
             problem_at = _head_problem(key, heads.get(key), last)
         if problem_at is not None:
             broken.append(problem_at)
-    return broken
+    return broken + _checkpoint_problems(keys, already=[b.chain for b in broken])
+
+
+def _hash_matches(event: AuditEvent) -> bool:
+    try:
+        expected = event.compute_hash(key_for(event.key_id))
+    except LookupError:  # sealed under a key no longer configured: cannot vouch for it
+        return False
+    return hmac.compare_digest(expected, event.hash)
+
+
+ERR_CHECKPOINT_GONE = (
+    "the checkpoint {name} recorded #{seq}, which the log no longer has: events were deleted"
+)
+ERR_CHECKPOINT_DIFFERS = (
+    "the checkpoint {name} recorded a different hash for #{seq}: the log was rewritten"
+)
+ERR_CHECKPOINT_INVALID = "the checkpoint {name} cannot be trusted: {problem}"
+
+
+def _checkpoint_problems(keys: list[str], *, already: list[str]) -> list[BrokenLink]:
+    """Hold each chain against every checkpoint written outside the database: every
+    head a checkpoint recorded must still be in the log with the same hash."""
+    wanted = set(keys) - set(already)
+    if not wanted:
+        return []
+    problems: dict[str, BrokenLink] = {}
+    for checkpoint in checkpoints_read():
+        if not checkpoint.valid:
+            problem = ERR_CHECKPOINT_INVALID.format(
+                name=checkpoint.name, problem=checkpoint.problem
+            )
+            link = BrokenLink(chain=GLOBAL_CHAIN, seq=0, problem=problem)
+            problems.setdefault(GLOBAL_CHAIN, link)
+            continue
+        recorded = {k: v for k, v in checkpoint.heads.items() if k in wanted}
+        if not recorded:
+            continue
+        rows = AuditEvent.objects.filter(
+            chain__in=list(recorded), seq__in=[seq for seq, _ in recorded.values()]
+        ).values_list("chain", "seq", "hash")
+        found = {
+            chain: (seq, digest)
+            for chain, seq, digest in rows
+            if recorded.get(chain, (None,))[0] == seq
+        }
+        for chain, (seq, digest) in recorded.items():
+            if chain in problems:
+                continue
+            if chain not in found:
+                text = ERR_CHECKPOINT_GONE.format(name=checkpoint.name, seq=seq)
+                problems[chain] = BrokenLink(chain=chain, seq=seq, problem=text)
+            elif not hmac.compare_digest(found[chain][1], digest):
+                text = ERR_CHECKPOINT_DIFFERS.format(name=checkpoint.name, seq=seq)
+                problems[chain] = BrokenLink(chain=chain, seq=seq, problem=text)
+    return list(problems.values())
 
 
 def _head_problem(key: str, head: AuditChain | None, last: AuditEvent | None) -> BrokenLink | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from decimal import Decimal
 from typing import Any
@@ -286,6 +287,11 @@ class AuditChain(models.Model):
     key = models.CharField(max_length=80, unique=True)
     seq = models.PositiveBigIntegerField(default=0)
     head_hash = models.CharField(max_length=64, default="0" * 64)
+    keyed_from_seq = models.PositiveBigIntegerField(
+        default=1,
+        help_text="From this event on the chain is keyed (HMAC): an unkeyed event there is "
+        "a forgery. Set once; the database refuses to change it.",
+    )
 
     class Meta:
         db_table = "console_auditchain"  # its name from before the move
@@ -320,6 +326,11 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField()
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64, blank=True)
+    key_id = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Which audit key sealed it (HMAC); empty for events sealed before keys.",
+    )
 
     class Meta:
         db_table = "console_auditevent"  # its name from before the move
@@ -339,23 +350,35 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.chain}#{self.seq} {self.action}"
 
-    def compute_hash(self) -> str:
-        body = _canonical_json(
-            {
-                "chain": self.chain,
-                "seq": self.seq,
-                "workflow": self.workflow_id,
-                "actor": self.actor_id,
-                "actor_label": self.actor_label,
-                "action": self.action,
-                "object_type": self.object_type,
-                "object_id": self.object_id,
-                "data": self.data,
-                "created_at": self.created_at.isoformat(),
-                "prev_hash": self.prev_hash,
-            }
-        )
-        return hashlib.sha256(body.encode()).hexdigest()
+    def hash_body(self) -> str:
+        """What the hash covers: every column but the hash itself, canonically."""
+        fields = {
+            "chain": self.chain,
+            "seq": self.seq,
+            "workflow": self.workflow_id,
+            "actor": self.actor_id,
+            "actor_label": self.actor_label,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "data": self.data,
+            "created_at": self.created_at.isoformat(),
+            "prev_hash": self.prev_hash,
+        }
+        if self.key_id:
+            fields["key_id"] = self.key_id
+        return _canonical_json(fields)
+
+    def compute_hash(self, key: bytes | None = None) -> str:
+        """HMAC-SHA256 under the audit key named by ``key_id`` (held outside the
+        database, ``governance.audit_keys``); plain SHA-256 for events sealed before
+        the chain was keyed."""
+        body = self.hash_body().encode()
+        if not self.key_id:
+            return hashlib.sha256(body).hexdigest()
+        if key is None:
+            raise ValueError("A keyed audit event needs its key to be hashed.")
+        return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 class ApiToken(models.Model):

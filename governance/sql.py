@@ -198,12 +198,12 @@ def audit_seal_write(events: list[AuditEvent], *, head_id: int, seq: int, head_h
     list, which PostgreSQL and SQLite 3.33+ both run), then the chain's head."""
     if events:
         table = sqlkit.table(AuditEvent)
-        rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint), %s, %s)"] * len(events))
-        params = [v for e in events for v in (e.pk, e.seq, e.prev_hash, e.hash)]
+        rows = ", ".join(["(CAST(%s AS bigint), CAST(%s AS bigint), %s, %s, %s)"] * len(events))
+        params = [v for e in events for v in (e.pk, e.seq, e.prev_hash, e.hash, e.key_id)]
         sqlkit.fetch_none(
-            f"WITH v(id, seq, prev_hash, hash) AS (VALUES {rows})"  # noqa: S608 - names from the model, values bound
+            f"WITH v(id, seq, prev_hash, hash, key_id) AS (VALUES {rows})"  # noqa: S608 - names from the model, values bound
             f" UPDATE {table} SET seq = v.seq, prev_hash = v.prev_hash,"
-            f" hash = v.hash FROM v WHERE {table}.id = v.id",
+            f" hash = v.hash, key_id = v.key_id FROM v WHERE {table}.id = v.id",
             params,
         )
     sqlkit.update(AuditChain, head_id, {"seq": seq, "head_hash": head_hash})

@@ -32,3 +32,11 @@ def audit_seal_task() -> int:
     from governance.audit import audit_seal
 
     return audit_seal()
+
+
+@shared_task(name="governance.audit_checkpoint", ignore_result=True)
+def audit_checkpoint_task() -> str:
+    """Write the chains' heads to the checkpoint sink outside the database."""
+    from governance.checkpoints import checkpoint_write
+
+    return checkpoint_write() or ""

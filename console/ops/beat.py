@@ -47,6 +47,13 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(minutes=1),
         "options": {"expires": 50},
     },
+    # The audit chains' heads, written outside the database (governance.checkpoints):
+    # what a database writer cannot rewrite unseen.
+    "audit-checkpoint": {
+        "task": "governance.audit_checkpoint",
+        "schedule": timedelta(minutes=5),
+        "options": {"expires": 60 * 4},
+    },
     # The dashboards' daily rollups: closed days are stored once (reads roll up a
     # missing day lazily too; this keeps the first read of the morning fast).
     "metric-rollup": {

@@ -71,20 +71,32 @@ def old() -> None:
         total=Decimal("120.00"),
         placed_at="2026-11-01T00:00:00Z",
     )
-    # An audit event through the current code: the table did not change.
-    from django.db import transaction
+    # An audit event sealed as the old code sealed it: plain SHA-256, no key id.
+    from django.utils import timezone
 
-    from governance.audit import audit_append, audit_seal
-    from governance.models import Workflow as CurrentWorkflow
+    from governance.models import AuditEvent as CurrentEvent
 
-    with transaction.atomic():
-        audit_append(
-            action="workflow.created",
-            actor="system",
-            workflow=CurrentWorkflow(pk=refunds.pk, slug=refunds.slug),  # not read: columns differ
-            data={"slug": "refunds"},
-        )
-    audit_seal()
+    AuditEvent = apps.get_model("console", "AuditEvent")
+    AuditChain = apps.get_model("console", "AuditChain")
+    event = CurrentEvent(
+        chain=f"workflow:{refunds.pk}",
+        seq=1,
+        workflow_id=refunds.pk,
+        actor_label="system",
+        action="workflow.created",
+        data={"slug": "refunds"},
+        created_at=timezone.now(),
+        prev_hash="0" * 64,
+    )
+    event.hash = event.compute_hash()
+    AuditEvent.objects.create(
+        **{f: getattr(event, f) for f in ("chain", "seq", "actor_label", "action", "data")},
+        workflow_id=refunds.pk,
+        created_at=event.created_at,
+        prev_hash=event.prev_hash,
+        hash=event.hash,
+    )
+    AuditChain.objects.create(key=event.chain, seq=1, head_hash=event.hash)
 
 
 def new() -> None:

@@ -22,7 +22,8 @@ def test_the_production_shape_is_all_there():
     assert "console.wsgi:application" in SERVICES["web"]["command"]
     assert SERVICES["worker"]["command"][:4] == ["celery", "-A", "console", "worker"]
     assert SERVICES["beat"]["command"][:4] == ["celery", "-A", "console", "beat"]
-    assert SERVICES["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
+    migrate = " ".join(SERVICES["migrate"]["command"])
+    assert "manage.py migrate --noinput && python manage.py db_app_role" in migrate
     assert "pgdata" in COMPOSE["volumes"]
 
 
@@ -62,3 +63,19 @@ def test_the_environment_is_what_the_settings_read():
         assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?")  # refuses to start unset
         assert environment["DATABASE_URL"].startswith("postgres://")
         assert environment["REDIS_URL"].startswith("redis://redis:")
+
+
+def test_the_app_runs_as_a_role_that_owns_no_table_and_migrations_as_the_owner():
+    for name in ("web", "worker", "beat"):
+        assert SERVICES[name]["environment"]["DATABASE_URL"].startswith("postgres://tenure_app:")
+    assert SERVICES["migrate"]["environment"]["DATABASE_URL"].startswith("postgres://tenure:")
+
+
+def test_audit_keys_and_checkpoints_live_outside_the_database():
+    environment = SERVICES["web"]["environment"]
+    assert "TENURE_AUDIT_KEYS" in environment
+    assert environment["TENURE_AUDIT_CHECKPOINTS"].startswith("${TENURE_AUDIT_CHECKPOINTS:-dir:")
+    assert any("checkpoints" in volume for volume in SERVICES["web"]["volumes"])
+    assert "volumes" not in SERVICES["db"] or not any(
+        "checkpoints" in volume for volume in SERVICES["db"]["volumes"]
+    )
