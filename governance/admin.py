@@ -1,38 +1,137 @@
+"""The admin site shows governance's records and changes none that widen autonomy.
+
+Levels, grants, caps, policy, gate thresholds and two-approver rules change only
+through the console's services, with the gate, four eyes where the ladder requires
+them, and an audit event; the records of what happened (decisions, proposals,
+executions, the audit log) change nowhere. So every model here is read-only, but a
+workflow's name, description and accountable owner, whose edits are audited.
+(``tests/console/test_admin_back_door.py`` walks every admin page to hold this.)
+"""
+
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 from guardian.admin import GuardedModelAdmin
 
-from governance.models import AuditEvent, AutonomyChange, ToolGrant, Workflow
+from governance.models import (
+    ApiToken,
+    AuditChain,
+    AuditEvent,
+    AutonomyChange,
+    ConfigChange,
+    ModelPrice,
+    ToolGrant,
+    Workflow,
+)
+from governance.services import workflow_details_update
 
 
-class ToolGrantInline(admin.TabularInline):
-    model = ToolGrant
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Viewable, never added, changed or deleted from the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ToolGrantInline(ReadOnlyInline):
+    model = ToolGrant
+    fields = ["tool", "autonomy_level", "enabled", "caps", "updated_at"]
+    readonly_fields = fields
+
+
+EDITABLE_WORKFLOW_FIELDS = ("name", "description", "owner")
 
 
 @admin.register(Workflow)
 class WorkflowAdmin(GuardedModelAdmin):
+    """Per-object permissions (who reviews, manages, operates) are managed here;
+    the workflow itself only by its name, description and owner, audited."""
+
     list_display = ["name", "slug", "owner", "autonomy_level", "paused", "updated_at"]
     list_filter = ["autonomy_level", "paused"]
     search_fields = ["name", "slug"]
-    prepopulated_fields = {"slug": ["name"]}
     inlines = [ToolGrantInline]
-    # Level and pause change through the console's audited services only.
-    readonly_fields = ["autonomy_level", "paused", "paused_at", "paused_reason"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [
+            f.name
+            for f in Workflow._meta.concrete_fields
+            if f.name not in EDITABLE_WORKFLOW_FIELDS and f.editable
+        ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # workflows come from a spec applied under change control
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Workflow, form: Any, change: bool) -> None:
+        workflow_details_update(
+            workflow=obj,
+            actor=request.user,
+            **{name: form.cleaned_data[name] for name in EDITABLE_WORKFLOW_FIELDS},
+        )
 
 
 @admin.register(AutonomyChange)
-class AutonomyChangeAdmin(admin.ModelAdmin):
+class AutonomyChangeAdmin(ReadOnlyAdmin):
     list_display = ["workflow", "grant", "kind", "from_level", "to_level", "status", "created_at"]
     list_filter = ["kind", "status"]
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+
+@admin.register(ConfigChange)
+class ConfigChangeAdmin(ReadOnlyAdmin):
+    list_display = ["workflow", "kind", "tool", "status", "requested_by", "created_at"]
+    list_filter = ["kind", "status"]
+
+
+@admin.register(ToolGrant)
+class ToolGrantAdmin(ReadOnlyAdmin):
+    list_display = ["workflow", "tool", "autonomy_level", "enabled", "updated_at"]
+    list_filter = ["autonomy_level", "enabled"]
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(ReadOnlyAdmin):
+    list_display = ["model", "input_per_mtok", "cached_input_per_mtok", "output_per_mtok"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    list_display = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    exclude = ["token_hash"]
+
+
+@admin.register(AuditChain)
+class AuditChainAdmin(ReadOnlyAdmin):
+    list_display = ["key", "seq", "keyed_from_seq"]
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = [
         "chain",
         "seq",
@@ -44,13 +143,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     ]
     list_filter = ["action", "chain"]
     search_fields = ["object_id", "actor_label"]
-
-    # Append-only: nobody edits or deletes the audit log, not even in the admin.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -22,8 +22,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance import hooks
+from governance import sql as governance_sql
 from governance.audit import audit_append
-from governance.models import AutonomyLevel, ConfigChange, ToolGrant, Workflow
+from governance.models import AutonomyChange, AutonomyLevel, ConfigChange, ToolGrant, Workflow
 
 ERR_SUITE_RED = "The regression suite does not pass with the new configuration: {detail}."
 ERR_UNKNOWN_TOOL = "“{tool}” is not a tool this workflow can be granted."
@@ -143,6 +144,20 @@ def _apply(workflow: Workflow, change: ConfigChange) -> None:
                 caps=change.after.get("caps", {}),
             )
         else:
+            if grant.autonomy_level not in (AutonomyLevel.OFF, AutonomyLevel.SHADOW):
+                # A tool added back starts over in shadow mode: that is a demotion.
+                reset = AutonomyChange.objects.create(
+                    workflow=workflow,
+                    grant=grant,
+                    kind=AutonomyChange.Kind.DEMOTION,
+                    status=AutonomyChange.Status.APPLIED,
+                    from_level=grant.autonomy_level,
+                    to_level=AutonomyLevel.SHADOW,
+                    requested_by=change.requested_by,
+                    reason=f"Added back to the workflow (change #{change.pk}): starts in shadow.",
+                    decided_at=timezone.now(),
+                )
+                governance_sql.change_mark(autonomy=reset.pk)
             grant.enabled = True
             grant.autonomy_level = AutonomyLevel.SHADOW
             grant.caps = change.after.get("caps", {})
@@ -244,7 +259,9 @@ def config_change_request(
         kind, before, after = _classify(
             workflow, tool=tool.strip(), caps=caps, allowlists=allowlists, remove=remove
         )
-        change = ConfigChange(
+        # Saved first, so the database can see which change is being applied (the
+        # suite check applies it inside a savepoint too); a red suite rolls it back.
+        change = ConfigChange.objects.create(
             workflow=workflow,
             kind=kind,
             tool="" if allowlists is not None else tool.strip(),
@@ -253,9 +270,10 @@ def config_change_request(
             requested_by=actor,
             reason=reason.strip(),
         )
+        governance_sql.change_mark(config=change.pk)
         if change.gated:
             change.suite = _gate(workflow, change)
-        change.save()
+            change.save(update_fields=["suite"])
         audit_append(
             action=f"config.{kind}.requested",
             actor=actor,
@@ -293,6 +311,7 @@ def config_change_approve(*, change: ConfigChange, actor: AbstractBaseUser) -> C
         workflow = Workflow.objects.select_for_update(no_key=True).get(pk=change.workflow_id)
         if _current(workflow, change) != change.before:
             raise ValidationError(ERR_STALE, code="stale")
+        governance_sql.change_mark(config=change.pk)
         change.suite = {**change.suite, "at_approval": _gate(workflow, change)}
         _apply(workflow, change)
         change.status = ConfigChange.Status.APPLIED

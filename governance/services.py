@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from governance import hooks, notifications
+from governance import sql as governance_sql
 from governance.audit import audit_append
 from governance.gate import GateEvidence, gate_applies, gate_evaluate
 from governance.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
@@ -69,24 +70,41 @@ def _failed_list(gate: GateEvidence) -> str:
 
 
 def _apply_level(change: AutonomyChange) -> None:
+    """Move the grant or workflow to the change's level, naming the change to the
+    database (which refuses a level change without one). Demoting a workflow caps
+    its grants: each capped grant gets a demotion of its own, applied with it."""
+    governance_sql.change_mark(autonomy=change.pk)
     if change.grant_id:
         grant = ToolGrant.objects.select_for_update().get(pk=change.grant_id)
         grant.autonomy_level = change.to_level
         grant.save(update_fields=["autonomy_level", "updated_at"])
-    else:
-        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=change.workflow_id)
-        workflow.autonomy_level = change.to_level
-        workflow.save(update_fields=["autonomy_level", "updated_at"])
-        # A tool never exceeds its workflow: demoting the workflow caps its grants.
-        if change.kind == AutonomyChange.Kind.DEMOTION:
-            over = [
-                level
-                for level in AutonomyLevel.ladder()
-                if AutonomyLevel.rank(level) > AutonomyLevel.rank(change.to_level)
-            ]
-            workflow.grants.filter(autonomy_level__in=over).update(
-                autonomy_level=change.to_level, updated_at=timezone.now()
-            )
+        return
+    workflow = Workflow.objects.select_for_update(no_key=True).get(pk=change.workflow_id)
+    workflow.autonomy_level = change.to_level
+    workflow.save(update_fields=["autonomy_level", "updated_at"])
+    if change.kind != AutonomyChange.Kind.DEMOTION:
+        return
+    # A tool never exceeds its workflow: demoting the workflow caps its grants.
+    over = [
+        level
+        for level in AutonomyLevel.ladder()
+        if AutonomyLevel.rank(level) > AutonomyLevel.rank(change.to_level)
+    ]
+    for grant in workflow.grants.select_for_update().filter(autonomy_level__in=over).order_by("pk"):
+        capped = AutonomyChange.objects.create(
+            workflow=workflow,
+            grant=grant,
+            kind=AutonomyChange.Kind.DEMOTION,
+            status=AutonomyChange.Status.APPLIED,
+            from_level=grant.autonomy_level,
+            to_level=change.to_level,
+            requested_by=change.requested_by,
+            reason=f"The workflow was demoted to {change.to_level} (change #{change.pk}).",
+            decided_at=timezone.now(),
+        )
+        governance_sql.change_mark(autonomy=capped.pk)
+        grant.autonomy_level = change.to_level
+        grant.save(update_fields=["autonomy_level", "updated_at"])
 
 
 def autonomy_change_request(
@@ -283,3 +301,36 @@ def workflow_pause_all(*, actor: AbstractBaseUser | str | None, reason: str) -> 
             data={"reason": reason, "workflows": [w.slug for w in paused]},
         )
     return paused
+
+
+def workflow_details_update(
+    *,
+    workflow: Workflow,
+    actor: AbstractBaseUser | str | None,
+    name: str,
+    description: str,
+    owner: AbstractBaseUser | None,
+) -> Workflow:
+    """Change what a workflow is called, says and who answers for it: nothing that
+    widens what its agent may do. Audited with before and after."""
+    with transaction.atomic():
+        current = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
+        before = {
+            "name": current.name,
+            "description": current.description,
+            "owner": current.owner_id,
+        }
+        after = {"name": name, "description": description, "owner": owner.pk if owner else None}
+        if before == after:
+            return current
+        current.name, current.description, current.owner = name, description, owner
+        current.save(update_fields=["name", "description", "owner", "updated_at"])
+        changed = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+        audit_append(
+            action="workflow.details_changed",
+            actor=actor,
+            workflow=current,
+            obj=current,
+            data={"changed": changed},
+        )
+    return current

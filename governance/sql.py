@@ -207,3 +207,18 @@ def audit_seal_write(events: list[AuditEvent], *, head_id: int, seq: int, head_h
             params,
         )
     sqlkit.update(AuditChain, head_id, {"seq": seq, "head_hash": head_hash})
+
+
+# --- Changes -----------------------------------------------------------------------------
+
+
+def change_mark(*, autonomy: int | None = None, config: int | None = None) -> None:
+    """Name, for the rest of the transaction, the change row being applied: the
+    database lets the app's role change a level only with an AutonomyChange named
+    here, and grants, caps, policy or thresholds only with a ConfigChange
+    (governance migration 0004). Nothing on SQLite (the services hold the rule)."""
+    if sqlkit.vendor() != "postgresql":
+        return
+    for name, value in (("tenure.autonomy_change", autonomy), ("tenure.config_change", config)):
+        if value is not None:
+            sqlkit.fetch("SELECT set_config(%s, %s, true)", [name, str(value)], prepare=False)

@@ -88,6 +88,10 @@ def _execute(sql: str, params: list[Any], *, prepare: bool = True) -> Any:
     return cursor
 
 
+def vendor() -> str:
+    return _db().vendor
+
+
 def _db() -> Any:
     """The default connection itself, not the ``connection`` proxy (every attribute
     read through the proxy costs a context-local lookup)."""
