@@ -1,13 +1,15 @@
 """Change control: what a workflow's agent may do changes only under evidence.
 
-Adding a tool, widening a cap (per action or per day) or widening an allowlist is
-a change like a promotion: the workflow's regression suites must pass for the NEW
-configuration (applied inside a savepoint, replayed, rolled back), and a second
-manager approves it (four eyes). Narrowing a cap or an allowlist, or removing a
-tool, makes the agent safer: it applies at once. Every change is audited.
+Adding a tool, widening a cap (per action or per day), widening an allowlist, or
+loosening a setting (a gate threshold, a budget, the policy, the models, the trusted
+fields) is a change like a promotion: the workflow's regression suites must pass for
+the NEW configuration when it changes what the agent does (applied inside a
+savepoint, replayed, rolled back), and a second manager approves it (four eyes).
+Narrowing makes the agent safer: it applies at once. Every change is audited, and
+the database refuses these changes from anything that does not name its change row
+(governance migration 0004).
 
-The runtime is imported lazily: governance does not depend on the agents app at
-import time (see DESIGN.md, "Dependencies point one way").
+The suites are the agents app's (``governance.hooks``): governance never imports it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,46 @@ ERR_STALE = (
     "against the current configuration."
 )
 
+ERR_UNKNOWN_SETTING = "“{name}” is not a workflow setting change control can change."
+ERR_BAD_SETTING = "{label}: {error}"
+
 CAP_KEYS = ("amount", "records", "count", "total")
+
+# The workflow's settings a manager changes under change control, by which way is
+# safer. A change that moves any of them the unsafe way is a widening: it waits for a
+# second manager (and, when it changes what the agent does, for green suites).
+HIGHER_IS_SAFER = (
+    "gate_min_decisions",
+    "gate_min_agreement",
+    "gate_min_item_agreement",
+    "gate_min_coverage",
+    "gate_critical_lookback",
+    "gate_min_supervised_decisions",
+    "agreement_floor",
+    "sample_rate",
+)
+LOWER_IS_SAFER = (
+    "tool_error_budget",
+    "max_tool_calls",
+    "max_tokens",
+    "max_seconds",
+    "max_cost_usd",
+    "loop_threshold",
+    "daily_budget_usd",
+    "cost_target_usd",
+)
+# Any change to these changes what the agent does or sees: gated, with the suites.
+BEHAVIOUR = ("policy", "model_small", "model_large")
+# Neither safer nor riskier: applied at once, audited.
+NEUTRAL = ("gate_window_days", "review_sla_minutes", "trace_retention_days")
+SETTINGS = (
+    *HIGHER_IS_SAFER,
+    *LOWER_IS_SAFER,
+    *BEHAVIOUR,
+    "trusted_fields",
+    "gate_counts_imported",
+    *NEUTRAL,
+)
 ALLOWLIST_KEYS = ("groups", "email_domains")
 
 
@@ -104,6 +145,56 @@ def allowlists_widen(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return False
 
 
+def settings_clean(workflow: Workflow, settings: dict[str, Any]) -> dict[str, Any]:
+    """Each setting validated by its model field (type, range); JSON-ready values."""
+    cleaned: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name not in SETTINGS:
+            raise ValidationError(ERR_UNKNOWN_SETTING.format(name=name), code="unknown_setting")
+        field = Workflow._meta.get_field(name)
+        try:
+            python = field.clean(value, workflow)
+        except ValidationError as exc:
+            label = str(field.verbose_name).capitalize()
+            message = ERR_BAD_SETTING.format(label=label, error="; ".join(exc.messages))
+            raise ValidationError(message, code="bad_setting") from None
+        if name == "trusted_fields":
+            if not isinstance(python, list) or not all(isinstance(v, str) for v in python):
+                raise ValidationError(
+                    ERR_BAD_SETTING.format(label="Trusted fields", error="a list of field names"),
+                    code="bad_setting",
+                )
+            python = sorted({v.strip() for v in python if v.strip()})
+        cleaned[name] = str(python) if isinstance(python, Decimal) else python
+    return cleaned
+
+
+def settings_current(workflow: Workflow, names: Any) -> dict[str, Any]:
+    values = {}
+    for name in names:
+        value = getattr(workflow, name)
+        values[name] = str(value) if isinstance(value, Decimal) else value
+    return values
+
+
+def _riskier(name: str, old: Any, new: Any) -> bool:
+    if name in HIGHER_IS_SAFER:
+        return Decimal(str(new)) < Decimal(str(old))
+    if name in LOWER_IS_SAFER:
+        return Decimal(str(new)) > Decimal(str(old))
+    if name == "trusted_fields":  # trusting a field more grounds more arguments
+        return bool(set(new) - set(old))
+    if name == "gate_counts_imported":
+        return bool(new) and not bool(old)
+    if name in BEHAVIOUR:
+        return new != old
+    return False
+
+
+def settings_widen(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    return any(_riskier(name, before[name], after[name]) for name in after)
+
+
 def _current_allowlists(workflow: Workflow) -> dict[str, list[str]]:
     policy = workflow.policy if isinstance(workflow.policy, dict) else {}
     return allowlists_clean(policy.get("allowlists") or {})
@@ -115,8 +206,13 @@ def _grant_state(grant: ToolGrant | None) -> dict[str, Any]:
     return {"tool": grant.tool, "caps": dict(grant.caps or {})}
 
 
+SETTINGS_KINDS = (ConfigChange.Kind.WIDEN_SETTINGS, ConfigChange.Kind.NARROW_SETTINGS)
+
+
 def _current(workflow: Workflow, change: ConfigChange) -> dict[str, Any]:
     """The part of the configuration the change touches, as it is now."""
+    if change.kind in SETTINGS_KINDS:
+        return {"settings": settings_current(workflow, change.after["settings"])}
     if change.kind in (ConfigChange.Kind.WIDEN_ALLOWLIST, ConfigChange.Kind.NARROW_ALLOWLIST):
         return {"allowlists": _current_allowlists(workflow)}
     grant = ToolGrant.objects.filter(workflow=workflow, tool=change.tool).first()
@@ -125,6 +221,13 @@ def _current(workflow: Workflow, change: ConfigChange) -> dict[str, Any]:
 
 def _apply(workflow: Workflow, change: ConfigChange) -> None:
     kind = change.kind
+    if kind in SETTINGS_KINDS:
+        workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
+        values = change.after["settings"]
+        for name, value in values.items():
+            setattr(workflow, name, value)
+        workflow.save(update_fields=[*values, "updated_at"])
+        return
     if kind in (ConfigChange.Kind.WIDEN_ALLOWLIST, ConfigChange.Kind.NARROW_ALLOWLIST):
         workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
         policy = dict(workflow.policy if isinstance(workflow.policy, dict) else {})
@@ -192,6 +295,9 @@ def _suite_detail(suite: dict[str, Any]) -> str:
 
 
 def _gate(workflow: Workflow, change: ConfigChange) -> dict[str, Any]:
+    if change.kind in SETTINGS_KINDS and not set(change.after["settings"]) & set(BEHAVIOUR):
+        # Thresholds and budgets do not change what the agent does: four eyes suffice.
+        return {"passed": True, "suites": [], "skipped": "no behaviour changes"}
     result = suite_check(workflow=workflow, apply=lambda: _apply(workflow, change))
     if not result["passed"]:
         raise ValidationError(ERR_SUITE_RED.format(detail=_suite_detail(result)), code="suite_red")
@@ -208,7 +314,19 @@ def _classify(
     caps: dict[str, Any] | None,
     allowlists: dict[str, Any] | None,
     remove: bool,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    if settings is not None:
+        cleaned = settings_clean(workflow, settings)
+        current = settings_current(workflow, cleaned)
+        changed = {name: value for name, value in cleaned.items() if value != current[name]}
+        if not changed:
+            raise ValidationError(ERR_NOTHING_CHANGES, code="nothing_changes")
+        before = {"settings": {name: current[name] for name in changed}}
+        after = {"settings": changed}
+        widen = settings_widen(before["settings"], changed)
+        kind = ConfigChange.Kind.WIDEN_SETTINGS if widen else ConfigChange.Kind.NARROW_SETTINGS
+        return kind, before, after
     if allowlists is not None:
         before = {"allowlists": _current_allowlists(workflow)}
         after = {"allowlists": allowlists_clean(allowlists)}
@@ -246,6 +364,7 @@ def config_change_request(
     caps: dict[str, Any] | None = None,
     allowlists: dict[str, Any] | None = None,
     remove: bool = False,
+    settings: dict[str, Any] | None = None,
 ) -> ConfigChange:
     """Request a configuration change: a tool (with its caps) to add or remove, a
     tool's new caps, or the workflow's new allowlists.
@@ -257,14 +376,19 @@ def config_change_request(
     with transaction.atomic():
         workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
         kind, before, after = _classify(
-            workflow, tool=tool.strip(), caps=caps, allowlists=allowlists, remove=remove
+            workflow,
+            tool=tool.strip(),
+            caps=caps,
+            allowlists=allowlists,
+            remove=remove,
+            settings=settings,
         )
         # Saved first, so the database can see which change is being applied (the
         # suite check applies it inside a savepoint too); a red suite rolls it back.
         change = ConfigChange.objects.create(
             workflow=workflow,
             kind=kind,
-            tool="" if allowlists is not None else tool.strip(),
+            tool="" if allowlists is not None or settings is not None else tool.strip(),
             before=before,
             after=after,
             requested_by=actor,

@@ -442,13 +442,15 @@ class ConfigChange(models.Model):
         NARROW_CAP = "narrow_cap", "Narrow a cap"
         NARROW_ALLOWLIST = "narrow_allowlist", "Narrow an allowlist"
         SET_PRICE = "set_price", "Set a model's price"
+        WIDEN_SETTINGS = "widen_settings", "Loosen settings"
+        NARROW_SETTINGS = "narrow_settings", "Tighten settings"
 
     class Status(models.TextChoices):
         REQUESTED = "requested", "Requested"
         APPLIED = "applied", "Applied"
         DECLINED = "declined", "Declined"
 
-    GATED = (Kind.ADD_TOOL, Kind.WIDEN_CAP, Kind.WIDEN_ALLOWLIST)
+    GATED = (Kind.ADD_TOOL, Kind.WIDEN_CAP, Kind.WIDEN_ALLOWLIST, Kind.WIDEN_SETTINGS)
 
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="config_changes")
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -15,7 +15,7 @@ from agents.evals import ERR_NO_CHANGE_SUITE
 from agents.models import EvalRun, EvalSuite
 from governance import change_control as cc
 from governance.audit import audit_verify
-from governance.models import AuditEvent, AutonomyLevel, ConfigChange, ToolGrant
+from governance.models import AuditEvent, AutonomyLevel, ConfigChange, ToolGrant, Workflow
 from governance.permissions import Role, workflow_grant_role
 from tests.agents.stub_openai import make_refund_workflow
 
@@ -277,3 +277,71 @@ def test_reviewers_cannot_request_changes(client_for, refunds, reviewer):
     response = client_for(reviewer).post(url, {"action": "remove", "tool": "create_refund"})
     assert response.status_code == 403
     assert ToolGrant.objects.get(workflow=refunds, tool="create_refund").enabled
+
+
+# --- settings: thresholds, budgets, policy, models, trusted fields ------------------------------
+
+
+def test_tightening_a_threshold_applies_at_once_and_is_audited(refunds, managers):
+    mona, _ = managers
+    change = cc.config_change_request(
+        workflow=refunds, actor=mona, settings={"gate_min_agreement": "0.950"}, reason="stricter"
+    )
+    assert change.kind == ConfigChange.Kind.NARROW_SETTINGS
+    assert change.status == ConfigChange.Status.APPLIED
+    assert Workflow.objects.get(pk=refunds.pk).gate_min_agreement == Decimal("0.950")
+    event = AuditEvent.objects.get(action="config.narrow_settings.applied")
+    assert event.data["before"] == {"settings": {"gate_min_agreement": "0.900"}}
+    assert event.data["after"] == {"settings": {"gate_min_agreement": "0.950"}}
+
+
+def test_loosening_waits_for_a_second_manager_and_skips_the_suite(refunds, managers, replay):
+    mona, max_ = managers
+    seen, _ = replay
+    change = cc.config_change_request(
+        workflow=refunds, actor=mona, settings={"gate_min_decisions": 10, "max_cost_usd": "9.99"}
+    )
+    assert change.kind == ConfigChange.Kind.WIDEN_SETTINGS
+    assert change.status == ConfigChange.Status.REQUESTED
+    assert Workflow.objects.get(pk=refunds.pk).gate_min_decisions == 50
+    with pytest.raises(ValidationError, match="second manager"):
+        cc.config_change_approve(change=change, actor=mona)
+    cc.config_change_approve(change=change, actor=max_)
+    workflow = Workflow.objects.get(pk=refunds.pk)
+    assert (workflow.gate_min_decisions, workflow.max_cost_usd) == (10, Decimal("9.99"))
+    assert seen == [], "thresholds and budgets do not change what the agent does"
+
+
+def test_changing_the_policy_or_the_model_needs_green_suites(refunds, managers, replay, suite):
+    mona, _ = managers
+    seen, red = replay
+    red.append(lambda config: True)
+    with pytest.raises(ValidationError, match="does not pass"):
+        cc.config_change_request(
+            workflow=refunds, actor=mona, settings={"policy": {"two_approvers": None}}
+        )
+    assert seen, "the suites ran against the new policy"
+    assert not ConfigChange.objects.filter(workflow=refunds).exists(), "a red suite keeps nothing"
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"autonomy_level": "autonomous"}, "not a workflow setting"),
+        ({"paused": False}, "not a workflow setting"),
+        ({"gate_min_agreement": "1.5"}, "Gate min agreement"),
+        ({"max_tool_calls": "lots"}, "Max tool calls"),
+        ({"trusted_fields": "customer_id"}, "Trusted fields"),
+        ({"gate_min_agreement": "0.900"}, "the same as the current one"),
+    ],
+)
+def test_bad_settings_are_refused_with_their_reason(refunds, managers, settings, message):
+    with pytest.raises(ValidationError, match=message):
+        cc.config_change_request(workflow=refunds, actor=managers[0], settings=settings)
+
+
+def test_trusting_a_new_payload_field_is_a_widening(refunds, managers):
+    change = cc.config_change_request(
+        workflow=refunds, actor=managers[0], settings={"trusted_fields": ["customer_id"]}
+    )
+    assert change.kind == ConfigChange.Kind.WIDEN_SETTINGS
