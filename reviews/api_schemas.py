@@ -1,4 +1,4 @@
-"""Request and response shapes of the shadow-report API."""
+"""Request and response shapes of the shadow-report and history API."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from pydantic import (
     model_validator,
 )
 
-from governance.api.schemas import ExternalId, StrictSchema
+from governance.api.schemas import (
+    ERR_DUPLICATE_IN_BATCH,
+    ExternalId,
+    IsoDateTime,
+    StrictSchema,
+    Title,
+)
 from reviews.reported import (
     ERR_NO_ACTION_WITH_ARGUMENTS,
     ActionReportRequest,
@@ -26,6 +32,8 @@ Note = Annotated[str, StringConstraints(max_length=2000)]
 
 # The most actions one item's report (or one imported pair) may carry.
 MAX_ACTIONS = 50
+# The most pairs one history request may carry.
+MAX_HISTORY_BATCH = 500
 
 ERR_TWO_SHAPES = "Send either `actions` (the set) or `tool` and `arguments` (one action), not both."
 ERR_NO_SHAPE = "Send `actions` (the human's actions; [] for none) or `tool` (one action)."
@@ -158,3 +166,52 @@ class ActionReportOut(Schema):
     outcome: ItemOutcomeOut | None = Field(
         description="The item's outcome, when this report completed the human's account."
     )
+
+
+# --- Imported history ------------------------------------------------------------------
+
+
+class HistoryPairIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: ExternalId
+    title: Title = ""
+    payload: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: IsoDateTime = Field(
+        description="When the human acted: ISO 8601 with a time zone, not in the future."
+    )
+    proposed: list[ActionIn] = Field(
+        max_length=MAX_ACTIONS, description="What the agent proposed; [] for nothing."
+    )
+    human: list[ActionIn] = Field(
+        max_length=MAX_ACTIONS, description="What the human did; [] for nothing."
+    )
+
+
+class HistoryIn(StrictSchema):
+    pairs: list[HistoryPairIn] = Field(min_length=1, max_length=MAX_HISTORY_BATCH)
+
+    @model_validator(mode="after")
+    def _unique_external_ids(self) -> HistoryIn:
+        seen: set[str] = set()
+        for pair in self.pairs:
+            if pair.external_id in seen:
+                raise ValueError(ERR_DUPLICATE_IN_BATCH.format(external_id=pair.external_id))
+            seen.add(pair.external_id)
+        return self
+
+
+class HistoryResultOut(Schema):
+    index: int
+    external_id: str
+    created: bool
+    work_item_id: int
+    decisions: int
+    missed: int
+    did_nothing: bool
+
+
+class HistoryOut(Schema):
+    created: int
+    existing: int
+    results: list[HistoryResultOut]
