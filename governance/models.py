@@ -395,6 +395,7 @@ class ApiToken(models.Model):
         DECISIONS_READ = "decisions:read", "Read decisions"
         EXECUTIONS_READ = "executions:read", "Read executions"
         ACTIONS_REPORT = "actions:report", "Report the human's actual actions"
+        HISTORY_IMPORT = "history:import", "Import past proposals and what humans did"
         METRICS_READ = "metrics:read", "Read workflow metrics"
         EXPORT_READ = "export:read", "Export decisions and eval cases"
 

@@ -216,9 +216,18 @@ class ItemOutcome(models.Model):
 
 
 class HumanAction(models.Model):
-    """An action the human took that the agent never proposed: a *missed* action."""
+    """An action the human took that the agent never proposed: a *missed* action.
 
-    outcome = models.ForeignKey(ItemOutcome, on_delete=models.CASCADE, related_name="missed")
+    It belongs to its work item from the moment it is reported; ``outcome`` is set
+    when the human's account of the item is complete (a report of part of the set can
+    carry a missed action before the item closes)."""
+
+    work_item = models.ForeignKey(
+        "agents.WorkItem", on_delete=models.CASCADE, related_name="missed_actions"
+    )
+    outcome = models.ForeignKey(
+        ItemOutcome, on_delete=models.CASCADE, null=True, blank=True, related_name="missed"
+    )
     workflow = models.ForeignKey(
         "governance.Workflow", on_delete=models.PROTECT, related_name="missed_actions"
     )

@@ -48,6 +48,7 @@ ERR_TOO_LARGE = "The request body is larger than {limit} bytes."
 ERR_RATE_LIMITED = "Rate limit of {limit} requests per minute exceeded; retry in {seconds} s."
 ERR_BAD_LENGTH = "The Content-Length header is not a byte count."
 ERR_NUL = "NUL characters (\\u0000) are not accepted in paths, queries or bodies."
+ERR_KEY_TOO_LONG = "The Idempotency-Key header is longer than 200 characters."
 ERR_INTERNAL = "Something went wrong on our side. The request id identifies it in our logs."
 
 _CODE_FOR_STATUS = {

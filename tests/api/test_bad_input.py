@@ -14,6 +14,7 @@ POSTS = [
     "/api/v1/workflows/refunds/work-items",
     "/api/v1/workflows/refunds/work-items/batch",
     "/api/v1/workflows/refunds/actions/report",
+    "/api/v1/workflows/refunds/history",
 ]
 GETS = [
     "/api/v1/proposals",
@@ -43,6 +44,12 @@ BODIES = [
     b'{"external_id": "T-1", "tool": "create_refund", "arguments": []}',
     b'{"external_id": "T-1", "seconds_spent": -5}',
     b'{"external_id": "T-1", "seconds_spent": 1e30}',
+    b'{"external_id": "T-1", "actions": null}',
+    b'{"external_id": "T-1", "actions": [{"tool": "create_refund", "arguments": 5}]}',
+    b'{"pairs": [{"external_id": "H-1", "occurred_at": "0001-01-01T00:00:00+14:00",'
+    b' "proposed": [], "human": []}]}',
+    b'{"pairs": [{"external_id": "H-1", "occurred_at": "9999-12-31T23:59:59-14:00",'
+    b' "proposed": [], "human": []}]}',
     b"\xff\xfe\x00",
 ]
 QUERIES = [

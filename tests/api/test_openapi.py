@@ -15,6 +15,7 @@ ROUTES = {
     "/api/v1/decisions": {"get"},
     "/api/v1/executions": {"get"},
     "/api/v1/workflows/{slug}/actions/report": {"post"},
+    "/api/v1/workflows/{slug}/history": {"post"},
     "/api/v1/workflows/{slug}/metrics": {"get"},
     "/api/v1/workflows/{slug}/export/{kind}": {"get"},
 }

@@ -8,7 +8,7 @@ from django.utils import timezone
 from agents.models import Proposal, WorkItem
 from governance.api import errors
 from governance.models import AuditEvent, AutonomyLevel
-from reviews.models import Claim, Decision, RejectReason
+from reviews.models import Claim, Decision, HumanAction, ItemOutcome
 from reviews.reported import (
     ERR_ALREADY_DECIDED,
     ERR_NO_PROPOSAL,
@@ -63,13 +63,30 @@ def test_different_arguments_are_an_edit_with_the_diff(api, proposal):
     assert proposal.status == Proposal.Status.EDITED
 
 
-def test_another_tool_is_a_wrong_action_rejection(api, proposal):
+def test_a_tool_the_agent_did_not_propose_is_missed_and_rejects_nothing(api, proposal):
     response = _report(api, tool="send_customer_message", arguments={"to": "a@example.test"})
-    [result] = response.json()["decisions"]
-    assert (result["verdict"], result["reason"]) == ("reject", RejectReason.WRONG_ACTION)
-    decision = Decision.objects.get(proposal=proposal)
-    assert decision.diff == {"tool": ["create_refund", "send_customer_message"]}
-    assert decision.final_arguments == {"to": "a@example.test"}
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["decisions"] == []
+    [missed] = body["missed"]
+    assert (missed["tool"], missed["arguments"], missed["action"]) == (
+        "send_customer_message",
+        {"to": "a@example.test"},
+        0,
+    )
+    assert body["pending"] == [proposal.pk]
+    assert body["outcome"] is None
+    # The human did something the agent never proposed: that says nothing about the
+    # agent's refund, which waits for the rest of the human's account.
+    proposal.refresh_from_db()
+    assert proposal.status == Proposal.Status.PENDING
+    assert not Decision.objects.exists()
+    action = HumanAction.objects.get()
+    assert (action.work_item_id, action.outcome, action.imported) == (
+        proposal.work_item_id,
+        None,
+        False,
+    )
 
 
 def test_no_action_rejects_every_pending_proposal(api, workflow):
@@ -83,6 +100,8 @@ def test_no_action_rejects_every_pending_proposal(api, workflow):
         decision = Decision.objects.get(proposal=proposal)
         assert decision.verdict == Decision.Verdict.REJECT
         assert decision.reason_text == REASON_NO_ACTION
+    outcome = ItemOutcome.objects.get(work_item=item)
+    assert (outcome.source, outcome.did_nothing) == (ItemOutcome.Source.REPORT, True)
 
 
 def test_a_reported_decision_releases_a_reviewers_claim(api, proposal, reviewer):

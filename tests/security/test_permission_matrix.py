@@ -132,6 +132,7 @@ def world(roles, monkeypatch):
         "work_item_post": slug,
         "work_item_batch_post": slug,
         "action_report": slug,
+        "history_post": slug,
         "workflow_metrics_get": slug,
         "export_get": {**slug, "kind": "decisions"},
     }
