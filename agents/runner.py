@@ -34,7 +34,6 @@ from agents.llm import (
     ModelResponse,
     client_for,
     model_complete,
-    model_cost,
     models_for,
     route_is_hard,
 )
@@ -50,6 +49,7 @@ from agents.models import (
 from agents.notifications import notify_escalation
 from agents.otel import run_trace_dispatch
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
+from agents.prices import ERR_UNPRICED, price_table
 from agents.principals import principal_for
 from agents.redaction import redact
 from agents.services.plans import proposals_auto_execute
@@ -162,6 +162,8 @@ class Runner:
         self.trace: list[Step] = []
         self.unsaved: list[Step] = []
         self.principal = principal_for(self.workflow)
+        # One price table for the whole run (agents.prices: re-read when a price changes).
+        self.prices = price_table()
         self.flags = injection_detect(self.item.text + "\n" + self.item.title)
         self.models_used: list[str] = []
         self.spend_read_at: float | None = None  # when the workflow's spend was last read
@@ -281,6 +283,15 @@ class Runner:
             )
         self.budget.check_daily()
         model = self.large_model if self.state.large else self.small
+        # A model without a price (and no fallback price) never gets called: its cost
+        # could not be budgeted. The run stops before spending anything on it.
+        price = self.prices.price_for(model)
+        if price is None:
+            raise BudgetTripped(
+                Run.StopReason.UNPRICED_MODEL,
+                ERR_UNPRICED.format(model=model),
+                f"model_price={model}",
+            )
         # And once more right before the request leaves (after the cache lookup and
         # the client's set-up): a pause that commits meanwhile still stops the call.
         client = _GuardedClient(self.client or client_for(model), self.ensure_running)
@@ -291,20 +302,22 @@ class Runner:
             client=client,
             use_cache=self.use_model_cache,
         )
-        cost = (
-            Decimal("0")
-            if response.cached
-            else model_cost(model, response.tokens_in, response.tokens_out)
-        )
-        tokens_in = 0 if response.cached else response.tokens_in
-        tokens_out = 0 if response.cached else response.tokens_out
+        # A response from the request cache cost nothing this time.
+        billed = not response.cached
+        tokens_in = response.tokens_in if billed else 0
+        tokens_cached = min(response.tokens_cached, tokens_in) if billed else 0
+        tokens_out = response.tokens_out if billed else 0
+        cost = price.cost(tokens_in=tokens_in, tokens_cached=tokens_cached, tokens_out=tokens_out)
+        unpriced = billed and price.fallback
         if response.cached:
             self.run.cache_hits += 1
         else:
             self.run.cache_misses += 1
         self.run.tokens_in += tokens_in
+        self.run.tokens_cached += tokens_cached
         self.run.tokens_out += tokens_out
         self.run.cost_usd += cost
+        self.run.unpriced = self.run.unpriced or unpriced
         self.models_used.append(model)
         self.step(
             Step.Kind.MODEL_CALL,
@@ -321,8 +334,10 @@ class Runner:
             cached=response.cached,
             latency_ms=response.latency_ms,
             tokens_in=tokens_in,
+            tokens_cached=tokens_cached,
             tokens_out=tokens_out,
             cost_usd=cost,
+            unpriced=unpriced,
         )
         self.state.last_content = response.content
         self.budget.charge_model(tokens=tokens_in + tokens_out, cost=cost)
@@ -668,9 +683,11 @@ def run_claim(*, work_item_id: int) -> Run | None:
                 raise RunBusy(int(stale_after.total_seconds()))
             # Its worker died: start the same run again from a clean trace.
             run.steps.all().delete()
-            run.tokens_in = run.tokens_out = run.tool_calls = run.retries = 0
+            run.tokens_in = run.tokens_cached = run.tokens_out = 0
+            run.tool_calls = run.retries = 0
             run.cache_hits = run.cache_misses = 0
             run.cost_usd = Decimal("0")
+            run.unpriced = False
         elif run is None:
             run = Run(work_item=item, attempt=1)
         run.autonomy_level = item.workflow.autonomy_level
