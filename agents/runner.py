@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from agents import prompts, states
 from agents import sql as agents_sql
 from agents.budgets import BudgetTripped, RunBudget, workflow_spend_today
-from agents.injection import injection_detect
+from agents.injection import flags_merge, injection_scan, work_item_flags
 from agents.llm import (
     LOW_CONFIDENCE,
     ModelClient,
@@ -38,7 +38,6 @@ from agents.llm import (
     route_is_hard,
 )
 from agents.models import (
-    HIGH_IMPACT_RISKS,
     Escalation,
     Proposal,
     RiskClass,
@@ -164,7 +163,13 @@ class Runner:
         self.principal = principal_for(self.workflow)
         # One price table for the whole run (agents.prices: re-read when a price changes).
         self.prices = price_table()
-        self.flags = injection_detect(self.item.text + "\n" + self.item.title)
+        # Only untrusted text is scanned: the fields the integration did not declare
+        # trusted, and (below) the outputs of tools that declare theirs untrusted.
+        self.flags = work_item_flags(
+            title=self.item.title,
+            payload=self.item.payload,
+            trusted_fields=self.workflow.trusted_fields or (),
+        )
         self.models_used: list[str] = []
         self.spend_read_at: float | None = None  # when the workflow's spend was last read
         self.state = RunState(messages=prompts.initial_messages(self.item))
@@ -450,12 +455,15 @@ class Runner:
                 if result.get("slug") and result["slug"] not in self.state.citations:
                     self.state.citations.append(result["slug"])
         self.state.tool_outputs.append({"tool": tool.name, "arguments": clean, "output": output})
-        # Tool outputs are untrusted too (a CRM note, a ticket body): flag what they carry.
-        for flag in injection_detect(canonical_json(output)):
-            flag = {**flag, "source": f"tool:{tool.name}"}
-            if flag not in self.flags:
-                self.flags.append(flag)
+        self.scan_tool_output(tool, output)
         return output
+
+    def scan_tool_output(self, tool: Tool, output: Any) -> None:
+        """Flag what an untrusted output carries (a ticket body, an email). A trusted
+        system of record's structured output is never scanned: it is not prose, and
+        scanning its keys and values flagged every run."""
+        if tool.untrusted_output:
+            self.flags = flags_merge(self.flags, injection_scan(output, source=f"tool:{tool.name}"))
 
     # --- endings ------------------------------------------------------------------
     def _finish_fields(self) -> None:
@@ -515,10 +523,6 @@ class Runner:
             run_trace_dispatch(run=self.run)
             proposals = []
             for sequence, cand in enumerate(self.state.candidates, start=1):
-                high = (
-                    cand.tool.risk_class in HIGH_IMPACT_RISKS
-                    or cand.tool.risk_class == RiskClass.MONEY
-                )
                 proposals.append(
                     Proposal(
                         run=self.run,
@@ -539,8 +543,8 @@ class Runner:
                         injection_flags=self.flags,
                         flagged_injection=bool(self.flags),
                         autonomy_level=cand.level,
-                        priority=RISK_PRIORITY.get(cand.tool.risk_class, 10)
-                        + (10 if high and self.flags else 0),
+                        # A flag shows on the card; it does not move the item up the queue.
+                        priority=RISK_PRIORITY.get(cand.tool.risk_class, 10),
                         sla_due_at=sla,
                     )
                 )

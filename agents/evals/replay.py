@@ -210,6 +210,7 @@ class EvalRunner(Runner):
                 if result.get("slug") and result["slug"] not in self.state.citations:
                     self.state.citations.append(result["slug"])
         self.state.tool_outputs.append({"tool": tool.name, "arguments": clean, "output": output})
+        self.scan_tool_output(tool, output)
         return output
 
 
