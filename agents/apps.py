@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 
 class AgentsConfig(AppConfig):
@@ -19,3 +23,15 @@ class AgentsConfig(AppConfig):
         hooks.register("suite_check", evals.suite_check)
         hooks.register("tool_known", tool_known)
         hooks.register("on_resume", services.resume_dispatch)
+        checks.register(fallback_price_check)
+
+
+def fallback_price_check(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A malformed TENURE_FALLBACK_PRICE is found at start-up, not by the first run."""
+    from agents.prices import fallback_price
+
+    try:
+        fallback_price()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="agents.E001")]
+    return []

@@ -1,7 +1,7 @@
 """Model clients: any OpenAI-compatible endpoint, or the built-in demo model.
 
 Both sit behind ``ModelClient.complete``. ``model_complete`` adds the request
-cache (Django cache, Redis in production) and the price table.
+cache (Django cache, Redis in production); what a call costs is ``agents.prices``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import hashlib
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,9 +51,11 @@ class ModelResponse:
     model: str
     content: str = ""
     tool_calls: list[ModelToolCall] = field(default_factory=list)
-    tokens_in: int = 0
+    tokens_in: int = 0  # every input token, the cached ones included
     tokens_out: int = 0
     refusal: str = ""
+    # Input tokens the endpoint served from its own prompt cache (priced lower).
+    tokens_cached: int = 0
     cached: bool = False
     latency_ms: int = 0
 
@@ -112,12 +113,14 @@ class OpenAIClient:
             if getattr(call, "function", None) is not None
         ]
         usage = response.usage
+        details = getattr(usage, "prompt_tokens_details", None) if usage else None
         return ModelResponse(
             model=response.model or model,
             content=message.content or "",
             tool_calls=calls,
             tokens_in=usage.prompt_tokens if usage else 0,
             tokens_out=usage.completion_tokens if usage else 0,
+            tokens_cached=(getattr(details, "cached_tokens", None) or 0) if details else 0,
             refusal=getattr(message, "refusal", None) or "",
         )
 
@@ -162,14 +165,6 @@ def client_for(model: str) -> ModelClient:
             raise ModelError(ERR_NO_DEMO_CLIENT.format(model=model))
         return _demo_client_class(path)()
     return _openai_client(settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY)
-
-
-def model_cost(model: str, tokens_in: int, tokens_out: int) -> Decimal:
-    prices = settings.TENURE_MODEL_PRICES.get(model)
-    if prices is None:
-        return Decimal("0")
-    per_in, _per_cached, per_out = prices
-    return ((per_in * tokens_in) + (per_out * tokens_out)) / Decimal(1_000_000)
 
 
 def request_key(model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:

@@ -151,6 +151,8 @@ def run_attributes(run: Run) -> dict[str, Any]:
         "tenure.agent_version": run.agent_version,
         "tenure.prompt_version": run.prompt_version,
         "tenure.cost_usd": float(run.cost_usd),
+        "tenure.unpriced": run.unpriced,
+        "tenure.tokens_cached": run.tokens_cached,
         "tenure.tool_cost_usd": float(run.tool_cost_usd),
         "tenure.tool_calls": run.tool_calls,
         "tenure.retries": run.retries,
@@ -181,6 +183,8 @@ def step_span(step: Step) -> tuple[str, dict[str, Any]]:
                 "gen_ai.response.model": model,
                 "gen_ai.usage.input_tokens": step.tokens_in,
                 "gen_ai.usage.output_tokens": step.tokens_out,
+                "tenure.tokens_cached": step.tokens_cached,
+                "tenure.unpriced": step.unpriced,
             }
         )
         return f"chat {model}", attributes

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 from agents import prompts, states
 from agents import sql as agents_sql
 from agents.budgets import BudgetTripped, RunBudget, workflow_spend_today
-from agents.injection import injection_detect
+from agents.injection import flags_merge, injection_scan, work_item_flags
 from agents.llm import (
     LOW_CONFIDENCE,
     ModelClient,
@@ -34,12 +34,10 @@ from agents.llm import (
     ModelResponse,
     client_for,
     model_complete,
-    model_cost,
     models_for,
     route_is_hard,
 )
 from agents.models import (
-    HIGH_IMPACT_RISKS,
     Escalation,
     Proposal,
     RiskClass,
@@ -50,6 +48,7 @@ from agents.models import (
 from agents.notifications import notify_escalation
 from agents.otel import run_trace_dispatch
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
+from agents.prices import ERR_UNPRICED, price_table
 from agents.principals import principal_for
 from agents.redaction import redact
 from agents.services.plans import proposals_auto_execute
@@ -143,6 +142,10 @@ class _GuardedClient:
 
 
 class Runner:
+    # Identical requests are answered from the request cache (agents.llm); a replay
+    # of the regression suite turns this off to hear the model as it answers today.
+    use_model_cache = True
+
     def __init__(self, run: Run, *, client: ModelClient | None = None) -> None:
         self.run = run
         self.item = run.work_item
@@ -158,7 +161,15 @@ class Runner:
         self.trace: list[Step] = []
         self.unsaved: list[Step] = []
         self.principal = principal_for(self.workflow)
-        self.flags = injection_detect(self.item.text + "\n" + self.item.title)
+        # One price table for the whole run (agents.prices: re-read when a price changes).
+        self.prices = price_table()
+        # Only untrusted text is scanned: the fields the integration did not declare
+        # trusted, and (below) the outputs of tools that declare theirs untrusted.
+        self.flags = work_item_flags(
+            title=self.item.title,
+            payload=self.item.payload,
+            trusted_fields=self.workflow.trusted_fields or (),
+        )
         self.models_used: list[str] = []
         self.spend_read_at: float | None = None  # when the workflow's spend was last read
         self.state = RunState(messages=prompts.initial_messages(self.item))
@@ -277,26 +288,41 @@ class Runner:
             )
         self.budget.check_daily()
         model = self.large_model if self.state.large else self.small
+        # A model without a price (and no fallback price) never gets called: its cost
+        # could not be budgeted. The run stops before spending anything on it.
+        price = self.prices.price_for(model)
+        if price is None:
+            raise BudgetTripped(
+                Run.StopReason.UNPRICED_MODEL,
+                ERR_UNPRICED.format(model=model),
+                f"model_price={model}",
+            )
         # And once more right before the request leaves (after the cache lookup and
         # the client's set-up): a pause that commits meanwhile still stops the call.
         client = _GuardedClient(self.client or client_for(model), self.ensure_running)
         response = model_complete(
-            model=model, messages=self.state.messages, tools=tools_json, client=client
+            model=model,
+            messages=self.state.messages,
+            tools=tools_json,
+            client=client,
+            use_cache=self.use_model_cache,
         )
-        cost = (
-            Decimal("0")
-            if response.cached
-            else model_cost(model, response.tokens_in, response.tokens_out)
-        )
-        tokens_in = 0 if response.cached else response.tokens_in
-        tokens_out = 0 if response.cached else response.tokens_out
+        # A response from the request cache cost nothing this time.
+        billed = not response.cached
+        tokens_in = response.tokens_in if billed else 0
+        tokens_cached = min(response.tokens_cached, tokens_in) if billed else 0
+        tokens_out = response.tokens_out if billed else 0
+        cost = price.cost(tokens_in=tokens_in, tokens_cached=tokens_cached, tokens_out=tokens_out)
+        unpriced = billed and price.fallback
         if response.cached:
             self.run.cache_hits += 1
         else:
             self.run.cache_misses += 1
         self.run.tokens_in += tokens_in
+        self.run.tokens_cached += tokens_cached
         self.run.tokens_out += tokens_out
         self.run.cost_usd += cost
+        self.run.unpriced = self.run.unpriced or unpriced
         self.models_used.append(model)
         self.step(
             Step.Kind.MODEL_CALL,
@@ -313,8 +339,10 @@ class Runner:
             cached=response.cached,
             latency_ms=response.latency_ms,
             tokens_in=tokens_in,
+            tokens_cached=tokens_cached,
             tokens_out=tokens_out,
             cost_usd=cost,
+            unpriced=unpriced,
         )
         self.state.last_content = response.content
         self.budget.charge_model(tokens=tokens_in + tokens_out, cost=cost)
@@ -427,12 +455,15 @@ class Runner:
                 if result.get("slug") and result["slug"] not in self.state.citations:
                     self.state.citations.append(result["slug"])
         self.state.tool_outputs.append({"tool": tool.name, "arguments": clean, "output": output})
-        # Tool outputs are untrusted too (a CRM note, a ticket body): flag what they carry.
-        for flag in injection_detect(canonical_json(output)):
-            flag = {**flag, "source": f"tool:{tool.name}"}
-            if flag not in self.flags:
-                self.flags.append(flag)
+        self.scan_tool_output(tool, output)
         return output
+
+    def scan_tool_output(self, tool: Tool, output: Any) -> None:
+        """Flag what an untrusted output carries (a ticket body, an email). A trusted
+        system of record's structured output is never scanned: it is not prose, and
+        scanning its keys and values flagged every run."""
+        if tool.untrusted_output:
+            self.flags = flags_merge(self.flags, injection_scan(output, source=f"tool:{tool.name}"))
 
     # --- endings ------------------------------------------------------------------
     def _finish_fields(self) -> None:
@@ -492,10 +523,6 @@ class Runner:
             run_trace_dispatch(run=self.run)
             proposals = []
             for sequence, cand in enumerate(self.state.candidates, start=1):
-                high = (
-                    cand.tool.risk_class in HIGH_IMPACT_RISKS
-                    or cand.tool.risk_class == RiskClass.MONEY
-                )
                 proposals.append(
                     Proposal(
                         run=self.run,
@@ -516,8 +543,8 @@ class Runner:
                         injection_flags=self.flags,
                         flagged_injection=bool(self.flags),
                         autonomy_level=cand.level,
-                        priority=RISK_PRIORITY.get(cand.tool.risk_class, 10)
-                        + (10 if high and self.flags else 0),
+                        # A flag shows on the card; it does not move the item up the queue.
+                        priority=RISK_PRIORITY.get(cand.tool.risk_class, 10),
                         sla_due_at=sla,
                     )
                 )
@@ -660,9 +687,11 @@ def run_claim(*, work_item_id: int) -> Run | None:
                 raise RunBusy(int(stale_after.total_seconds()))
             # Its worker died: start the same run again from a clean trace.
             run.steps.all().delete()
-            run.tokens_in = run.tokens_out = run.tool_calls = run.retries = 0
+            run.tokens_in = run.tokens_cached = run.tokens_out = 0
+            run.tool_calls = run.retries = 0
             run.cache_hits = run.cache_misses = 0
             run.cost_usd = Decimal("0")
+            run.unpriced = False
         elif run is None:
             run = Run(work_item=item, attempt=1)
         run.autonomy_level = item.workflow.autonomy_level

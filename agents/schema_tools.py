@@ -382,6 +382,7 @@ def tool_from_definition(definition: ToolDefinition) -> Tool:
         ),
         # A remote endpoint's answers are not ours to call stable.
         cacheable=False,
+        untrusted_output=definition.untrusted_output,
         tags=("http", "schema"),
     )
 

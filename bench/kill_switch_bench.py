@@ -83,6 +83,10 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = stub.url, "bench-key"
 
+    from tests.agents.stub_openai import stub_prices_set
+
+    stub_prices_set()  # an unpriced model's runs would stop before calling it
+
     from tests.conftest import WorkerProcess, _purge_queue
     from tests.console.test_kill_switch_live import measure_kill_switch
 

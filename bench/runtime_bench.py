@@ -245,10 +245,11 @@ def main() -> None:
     # --- 2b. Shadow runs per second with the stub OpenAI server (real openai client, HTTP) ----
     from django.conf import settings
 
-    from tests.agents.stub_openai import StubOpenAI
+    from tests.agents.stub_openai import StubOpenAI, stub_prices_set
 
     stub = StubOpenAI().start()
     settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY = stub.url, "bench-key"
+    stub_prices_set()  # an unpriced model's runs would stop before calling it
     stub_workflow = Workflow.objects.create(
         slug="bench-stub",
         name="Bench stub",

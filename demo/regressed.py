@@ -5,6 +5,9 @@ prompt or model change would: refunds a dollar more than asked, grants the
 neighbouring group, and leaves one duplicate contact unmerged (or keeps the newest
 record). Escalations are left alone, so the suite's failures name exactly the
 cases whose actions changed. Selected with ``--agent-version demo-regressed``.
+
+It runs on the same demo models as the current version (and costs what they cost):
+replays never read the model request cache, so the names need not differ.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from agents.llm import ModelResponse
 from demo.model import SIBLING_GROUPS, DemoModelClient
 
 VERSION = "demo-regressed"
-SMALL, LARGE = "demo-regressed-small", "demo-regressed-large"
 
 
 def _regress(name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -57,4 +59,4 @@ class DemoRegressedClient:
 
 
 def variant() -> AgentVariant:
-    return AgentVariant(version=VERSION, client=DemoRegressedClient(), small=SMALL, large=LARGE)
+    return AgentVariant(version=VERSION, client=DemoRegressedClient())

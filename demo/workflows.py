@@ -71,6 +71,9 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
             "checks": ["demo.tools.refunds.reply_goes_to_order_customer"],
         },
         "cost_target_usd": Decimal("1.50"),
+        # The support inbox sets these; the subject (the title) and the body are typed
+        # by the customer and stay untrusted.
+        "trusted_fields": ["from", "channel"],
         # The refunds team accepts a lower bound of 80% before a tool moves up.
         "gate_min_agreement": Decimal("0.800"),
         "grants": {
@@ -112,6 +115,8 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
             "allowlists": {"groups": [*GRANTABLE, *SIBLINGS]},
             "always_approve": ["money_above_cap", "access", "external_message", "delete"],
         },
+        # The service desk records who raised the ticket.
+        "trusted_fields": ["requester", "channel"],
         "grants": {
             "get_user": {},
             "get_group": {},
@@ -150,6 +155,7 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
             "caps": {"merge_contacts": {"records": CRM_RECORDS_CAP}},
             "always_approve": ["money_above_cap", "access", "external_message", "delete"],
         },
+        "trusted_fields": ["channel"],
         "grants": {"find_duplicate_contacts": {}, "merge_contacts": {}, "search_knowledge": {}},
         "docs": [
             (
@@ -439,6 +445,7 @@ def _seed_workflow(slug: str) -> Workflow:
             # One in five automatic executions goes to post-hoc review, so the demo
             # feed (an item a minute) shows samples within minutes of a promotion.
             "sample_rate": spec.get("sample_rate", Decimal("0.200")),
+            "trusted_fields": spec.get("trusted_fields", []),
         },
     )
     for tool, caps in spec["grants"].items():

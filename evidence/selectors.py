@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from agents.models import Proposal, WorkItem
+from agents.models import Proposal, Run, WorkItem
 from governance.models import Workflow
 
 
@@ -144,3 +144,13 @@ def policy_allowlists(workflow: Workflow) -> dict[str, list[str]]:
         for k, v in allowlists.items()
         if isinstance(v, list | tuple)
     }
+
+
+def unpriced_runs(workflow: Workflow, *, since: datetime) -> dict[str, int]:
+    """Runs since ``since`` that met a model with no price: charged at the fallback
+    price (``fallback``), or stopped before calling it (``stopped``). One query."""
+    counts = Run.objects.filter(work_item__workflow=workflow, created_at__gte=since).aggregate(
+        fallback=Count("pk", filter=Q(unpriced=True)),
+        stopped=Count("pk", filter=Q(stop_reason=Run.StopReason.UNPRICED_MODEL)),
+    )
+    return {"fallback": counts["fallback"] or 0, "stopped": counts["stopped"] or 0}

@@ -9,6 +9,9 @@ Narrowing makes the agent safer: it applies at once. Every change is audited, an
 the database refuses these changes from anything that does not name its change row
 (governance migration 0004).
 
+A model's price is the console's: only an admin sets it (``model_price_set``); it
+applies at once, for the next run, and is audited with its before and after.
+
 The suites are the agents app's (``governance.hooks``): governance never imports it.
 """
 
@@ -19,14 +22,23 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from governance import hooks
 from governance import sql as governance_sql
 from governance.audit import audit_append
-from governance.models import AutonomyChange, AutonomyLevel, ConfigChange, ToolGrant, Workflow
+from governance.models import (
+    AutonomyChange,
+    AutonomyLevel,
+    ConfigChange,
+    ModelPrice,
+    ToolGrant,
+    Workflow,
+)
+from governance.permissions import is_admin
+from governance.prices import prices_version_bump
 
 ERR_SUITE_RED = "The regression suite does not pass with the new configuration: {detail}."
 ERR_UNKNOWN_TOOL = "“{tool}” is not a tool this workflow can be granted."
@@ -83,6 +95,24 @@ SETTINGS = (
     "gate_counts_imported",
     *NEUTRAL,
 )
+
+ERR_PRICE_NOT_ADMIN = "Only an admin can set a model's price."
+ERR_PRICE_MODEL = "Name the model as the endpoint calls it (1 to 100 characters)."
+ERR_PRICE_VALUE = (
+    "The {which} price must be US dollars per million tokens: a number at or above zero "
+    "with at most six decimals and below a million, not “{value}”."
+)
+ERR_PRICE_CACHED_ABOVE_INPUT = (
+    "The cached-input price ({cached}) is above the input price ({input}): did you swap them?"
+)
+ERR_PRICE_UNCHANGED = "{model} already has this price."
+
+PRICE_FIELDS = (
+    ("input", "input_per_mtok"),
+    ("cached_input", "cached_input_per_mtok"),
+    ("output", "output_per_mtok"),
+)
+PRICE_LIMIT = Decimal("1000000")  # the column holds 12 digits, 6 after the point
 ALLOWLIST_KEYS = ("groups", "email_domains")
 
 
@@ -472,4 +502,87 @@ def config_change_decline(
             obj=change,
             data={"tool": change.tool, "reason": reason},
         )
+    return change
+
+
+# --- model prices ----------------------------------------------------------------------
+
+
+def price_clean(which: str, value: Any) -> Decimal:
+    """A price per million tokens as the table stores it, or a ValidationError."""
+    error = ValidationError(
+        ERR_PRICE_VALUE.format(which=which.replace("_", " "), value=value), code="bad_price"
+    )
+    try:
+        number = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        raise error from None
+    if not number.is_finite() or number < 0 or number >= PRICE_LIMIT:
+        raise error
+    if number.as_tuple().exponent < -6:  # refuse, never round a price silently
+        raise error
+    return number.quantize(Decimal("0.000001"))
+
+
+def _price_state(row: ModelPrice | None) -> dict[str, str]:
+    if row is None:
+        return {}
+    return {name: str(getattr(row, column)) for name, column in PRICE_FIELDS}
+
+
+def model_price_set(
+    *,
+    model: str,
+    input: Decimal | str,  # shadows the builtin on purpose: the price's own name
+    cached_input: Decimal | str,
+    output: Decimal | str,
+    actor: AbstractBaseUser,
+    reason: str = "",
+) -> ConfigChange:
+    """Set (or add) a model's price, in USD per million tokens: input, cached input
+    and output. Admins only. A ``SET_PRICE`` change records the price before and
+    after; it applies at once and is audited, and every process reads the new table
+    before its next run (``governance.prices``)."""
+    if not is_admin(actor):
+        raise PermissionDenied(ERR_PRICE_NOT_ADMIN)
+    model = (model or "").strip()
+    if not model or len(model) > ModelPrice._meta.get_field("model").max_length:
+        raise ValidationError(ERR_PRICE_MODEL, code="bad_model")
+    values = {"input": input, "cached_input": cached_input, "output": output}
+    after = {name: str(price_clean(name, values[name])) for name, _ in PRICE_FIELDS}
+    if Decimal(after["cached_input"]) > Decimal(after["input"]):
+        raise ValidationError(
+            ERR_PRICE_CACHED_ABOVE_INPUT.format(cached=after["cached_input"], input=after["input"]),
+            code="cached_above_input",
+        )
+    with transaction.atomic():
+        row = ModelPrice.objects.select_for_update().filter(model=model).first()
+        before = _price_state(row)
+        if before == after:
+            raise ValidationError(ERR_PRICE_UNCHANGED.format(model=model), code="nothing_changes")
+        fields = {column: Decimal(after[name]) for name, column in PRICE_FIELDS}
+        if row is None:
+            ModelPrice.objects.create(model=model, **fields)
+        else:
+            for column, value in fields.items():
+                setattr(row, column, value)
+            row.save(update_fields=[*fields, "updated_at"])
+        now = timezone.now()
+        change = ConfigChange.objects.create(
+            workflow=None,
+            kind=ConfigChange.Kind.SET_PRICE,
+            status=ConfigChange.Status.APPLIED,
+            before={"model": model, **before} if before else {},
+            after={"model": model, **after},
+            requested_by=actor,
+            reason=(reason or "").strip(),
+            decided_at=now,
+        )
+        audit_append(
+            action=f"config.{ConfigChange.Kind.SET_PRICE}.applied",
+            actor=actor,
+            obj=change,
+            data={"model": model, "before": before, "after": after, "reason": change.reason},
+        )
+        transaction.on_commit(prices_version_bump)
     return change

@@ -24,3 +24,16 @@ class AutonomyChangeForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         error_messages={"required": "Give a reason: it is kept with the change."},
     )
+
+
+class ModelPriceForm(forms.Form):
+    """A model's price, USD per million tokens; the service checks the numbers."""
+
+    model = forms.CharField(max_length=100, label="Model", strip=True)
+    input = forms.CharField(max_length=20, label="Input")
+    cached_input = forms.CharField(max_length=20, label="Cached input")
+    output = forms.CharField(max_length=20, label="Output")
+    reason = forms.CharField(
+        max_length=2000,
+        error_messages={"required": "Give a reason: it is kept with the change."},
+    )

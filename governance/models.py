@@ -433,7 +433,8 @@ class ConfigChange(models.Model):
     """A change to what a workflow's agent may do: a tool added or removed, a cap or an
     allowlist widened or narrowed. Widening is gated (a green regression suite for
     the new configuration and a second manager); narrowing applies at once. Both
-    are audited."""
+    are audited. A model's price (``SET_PRICE``) is the console's, not a workflow's:
+    an admin sets it, it applies at once, and its change has no workflow."""
 
     class Kind(models.TextChoices):
         ADD_TOOL = "add_tool", "Add a tool"
@@ -453,7 +454,14 @@ class ConfigChange(models.Model):
 
     GATED = (Kind.ADD_TOOL, Kind.WIDEN_CAP, Kind.WIDEN_ALLOWLIST, Kind.WIDEN_SETTINGS)
 
-    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="config_changes")
+    # Empty for a change that is not one workflow's: a model's price.
+    workflow = models.ForeignKey(
+        Workflow,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="config_changes",
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.REQUESTED)
     tool = models.CharField(max_length=100, blank=True, help_text="Empty for an allowlist.")
@@ -489,7 +497,8 @@ class ConfigChange(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.workflow.slug}: {self.kind} {self.tool} ({self.status})"
+        scope = self.workflow.slug if self.workflow_id else "console"
+        return f"{scope}: {self.kind} {self.tool} ({self.status})"
 
     @property
     def gated(self) -> bool:

@@ -83,6 +83,13 @@ def user_roles(user: User) -> set[str]:
     return names & set(Role.ALL)
 
 
+def is_admin(user: User | None) -> bool:
+    """An admin of the console (the admin role, or a superuser), and active."""
+    if user is None or not getattr(user, "is_active", False):
+        return False
+    return Role.ADMIN in user_roles(user)
+
+
 def access_workflow(*, user: User, slug: str, perm: str = VIEW, what: str = "view") -> Workflow:
     """Fetch a workflow the user may act on, or raise 404 / 403.
 

@@ -6,6 +6,7 @@ from governance import views
 
 urlpatterns = [
     path("pause-all/", views.workflow_pause_all, name="workflow-pause-all"),
+    path("prices/", views.model_prices, name="model-prices"),
     path(
         "w/<slug:slug>/changes/<int:change_id>/decide/",
         views.config_change_decide,

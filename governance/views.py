@@ -1,23 +1,31 @@
-"""Governance actions from the console: the kill switch, autonomy changes, and
-decisions on configuration changes. Each view parses its form and calls a service."""
+"""Governance actions from the console: the kill switch, autonomy changes,
+decisions on configuration changes, and model prices. Each view parses its form
+and calls a service."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
-from django.views.decorators.http import require_POST
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
 
 from governance import change_control, services
-from governance.forms import AutonomyChangeForm, PauseForm, ResumeForm
-from governance.models import AutonomyChange
-from governance.permissions import MANAGE, OPERATE, access_workflow
+from governance.forms import AutonomyChangeForm, ModelPriceForm, PauseForm, ResumeForm
+from governance.models import AutonomyChange, ConfigChange, ModelPrice
+from governance.permissions import MANAGE, OPERATE, access_workflow, is_admin
 
 ERR_PAUSE_ALL_NOT_ALLOWED = "Only ops and admins can pause every workflow at once."
 MSG_CHANGE_APPLIED = "Applied: {what}."
 MSG_CHANGE_DECLINED = "Declined."
 ERR_NO_SUCH_CHANGE = "That change does not exist."
+ERR_PRICES_NOT_ADMIN = "Model prices are set by admins."
+MSG_PRICE_SET = (
+    "{model} now costs ${input} input, ${cached_input} cached input and ${output} output "
+    "per million tokens, from its next run."
+)
+PRICE_HISTORY = 50
 
 
 @require_POST
@@ -136,3 +144,50 @@ def config_change_decide(request: HttpRequest, slug: str, change_id: int) -> Htt
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     return redirect("workflow-changes", slug=slug)
+
+
+# --- Model prices -----------------------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+def model_prices(request: HttpRequest) -> HttpResponse:
+    """The price table: every model's price per million tokens, and its changes.
+    Admins only, to read as well as to set (the service checks again)."""
+    if not is_admin(request.user):
+        raise PermissionDenied(ERR_PRICES_NOT_ADMIN)
+    initial: dict[str, str] = {"model": request.GET.get("model", "")[:100]}
+    current = ModelPrice.objects.filter(model=initial["model"]).first()
+    if current is not None:
+        initial.update(
+            input=str(current.input_per_mtok),
+            cached_input=str(current.cached_input_per_mtok),
+            output=str(current.output_per_mtok),
+        )
+    form = ModelPriceForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            change = change_control.model_price_set(
+                model=data["model"],
+                input=data["input"],
+                cached_input=data["cached_input"],
+                output=data["output"],
+                actor=request.user,
+                reason=data["reason"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc.messages[0])
+        else:
+            messages.success(request, MSG_PRICE_SET.format(**change.after))
+            return redirect("model-prices")
+    changes = ConfigChange.objects.filter(kind=ConfigChange.Kind.SET_PRICE).select_related(
+        "requested_by"
+    )[:PRICE_HISTORY]
+    context = {
+        "prices": ModelPrice.objects.all(),
+        "changes": changes,
+        "fallback": settings.TENURE_FALLBACK_PRICE,
+        "form": form,
+    }
+    status = 400 if request.method == "POST" else 200
+    return render(request, "console/prices.html", context, status=status)

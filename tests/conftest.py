@@ -36,6 +36,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
 
 
+@pytest.fixture(autouse=True)
+def model_prices(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test with a database starts from the price table as the migrations seed
+    it (a transactional test's flush empties the table), and this process reads it
+    afresh (its copy in ``agents.prices`` never carries one test's prices into the
+    next)."""
+    from agents.prices import prices_forget
+
+    prices_forget()
+    if "_django_db_helper" in request.fixturenames or request.node.get_closest_marker("django_db"):
+        from governance.prices import prices_seed
+
+        request.getfixturevalue("_django_db_helper")
+        prices_seed()
+    yield
+    prices_forget()
+
+
 @pytest.fixture
 def empty_cache() -> Iterator[None]:
     """The test starts and ends with none of this suite's keys in the cache (other

@@ -50,8 +50,9 @@ _PLACEHOLDER_RE = re.compile(r"\[(?:" + "|".join(re.escape(k) for k in PII_KINDS
 @dataclass(frozen=True)
 class AgentVariant:
     """An agent version the suite can replay: the current one, or a named variant
-    with its own model client. A variant names its own models so the model request
-    cache never hands it the current version's answers."""
+    with its own model client (and, if it says so, its own models). A replay never
+    reads or writes the model request cache, so no version is handed another's
+    answers, nor the same version its answers from before the model changed."""
 
     version: str
     client: ModelClient | None = None
@@ -169,7 +170,13 @@ class EvalRunner(Runner):
 
     The kill switch is not consulted: a replay changes nothing anywhere, and a
     paused workflow is exactly when its owners need to run the suite.
+
+    Every model call goes to the model: a suite asks how the agent answers now, and
+    the request cache would replay how it answered up to an hour ago (it is keyed
+    by model and prompt, not by what changed behind the model's name).
     """
+
+    use_model_cache = False
 
     def __init__(
         self, run: Run, *, recording: Recording | None, variant: AgentVariant, **kwargs: Any
@@ -203,6 +210,7 @@ class EvalRunner(Runner):
                 if result.get("slug") and result["slug"] not in self.state.citations:
                     self.state.citations.append(result["slug"])
         self.state.tool_outputs.append({"tool": tool.name, "arguments": clean, "output": output})
+        self.scan_tool_output(tool, output)
         return output
 
 

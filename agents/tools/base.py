@@ -108,6 +108,10 @@ class Tool:
     # Acts only on this database (the sandbox systems of record): the execution runs
     # it inside its own transaction, so the side effect and its record commit as one.
     in_database: bool = False
+    # Its output carries text someone outside typed (a ticket body, an email thread):
+    # the runner scans it for injections. A system of record's structured answer (an
+    # order, a directory entry) is trusted and never scanned.
+    untrusted_output: bool = False
 
     @property
     def is_read(self) -> bool:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from agents.models import Escalation, Execution, Proposal
-from evidence import charts, metrics
+from evidence import charts, metrics, selectors
 from evidence.metrics import Scope
 from governance.audit import GLOBAL_CHAIN, audit_chain_keys, audit_verify, chain_key
 from governance.htmx import page_or_partial, vary_on_htmx
@@ -156,6 +156,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             series=[charts.Series("tool errors", [d.tool_errors for d in daily], "series-bad")],
         ),
         "hourly_rate": metrics.reviewer_hourly_rate(),
+        "unpriced": selectors.unpriced_runs(workflow, since=scope.since),
         "refreshed_at": now,
     }
     template = page_or_partial(request, "console/evidence/dashboard.html", "dashboard-body")

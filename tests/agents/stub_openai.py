@@ -70,6 +70,16 @@ SCRIPTS: dict[str, list[dict[str, Any]]] = {
         {"calls": [call("get_order", {"order_number": "A-1001"})], "usage": (5_000_000, 10)},
         final(),
     ],
+    # 50,000 tokens over two turns: a proposal, then the final answer.
+    "fifty_k": [
+        {"calls": [call("create_refund", GOOD_REFUND)], "usage": (30_000, 5_000)},
+        {**final(), "usage": (12_000, 3_000)},
+    ],
+    # Most of the prompt served from the endpoint's prompt cache.
+    "prompt_cached": [
+        {"calls": [call("create_refund", GOOD_REFUND)], "usage": (10_000, 1_000, 8_000)},
+        {**final(), "usage": (10_000, 500, 9_000)},
+    ],
     "refusal": [
         {
             "by_model": {
@@ -223,7 +233,9 @@ class StubOpenAI:
             }
             for i, c in enumerate(entry.get("calls", []))
         ]
-        prompt_tokens, completion_tokens = entry.get("usage", (350, 40))
+        # (prompt, completion) or (prompt, completion, cached): the cached input tokens
+        # are part of the prompt's, reported as OpenAI does in prompt_tokens_details.
+        prompt_tokens, completion_tokens, cached_tokens = (*entry.get("usage", (350, 40)), 0)[:3]
         message: dict[str, Any] = {"role": "assistant", "content": entry.get("content")}
         if calls:
             message["tool_calls"] = calls
@@ -239,6 +251,7 @@ class StubOpenAI:
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached_tokens},
             },
         }
 
@@ -247,20 +260,40 @@ class StubOpenAI:
         return [r for r in self.requests if marker in json.dumps(r["messages"])]
 
 
+# The stub's models cost what the models they stand for cost (the seeded prices).
+STUB_PRICES = {"stub-small": "gpt-4o-mini", "stub-large": "gpt-4o"}
+
+
+def stub_prices_set() -> None:
+    """Price the stub's models in the table (directly: tests of change control go
+    through ``model_price_set``), and have this process read the table again."""
+    from agents.prices import prices_forget
+    from governance.models import ModelPrice
+
+    for stub_model, real in STUB_PRICES.items():
+        price = ModelPrice.objects.get(model=real)
+        ModelPrice.objects.update_or_create(
+            model=stub_model,
+            defaults={
+                "input_per_mtok": price.input_per_mtok,
+                "cached_input_per_mtok": price.cached_input_per_mtok,
+                "output_per_mtok": price.output_per_mtok,
+            },
+        )
+    prices_forget()
+
+
 @pytest.fixture(name="stub_openai")
-def stub_openai_fixture(settings) -> Iterator[StubOpenAI]:
-    """The stub, with settings pointing the runner's OpenAI client at it."""
+def stub_openai_fixture(settings, db) -> Iterator[StubOpenAI]:
+    """The stub, with settings pointing the runner's OpenAI client at it, and its
+    models priced."""
     from tests.redis_keys import suite_cache_keys_delete
 
     suite_cache_keys_delete()  # model responses are cached: each test starts cold
     stub = StubOpenAI().start()
     settings.OPENAI_BASE_URL = stub.url
     settings.OPENAI_API_KEY = "test-key"
-    settings.TENURE_MODEL_PRICES = {
-        **settings.TENURE_MODEL_PRICES,
-        "stub-small": (settings.TENURE_MODEL_PRICES["gpt-4o-mini"]),
-        "stub-large": (settings.TENURE_MODEL_PRICES["gpt-4o"]),
-    }
+    stub_prices_set()
     try:
         yield stub
     finally:

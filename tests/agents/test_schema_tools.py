@@ -235,6 +235,14 @@ def test_definitions_become_typed_tools(workflow, ticket_definition):
     assert openai_tool["function"]["parameters"]["properties"]["amount"]["maximum"] == 500
 
 
+def test_a_definition_says_whether_its_output_is_untrusted(workflow, ticket_definition):
+    [trusted] = tools_from_definitions(workflow)
+    assert not trusted.untrusted_output
+    ToolDefinition.objects.filter(pk=ticket_definition.pk).update(untrusted_output=True)
+    [untrusted] = tools_from_definitions(workflow)
+    assert untrusted.untrusted_output
+
+
 def test_the_handler_posts_signed_arguments_with_the_executions_key(
     workflow, ticket_definition, endpoint
 ):
