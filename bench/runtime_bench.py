@@ -216,14 +216,14 @@ def main() -> None:
             break
 
     # --- 2. Shadow runs per second with the demo model ----------------------------------------
-    from agents import services
+    from agents import queue
 
-    dispatch, services.work_item_dispatch = services.work_item_dispatch, lambda **_: None
+    send, queue.send = queue.send, lambda name, *args: True
     try:  # seed without running: the timed loop below runs each item once, cold
         with transaction.atomic():
             demo_seed(items_per_workflow=max(10, opts.runs // 3 + 1))
     finally:
-        services.work_item_dispatch = dispatch
+        queue.send = send
     items = list(
         WorkItem.objects.filter(
             workflow__slug__in=[REFUNDS, "access-requests", "crm-dedupe"],
@@ -332,22 +332,25 @@ def main() -> None:
 
     from django.contrib.auth import get_user_model
 
+    from agents import queue
     from agents.services import proposal_execute
-    from agents.tasks import execute_action
     from reviews.claims import claim_next, claim_proposal
     from reviews.services import proposal_decide
 
     reviewer = get_user_model().objects.create_user(username="bench-reviewer")
 
     executed_inline: list[int] = []
-    real_delay = execute_action.delay
+    real_send = queue.send
 
-    def execute_later(proposal_id: int) -> None:
+    def execute_later(name: str, *args: object) -> bool:
         # Eager Celery would run it inside the approve's on-commit hook: keep the two
         # phases apart so each is timed (and counted) on its own.
-        executed_inline.append(proposal_id)
+        if name == queue.EXECUTE_ACTION:
+            executed_inline.append(args[0])
+            return True
+        return real_send(name, *args)
 
-    execute_action.delay = execute_later
+    queue.send = execute_later
     stamps: list[float] = []
     phase_queries: list[tuple[int, int]] = []
 
@@ -433,7 +436,7 @@ def main() -> None:
             if out_of_time():
                 break
     finally:
-        execute_action.delay = real_delay
+        queue.send = real_send
     if profiler is not None:
         import pstats
 
