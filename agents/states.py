@@ -31,7 +31,7 @@ renewed -> taken by a decision or released) is written only by ``reviews.claims`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -65,8 +65,8 @@ WORK_ITEM_MOVES: dict[str, frozenset[str]] = {
 }
 
 PROPOSAL_MOVES: dict[str, frozenset[str]] = {
-    # Decided by a human or a report, cancelled with its plan, or run on its own
-    # (auto-executed at limited and above).
+    # Decided by a human or a report, cancelled unjudged when an earlier action of
+    # its plan failed to execute, or run on its own (auto-executed at limited and above).
     _Prop.PENDING: frozenset(
         {
             _Prop.ACCEPTED,
@@ -183,14 +183,6 @@ def work_item_resolve(item_id: int, *, succeeded: bool) -> int:
 def proposal_move(proposal_id: int, *, to: str, **fields: Any) -> int:
     """Move one proposal to ``to``. Decisions commit durably (a human's word)."""
     return _move(Proposal, proposal_id, to=to, fields=fields, durable=True)
-
-
-def proposals_move(proposal_ids: Iterable[int], *, to: str) -> int:
-    """Move several proposals of one plan to ``to`` (a cancelled rest of a plan)."""
-    ids = list(proposal_ids)
-    if not ids:
-        return 0
-    return Proposal.objects.filter(pk__in=ids, status__in=sources(Proposal, to)).update(status=to)
 
 
 def run_move(
