@@ -156,6 +156,17 @@ def execution_by_key(key: str) -> Execution | None:
     return sqlkit.build(Execution, rows[0]) if rows else None
 
 
+@cache
+def _human_decision_waiting_sql() -> str:
+    awaiting = sqlkit.conditions("p", Proposal.AWAITING_REVIEW)
+    return f"SELECT 1 FROM {sqlkit.table(Proposal)} p WHERE p.run_id = %s AND {awaiting} LIMIT 1"  # noqa: S608 - names and statuses from the model, values bound
+
+
+def human_decision_waiting(*, run_id: int) -> bool:
+    """Whether an action of the plan waits for a human's decision."""
+    return bool(sqlkit.fetch(_human_decision_waiting_sql(), [run_id]))
+
+
 # The columns the one-statement insert writes: every concrete field of WorkItem. A
 # field added later makes ``work_items_insert_new`` answer None (callers fall back to
 # the ORM: slower, still correct) until the statement learns the new column.

@@ -20,13 +20,18 @@ one durable too. The setting rides on the move's own statement
 (``sqlkit.relaxed_commit_expr``), so it costs no round trip; these functions and the
 audit seal are the only callers of that helper.
 
+Undo. A reviewer may take back their own decision for a few seconds, while nothing
+of its plan has executed: the proposal goes back to PENDING and its item to
+AWAITING_REVIEW. Those moves exist only in ``UNDO_MOVES`` and only
+``proposal_undo`` and ``work_item_reopen`` make them.
+
 Claims (``reviews.Claim``) have no status column: their lifecycle (free -> held ->
 renewed -> taken by a decision or released) is written only by ``reviews.claims``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -60,8 +65,8 @@ WORK_ITEM_MOVES: dict[str, frozenset[str]] = {
 }
 
 PROPOSAL_MOVES: dict[str, frozenset[str]] = {
-    # Decided by a human or a report, cancelled with its plan, or run on its own
-    # (auto-executed at limited and above).
+    # Decided by a human or a report, cancelled unjudged when an earlier action of
+    # its plan failed to execute, or run on its own (auto-executed at limited and above).
     _Prop.PENDING: frozenset(
         {
             _Prop.ACCEPTED,
@@ -103,6 +108,26 @@ TABLES: dict[type[Model], dict[str, frozenset[str]]] = {
     Proposal: PROPOSAL_MOVES,
     Run: RUN_MOVES,
     Execution: EXECUTION_MOVES,
+}
+
+# The moves only an undo makes (``reviews.services.decision_undo``: a reviewer takes
+# back their own decision within its window, while nothing of its plan has executed).
+# They are kept apart from the tables above so no other writer can ever use them: a
+# stray move to PENDING or to AWAITING_REVIEW still changes nothing, and a resolved
+# item stays terminal for everyone but the undo.
+UNDO_MOVES: dict[type[Model], dict[str, frozenset[str]]] = {
+    # A decided proposal goes back to the queue; an executed or cancelled one never.
+    Proposal: {
+        _Prop.ACCEPTED: frozenset({_Prop.PENDING}),
+        _Prop.EDITED: frozenset({_Prop.PENDING}),
+        _Prop.REJECTED: frozenset({_Prop.PENDING}),
+    },
+    # Its item is awaiting review again: the undone decision may have settled it
+    # (shadow mode) or sent its plan to execute (before anything started).
+    WorkItem: {
+        _Item.RESOLVED: frozenset({_Item.AWAITING_REVIEW}),
+        _Item.EXECUTING: frozenset({_Item.AWAITING_REVIEW}),
+    },
 }
 
 
@@ -160,14 +185,6 @@ def proposal_move(proposal_id: int, *, to: str, **fields: Any) -> int:
     return _move(Proposal, proposal_id, to=to, fields=fields, durable=True)
 
 
-def proposals_move(proposal_ids: Iterable[int], *, to: str) -> int:
-    """Move several proposals of one plan to ``to`` (a cancelled rest of a plan)."""
-    ids = list(proposal_ids)
-    if not ids:
-        return 0
-    return Proposal.objects.filter(pk__in=ids, status__in=sources(Proposal, to)).update(status=to)
-
-
 def run_move(
     run_id: int, *, to: str, lease: str | None = None, durable: bool = True, **fields: Any
 ) -> int:
@@ -209,6 +226,25 @@ def execution_insert(execution: Execution, *, durable: bool, conflict: str = "")
         return sqlkit.insert_new(execution, conflict=conflict, relaxed=not durable)
     sqlkit.insert([execution], relaxed=not durable)
     return True
+
+
+def _undo_move(model: type[Model], pk: Any, *, to: str, fields: dict[str, Any]) -> int:
+    allowed = tuple(s for s, following in UNDO_MOVES[model].items() if to in following)
+    marks = ", ".join(["%s"] * len(allowed))
+    return sqlkit.update(model, pk, {"status": to, **fields}, f"status IN ({marks})", *allowed)
+
+
+def proposal_undo(proposal_id: int) -> int:
+    """An undone decision's proposal, back to PENDING (only from a decided status; see
+    ``UNDO_MOVES``). Durable: it takes back a human's word."""
+    return _undo_move(Proposal, proposal_id, to=_Prop.PENDING, fields={"decided_at": None})
+
+
+def work_item_reopen(item_id: int) -> int:
+    """An undone decision's item, awaiting review again, with no outcome (only from
+    resolved or executing; see ``UNDO_MOVES``)."""
+    fields = {"succeeded": None, "resolved_at": None, "updated_at": timezone.now()}
+    return _undo_move(WorkItem, item_id, to=_Item.AWAITING_REVIEW, fields=fields)
 
 
 def plan_rest_cancel(*, run_id: int, after: int) -> int:

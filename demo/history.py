@@ -22,8 +22,15 @@ from django.utils import timezone
 from agents.models import Escalation, Proposal, Run, Step, WorkItem
 from demo.workflows import demo_expected, demo_grade, demo_history_items
 from reviews.claims import claim_proposal
-from reviews.models import Decision, EscalationResolution, RejectReason
+from reviews.models import (
+    Decision,
+    EscalationResolution,
+    HumanAction,
+    ItemOutcome,
+    RejectReason,
+)
 from reviews.services import escalation_resolve, proposal_decide
+from reviews.sql import decisions_backdatable
 
 REVIEWER_FOR = {"refunds": "rita", "access-requests": "rita", "crm-dedupe": "ravi"}
 # Refunds has the longest history: enough evidence for its gate to be worth reading.
@@ -130,7 +137,10 @@ def _backdate(item: WorkItem, when) -> None:
     Proposal.objects.filter(work_item=item).update(
         created_at=when, decided_at=later, sla_due_at=when + timedelta(hours=4)
     )
-    Decision.objects.filter(proposal__work_item=item).update(created_at=later)
+    with decisions_backdatable():
+        Decision.objects.filter(proposal__work_item=item).update(created_at=later)
+    ItemOutcome.objects.filter(work_item=item).update(occurred_at=later)
+    HumanAction.objects.filter(outcome__work_item=item).update(occurred_at=later)
     Escalation.objects.filter(work_item=item).update(created_at=when + timedelta(seconds=4))
     EscalationResolution.objects.filter(escalation__work_item=item).update(created_at=later)
 

@@ -7,6 +7,7 @@ The lifecycle (a claim has no status column; the row is the lock):
 | free | held | ``claim_next`` or ``claim_proposal``: one upsert (takes over an expired one) |
 | held | held (renewed) | ``claim_renew``: the lease extended while the card is open |
 | held | free | ``claim_take`` (inside the decision's transaction) or ``claim_release`` (skip) |
+| any | free | ``claims_release_decided``: the rest of a plan rejected in one go |
 | held, expired | held by another | the upsert's ``WHERE expires_at <= now`` |
 
 Two reviewers never hold the same proposal. On PostgreSQL the next claim reads the
@@ -224,3 +225,36 @@ def claim_take(*, proposal_id: int, reviewer_id: int, claim_token: uuid.UUID | s
     except ValueError:
         return None
     return reviews_sql.claim_take(proposal_id=proposal_id, reviewer_id=reviewer_id, token=token)
+
+
+def claim_is_elsewhere(*, reviewer_id: int, claim_token: uuid.UUID | str, proposal_id: int) -> bool:
+    """Whether the token is the reviewer's claim on another proposal than this one (the
+    card they decided on is not the card they hold). Read only when a decision's
+    claim was not found."""
+    try:
+        token = uuid.UUID(str(claim_token))
+    except ValueError:
+        return False
+    return (
+        Claim.objects.filter(reviewer_id=reviewer_id, token=token)
+        .exclude(proposal_id=proposal_id)
+        .exists()
+    )
+
+
+def claims_held_by_others(*, proposal_ids: list[int], reviewer_id: int) -> list[tuple[int, int]]:
+    """(proposal id, reviewer id) of the live claims other reviewers hold on these."""
+    return list(
+        Claim.objects.filter(proposal_id__in=proposal_ids, expires_at__gt=timezone.now())
+        .exclude(reviewer_id=reviewer_id)
+        .values_list("proposal_id", "reviewer_id")
+    )
+
+
+def claims_release_decided(*, proposal_ids: list[int]) -> int:
+    """Release every claim on proposals that were just decided together (inside the
+    decisions' transaction): nobody holds a decided card."""
+    if not proposal_ids:
+        return 0
+    deleted, _ = Claim.objects.filter(proposal_id__in=proposal_ids).delete()
+    return deleted

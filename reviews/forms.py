@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from django import forms
@@ -18,6 +20,8 @@ from reviews.models import Decision, EscalationResolution
 from reviews.services import ArgumentsInvalid
 
 ERR_STALE_FORM = "This form is too old or was tampered with. Reload the page."
+ERR_ACTION_NEEDS_TOOL = "Choose the tool whose action you took, or leave the arguments empty."
+ERR_ACTION_NOT_JSON = 'Enter the arguments as a JSON object, such as {"amount": "42.00"}.'
 _SERVED_SALT = "reviews.escalation.served"
 
 
@@ -62,7 +66,42 @@ class EscalationResolveForm(forms.Form):
         label="Minutes of investigation the packet saved you",
     )
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    action_tool = forms.ChoiceField(
+        required=False,
+        label="The action you took (tool)",
+        help_text="When you took the action yourself: which tool's action it was.",
+    )
+    action_arguments = forms.CharField(
+        required=False,
+        label="Its arguments (JSON)",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text='For example {"order_number": "A-1001", "amount": "42.00"}.',
+    )
     served = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args: Any, tools: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["action_tool"].choices = [("", "—"), *((t, t) for t in tools)]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        tool, raw = data.get("action_tool") or "", (data.get("action_arguments") or "").strip()
+        if raw and not tool:
+            self.add_error("action_tool", ERR_ACTION_NEEDS_TOOL)
+        if not tool:
+            data["actions"] = []
+            return data
+        try:
+            arguments = json.loads(raw) if raw else {}
+        except ValueError:
+            self.add_error("action_arguments", ERR_ACTION_NOT_JSON)
+            return data
+        if not isinstance(arguments, dict):
+            self.add_error("action_arguments", ERR_ACTION_NOT_JSON)
+            return data
+        # The tool's schema checks the arguments in the service (reviews.tools).
+        data["actions"] = [{"tool": tool, "arguments": arguments}]
+        return data
 
 
 def decision_from_post(
@@ -99,4 +138,30 @@ def decision_from_post(
         "reason": data.get("reason", ""),
         "reason_text": data.get("reason_text", ""),
         "workflow": workflow,
+        **shown_card(data),
+    }
+
+
+def shown_card(data: QueryDict) -> dict[str, Any]:
+    """The card a decision form was made on (the console's forms always say it): the
+    proposal and its arguments' hash, as the card showed them. A client that does
+    not send them is checked by its claim alone."""
+    return {
+        "shown_proposal_id": data.get("proposal"),
+        "shown_arguments_hash": data.get("arguments_hash"),
+    }
+
+
+def reject_rest_from_post(
+    data: QueryDict, *, workflow: Workflow, proposal_id: int, reviewer: AbstractBaseUser
+) -> dict[str, Any]:
+    """The arguments of ``reviews.services.plan_reject_rest`` from its form."""
+    return {
+        "proposal_id": proposal_id,
+        "reviewer": reviewer,
+        "claim_token": data.get("token", ""),
+        "reason": data.get("reason", ""),
+        "reason_text": data.get("reason_text", ""),
+        "workflow": workflow,
+        **shown_card(data),
     }

@@ -13,6 +13,8 @@ planner uses the partial queue index.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -374,3 +376,23 @@ def claim_take(*, proposal_id: int, reviewer_id: int, token: uuid.UUID) -> Claim
     token_db = Claim._meta.get_field("token").get_db_prep_value(token, connection)
     rows = sqlkit.fetch(_take_claim_sql(), [proposal_id, reviewer_id, token_db])
     return sqlkit.build(Claim, rows[0]) if rows else None
+
+
+# --- Decisions are append-only -----------------------------------------------------------
+
+
+@contextmanager
+def decisions_backdatable() -> Iterator[None]:
+    """Inside this block (and a transaction), a decision's ``created_at``, and nothing
+    else of it, may be moved: the one UPDATE the database lets through (reviews'
+    migration 0004). For synthetic history only: the demo's seed and tests that
+    place evidence in time."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('tenure.backdate_decisions', 'on', true)")
+        try:
+            yield
+        finally:
+            cursor.execute("SELECT set_config('tenure.backdate_decisions', 'off', true)")

@@ -12,6 +12,16 @@ urlpatterns = [
     path("w/<slug:slug>/queue/counts/", views.queue_counts, name="review-queue-counts"),
     path("w/<slug:slug>/queue/<int:proposal_id>/", views.card, name="review-card"),
     path("w/<slug:slug>/queue/<int:proposal_id>/decide/", views.decide, name="review-decide"),
+    path(
+        "w/<slug:slug>/queue/<int:proposal_id>/reject-rest/",
+        views.reject_rest,
+        name="review-reject-rest",
+    ),
+    path(
+        "w/<slug:slug>/queue/decisions/<int:decision_id>/undo/",
+        views.undo,
+        name="review-undo",
+    ),
     path("w/<slug:slug>/escalations/", views.escalations, name="review-escalations"),
     path(
         "w/<slug:slug>/escalations/<int:escalation_id>/",

@@ -24,6 +24,7 @@ from reviews import claims, selectors, services
 from reviews.forms import (
     EscalationResolveForm,
     decision_from_post,
+    reject_rest_from_post,
     seconds_since_served,
     served_stamp,
 )
@@ -33,6 +34,9 @@ from reviews.selectors import QueueFilters
 ERR_NO_SUCH_PROPOSAL = "That proposal is not in this workflow."
 ERR_NO_SUCH_ESCALATION = "That escalation is not in this workflow."
 MSG_HELD_BY_OTHER = "Another reviewer holds this proposal right now; here is the next one."
+MSG_NOT_CLAIMABLE = "That proposal is not waiting for a review any more; here is the next one."
+MSG_REST_REJECTED = "Recorded: the rest of the plan rejected, {count} action{plural}."
+MSG_UNDONE = "Undone: your decision on {what} #{pk} was taken back. Decide it again."
 MSG_DONE = {
     Decision.Verdict.ACCEPT: "Recorded: {what} #{pk}, accepted.",
     Decision.Verdict.EDIT: "Recorded: {what} #{pk}, edited.",
@@ -44,6 +48,8 @@ MSG_FIRST_APPROVAL = (
 MSG_SAMPLE_DONE = "Recorded: post-hoc review of {what} #{pk}, {verdict}."
 QUEUE_TEMPLATE = "reviews/queue.html"
 QUEUE_CHANGED_EVENT = "tenure:queue-changed"
+# An undo put a proposal back: the list (which a decision does not re-read) reloads.
+QUEUE_RESTORED_EVENT = "tenure:queue-restored"
 ESCALATIONS_TEMPLATE = "reviews/escalations.html"
 ESCALATION_TEMPLATE = "reviews/escalation.html"
 # (value, label, key): the key is the number that picks the reason (1-7).
@@ -62,11 +68,25 @@ def _queue_url(workflow: Workflow | None, filters: QueueFilters) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
-def _card_query(scope: Workflow | None, filters: QueueFilters) -> str:
+def _card_query(scope: Workflow | None, filters: QueueFilters, *, work: bool = False) -> str:
+    """A card link's query: the list's scope and filters, and (``work``) that the
+    reviewer opens it to work on it, which claims it."""
     query = filters.as_query()
     if scope is None:
         query["scope"] = "all"
+    if work:
+        query["work"] = "1"
     return f"?{urlencode(query)}" if query else ""
+
+
+def _undo_offer(workflow: Workflow, decision_id: int | None) -> dict[str, Any] | None:
+    """The Undo button a success notice carries (the service checks everything again)."""
+    if decision_id is None:
+        return None
+    return {
+        "url": reverse("review-undo", args=[workflow.slug, decision_id]),
+        "seconds": int(services.UNDO_WINDOW.total_seconds()),
+    }
 
 
 def _scope_inputs(scope: Workflow | None, filters: QueueFilters) -> SafeString:
@@ -84,8 +104,13 @@ def _card_context(
     card: selectors.Card | None,
     notice: str = "",
     notice_level: str = "info",
+    replaced: bool = False,
+    undo: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the card partial needs, and nothing more: it renders after every decision."""
+    """What the card partial needs, and nothing more: it renders after every decision.
+    ``replaced``: this card is not the one the reviewer acted on (their decision was
+    refused, or the card they opened was taken); the keyboard layer makes the first
+    decision key only point at the notice that says why."""
     return {
         "scope": scope,
         "filters": filters,
@@ -94,6 +119,9 @@ def _card_context(
         "card": card,
         "notice": notice,
         "notice_level": notice_level,
+        "replaced": replaced and card is not None,
+        "undo": undo,
+        "work_query": _card_query(scope, filters, work=True),
     }
 
 
@@ -114,7 +142,8 @@ def _list_context(
         "rows": selectors.queue_rows(
             workflow_ids=[w.pk for w in workflows],
             filters=filters,
-            query=_card_query(scope, filters),
+            # The list is where the reviewer works the queue: its links claim.
+            query=_card_query(scope, filters, work=True),
         ),
     }
 
@@ -127,10 +156,16 @@ def _queue_context(
     card: selectors.Card | None,
     notice: str = "",
     notice_level: str = "info",
+    replaced: bool = False,
 ) -> dict[str, Any]:
     return {
         **_card_context(
-            scope=scope, filters=filters, card=card, notice=notice, notice_level=notice_level
+            scope=scope,
+            filters=filters,
+            card=card,
+            notice=notice,
+            notice_level=notice_level,
+            replaced=replaced,
         ),
         **_list_context(workflows=workflows, scope=scope, filters=filters),
         "workflows": workflows,
@@ -161,11 +196,15 @@ def _render_queue(
     notice: str = "",
     notice_level: str = "info",
     status: int = 200,
-    decided: int | None = None,
+    decided: list[int] | None = None,
+    replaced: bool = False,
+    undo: dict[str, Any] | None = None,
+    restored: bool = False,
 ) -> HttpResponse:
-    """The whole queue page; or (htmx) just the card, with the decided row removed
+    """The whole queue page; or (htmx) just the card, with the decided rows removed
     from the list out of band. The counts and the list refresh on their own: the
-    response's HX-Trigger tells the counts (and the navigation) to poll now."""
+    response's HX-Trigger tells the counts (and the navigation) to poll now, and
+    (``restored``, after an undo) the list too."""
     if not wants_partial(request):
         context = _queue_context(
             workflows=_scope_workflows(request, scope),
@@ -174,19 +213,28 @@ def _render_queue(
             card=card,
             notice=notice,
             notice_level=notice_level,
+            replaced=replaced,
         )
         return vary_on_htmx(render(request, QUEUE_TEMPLATE, context, status=status))
     context = _card_context(
-        scope=scope, filters=filters, card=card, notice=notice, notice_level=notice_level
+        scope=scope,
+        filters=filters,
+        card=card,
+        notice=notice,
+        notice_level=notice_level,
+        replaced=replaced,
+        undo=undo,
     )
     # The card needs only its own context and the CSRF token for its forms: a
     # plain context skips the page's context processors (navigation roles, ...).
     context["csrf_token"] = get_token(request)
     html = render_to_string(f"{QUEUE_TEMPLATE}#card", context)
     headers = {}
-    if decided is not None:
-        html += f'<li id="q-{int(decided)}" hx-swap-oob="delete"></li>'
+    if decided:
+        html += "".join(f'<li id="q-{int(pk)}" hx-swap-oob="delete"></li>' for pk in decided)
         headers["HX-Trigger"] = QUEUE_CHANGED_EVENT
+    if restored:
+        headers["HX-Trigger"] = f"{QUEUE_CHANGED_EVENT}, {QUEUE_RESTORED_EVENT}"
     return vary_on_htmx(HttpResponse(html, status=status, headers=headers))
 
 
@@ -246,27 +294,53 @@ def _scope_from(request: HttpRequest, workflow: Workflow) -> Workflow | None:
 
 @require_GET
 def card(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
-    """Open one proposal from the list: claim it if it is free."""
+    """Open one proposal. From the queue list (``work=1``: the reviewer is working the
+    queue) it is claimed if it is free; from any other link it is shown read-only,
+    with who holds it, and a "Work on this" that claims it."""
     workflow = _review_workflow(request, slug)
     scope = _scope_from(request, workflow)
     filters = QueueFilters.from_query(request.GET)
     proposal = Proposal.objects.filter(pk=proposal_id, workflow=workflow).first()
     if proposal is None:
         raise Http404(ERR_NO_SUCH_PROPOSAL)
+    if request.GET.get("work") != "1":
+        return _render_queue(
+            request,
+            scope=scope,
+            filters=filters,
+            card=_read_only_card(request, proposal=proposal, workflow=workflow),
+        )
     claim = claims.claim_proposal(reviewer=request.user, proposal=proposal)
-    notice = ""
-    if claim is None:
-        notice = MSG_HELD_BY_OTHER
-        next_card = _next_card(request, scope=scope, filters=filters)
-    else:
+    if claim is not None:
         next_card = selectors.card_for(proposal_id=proposal.pk, claim=claim, workflow=workflow)
+        return _render_queue(request, scope=scope, filters=filters, card=next_card)
+    # Not the card they asked for: say so, and serve their next one.
+    holder = selectors.live_claim(proposal.pk)
+    notice = MSG_HELD_BY_OTHER if holder is not None else MSG_NOT_CLAIMABLE
+    next_card = _next_card(request, scope=scope, filters=filters)
     return _render_queue(
         request,
         scope=scope,
         filters=filters,
         card=next_card,
         notice=notice,
+        notice_level="warning",
+        replaced=next_card is not None,
     )
+
+
+def _read_only_card(
+    request: HttpRequest, *, proposal: Proposal, workflow: Workflow
+) -> selectors.Card:
+    """The card as it is, claiming nothing; the reviewer's own live claim on it (they
+    were working on it) keeps it decidable."""
+    claim = selectors.live_claim(proposal.pk)
+    if claim is not None and claim.reviewer_id == request.user.pk:
+        return selectors.card_for(proposal_id=proposal.pk, claim=claim, workflow=workflow)
+    card_ = selectors.card_for(proposal_id=proposal.pk, claim=None, workflow=workflow)
+    card_.read_only = True
+    card_.holder = claim.reviewer.get_username() if claim is not None else ""
+    return card_
 
 
 def _card_with_errors(
@@ -304,15 +378,29 @@ def _decided_message(decision: Decision | Approval) -> str:
     return MSG_DONE[decision.verdict].format(what=proposal.tool, pk=proposal.pk)
 
 
-def _refused(request: HttpRequest, *, scope: Workflow | None, filters: QueueFilters, message: str):
-    """The decision could not apply (claim lost, already decided): say why, then the
-    next card (htmx), or back to the queue."""
+def _refused(
+    request: HttpRequest,
+    *,
+    scope: Workflow | None,
+    filters: QueueFilters,
+    message: str,
+    acted_on: int | None = None,
+):
+    """The decision could not apply (claim lost, already decided, card replaced): say
+    why, then the next card (htmx), or back to the queue. A next card that is not the
+    one the reviewer acted on (``acted_on``) is marked as replacing it."""
     if not wants_partial(request):
         messages.error(request, message)
         return HttpResponseRedirect(_queue_url(scope, filters), status=303)
     card_ = _next_card(request, scope=scope, filters=filters)
     return _render_queue(
-        request, scope=scope, filters=filters, card=card_, notice=message, notice_level="error"
+        request,
+        scope=scope,
+        filters=filters,
+        card=card_,
+        notice=message,
+        notice_level="error",
+        replaced=card_ is not None and card_.proposal.pk != acted_on,
     )
 
 
@@ -324,14 +412,15 @@ def _invalid(
     scope: Workflow | None,
     filters: QueueFilters,
     proposal_id: int,
+    panel: str = "",
 ) -> HttpResponse:
-    """The same card again, its edit or reject panel open with the errors."""
+    """The same card again, its edit or reject panel (or ``panel``) open with the errors."""
     field_errors = (
         exc.field_errors
         if isinstance(exc, services.ArgumentsInvalid)
         else getattr(exc, "message_dict", {"__all__": exc.messages})
     )
-    panel = "edit" if request.POST.get("verdict") == Decision.Verdict.EDIT else "reject"
+    panel = panel or ("edit" if request.POST.get("verdict") == Decision.Verdict.EDIT else "reject")
     card_ = _card_with_errors(
         request,
         workflow=workflow,
@@ -365,7 +454,9 @@ def decide(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
     except Proposal.DoesNotExist:
         raise Http404(ERR_NO_SUCH_PROPOSAL) from None
     except services.DecisionRefused as exc:
-        return _refused(request, scope=scope, filters=filters, message=exc.messages[0])
+        return _refused(
+            request, scope=scope, filters=filters, message=exc.messages[0], acted_on=proposal_id
+        )
     except ValidationError as exc:
         return _invalid(
             request, exc, workflow=workflow, scope=scope, filters=filters, proposal_id=proposal_id
@@ -384,7 +475,99 @@ def decide(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
         card=card_ or None,
         notice=done,
         notice_level="success",
-        decided=decision.proposal.pk,
+        decided=[decision.proposal.pk],
+        undo=_undo_offer(workflow, services.undo_offer(decision)),
+    )
+
+
+@require_POST
+def reject_rest(request: HttpRequest, slug: str, proposal_id: int) -> HttpResponse:
+    """Reject every action of the plan still waiting for a human, with one reason;
+    then the next card (htmx) or back to the queue."""
+    workflow = _review_workflow(request, slug)
+    scope = _scope_from(request, workflow)
+    filters = QueueFilters.from_query(request.POST)
+    try:
+        decisions = services.plan_reject_rest(
+            **reject_rest_from_post(
+                request.POST, workflow=workflow, proposal_id=proposal_id, reviewer=request.user
+            )
+        )
+    except Proposal.DoesNotExist:
+        raise Http404(ERR_NO_SUCH_PROPOSAL) from None
+    except services.DecisionRefused as exc:
+        return _refused(
+            request, scope=scope, filters=filters, message=exc.messages[0], acted_on=proposal_id
+        )
+    except ValidationError as exc:
+        return _invalid(
+            request,
+            exc,
+            workflow=workflow,
+            scope=scope,
+            filters=filters,
+            proposal_id=proposal_id,
+            panel="reject-rest",
+        )
+    done = MSG_REST_REJECTED.format(count=len(decisions), plural="" if len(decisions) == 1 else "s")
+    if not wants_partial(request):
+        messages.success(request, done)
+        return HttpResponseRedirect(_queue_url(scope, filters), status=303)
+    return _render_queue(
+        request,
+        scope=scope,
+        filters=filters,
+        card=_next_card(request, scope=scope, filters=filters),
+        notice=done,
+        notice_level="success",
+        decided=[d.proposal_id for d in decisions],
+    )
+
+
+@require_POST
+def undo(request: HttpRequest, slug: str, decision_id: int) -> HttpResponse:
+    """Take back the reviewer's last decision (within its window): its card again,
+    held by them; or why not, with the card they hold."""
+    workflow = _review_workflow(request, slug)
+    scope = _scope_from(request, workflow)
+    filters = QueueFilters.from_query(request.POST)
+    try:
+        claim = services.decision_undo(
+            reviewer=request.user, decision_id=decision_id, workflow=workflow
+        )
+    except Proposal.DoesNotExist:
+        raise Http404(ERR_NO_SUCH_PROPOSAL) from None
+    except services.DecisionRefused as exc:
+        # The card on screen (the undo form names it) stays if the reviewer still holds it.
+        on_screen = request.POST.get("proposal", "")
+        return _refused(
+            request,
+            scope=scope,
+            filters=filters,
+            message=exc.messages[0],
+            acted_on=int(on_screen) if on_screen.isdigit() else None,
+        )
+    card_ = (
+        selectors.card_for(proposal_id=claim.proposal_id, claim=claim, workflow=workflow)
+        if claim is not None
+        else None
+    )
+    done = (
+        MSG_UNDONE.format(what=card_.proposal.tool, pk=card_.proposal.pk)
+        if card_ is not None
+        else MSG_UNDONE.format(what="the proposal", pk=decision_id)
+    )
+    if not wants_partial(request):
+        messages.success(request, done)
+        return HttpResponseRedirect(_queue_url(scope, filters), status=303)
+    return _render_queue(
+        request,
+        scope=scope,
+        filters=filters,
+        card=card_,
+        notice=done,
+        notice_level="success",
+        restored=True,
     )
 
 
@@ -425,8 +608,9 @@ def escalation(request: HttpRequest, slug: str, escalation_id: int) -> HttpRespo
     except Escalation.DoesNotExist:
         raise Http404(ERR_NO_SUCH_ESCALATION) from None
     status = 200
+    tools = selectors.tool_names([workflow.pk])
     if request.method == "POST":
-        form = EscalationResolveForm(request.POST)
+        form = EscalationResolveForm(request.POST, tools=tools)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -439,6 +623,7 @@ def escalation(request: HttpRequest, slug: str, escalation_id: int) -> HttpRespo
                     minutes_saved=data["minutes_saved"],
                     seconds_spent=seconds_since_served(data["served"], escalation_id),
                     workflow=workflow,
+                    actions=data["actions"],
                 )
             except services.DecisionRefused as exc:
                 messages.error(request, exc.messages[0])
@@ -454,6 +639,6 @@ def escalation(request: HttpRequest, slug: str, escalation_id: int) -> HttpRespo
         else:
             status = 422
     else:
-        form = EscalationResolveForm(initial={"served": served_stamp(escalation_id)})
+        form = EscalationResolveForm(initial={"served": served_stamp(escalation_id)}, tools=tools)
     context = {"workflow": workflow, "view": view, "escalation": view.escalation, "form": form}
     return vary_on_htmx(render(request, ESCALATION_TEMPLATE, context, status=status))

@@ -259,6 +259,16 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             run_id=proposal.run_id, sequence=proposal.sequence
         ):
             return None  # an earlier action of its plan has not run: it starts after that
+        if (
+            not auto
+            and not refusal
+            and proposal.plan_size > 1
+            and agents_sql.human_decision_waiting(run_id=proposal.run_id)
+        ):
+            # A plan runs once none of its actions waits for a human; one that was
+            # sent to run may find one waiting again (its decision was undone). The
+            # next decision sends it again.
+            return None
         # Automatic executions serialise on their grant's row: the daily caps and
         # the sample are decided under this lock (see _auto_reserve).
         # The kill switch, re-read now that the locks are held: the workflow row read

@@ -1,8 +1,13 @@
 """Plans: what runs next once a decision or an execution lands, in plan order; what
-a resume restarts; and how an item settles when nothing is left to run."""
+a resume restarts; and how an item settles when nothing is left to run.
+
+Every action of a plan is judged on its own: a rejection cancels nothing (the
+reviewer decides the rest, or rejects it in one go). The one cancellation left is
+an execution failure's: what follows a failed action is cancelled, unjudged."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
@@ -12,10 +17,18 @@ from agents import queue, states
 from agents import sql as agents_sql
 from agents.models import Proposal, WorkItem
 from agents.policy import grant_level
+from agents.principals import principal_for
 from agents.services.work_items import work_items_dispatch_received
+from governance.audit import audit_append
 from governance.models import AutonomyLevel, ToolGrant, Workflow
 
 EXECUTABLE_STATUSES = (Proposal.Status.ACCEPTED, Proposal.Status.EDITED)
+# An action failed and the rest of its plan was cancelled: nothing more runs.
+_STOPPED = (Proposal.Status.EXECUTION_FAILED, Proposal.Status.CANCELLED)
+RULE_HELD_AFTER_REJECTION = (
+    "An earlier action of this plan ({tool}, proposal #{id}) was rejected: "
+    "a human decides whether this one still runs."
+)
 
 
 def _level_of(proposal: Proposal, grants: dict[str, ToolGrant]) -> str:
@@ -47,8 +60,8 @@ def _next_to_execute(proposals: list[Proposal], grants: dict[str, ToolGrant]) ->
     """The first proposal in sequence still to execute, or None when nothing is left
     (or the next one waits for a human)."""
     for proposal in proposals:
-        if proposal.status == Proposal.Status.EXECUTED:
-            continue
+        if proposal.status in (Proposal.Status.EXECUTED, Proposal.Status.REJECTED):
+            continue  # done, or judged not to run: the plan goes on without it
         if proposal.status in EXECUTABLE_STATUSES:
             if _executable(_level_of(proposal, grants)) and _approved_to_run(proposal):
                 return proposal
@@ -85,12 +98,59 @@ def _enqueue_execute(proposal_id: int) -> None:
     transaction.on_commit(lambda: queue.send(queue.EXECUTE_ACTION, proposal_id))
 
 
-def plan_dispatch_ready(*, run_id: int) -> list[int]:
+@dataclass(frozen=True)
+class PlanDispatch:
+    """What one look at a plan found and did."""
+
+    enqueued: list[int]  # the action sent to execute (on commit), if any
+    awaiting_human: bool  # an action of the plan still waits for a human's decision
+    all_rejected: bool  # every action of the plan was rejected
+    held: list[int]  # auto-allowed actions held for a human after a rejection
+
+
+def _hold_after_rejection(proposals: list[Proposal]) -> list[int]:
+    """An auto-allowed action after a rejected one does not run on its own: the plan
+    it belonged to is no longer the one a human would carry out. It waits for a
+    human, and its rule says why (inside the caller's transaction)."""
+    first = next((p for p in proposals if p.status == Proposal.Status.REJECTED), None)
+    if first is None:
+        return []
+    held = [
+        p
+        for p in proposals
+        if p.sequence > first.sequence and p.status == Proposal.Status.PENDING and p.auto_executed
+    ]
+    if not held:
+        return []
+    rule = RULE_HELD_AFTER_REJECTION.format(tool=first.tool, id=first.pk)
+    Proposal.objects.filter(pk__in=[p.pk for p in held], auto_executed=True).update(
+        auto_executed=False,
+        sampled_for_review=False,
+        verdict=Proposal.Verdict.NEEDS_APPROVAL,
+        verdict_rule=rule,
+    )
+    for p in held:
+        p.auto_executed, p.sampled_for_review = False, False
+        p.verdict, p.verdict_rule = Proposal.Verdict.NEEDS_APPROVAL, rule
+        audit_append(
+            action="agent.tool.held_for_approval",
+            actor=principal_for(p.workflow),
+            workflow=p.workflow,
+            obj=p,
+            data={"tool": p.tool, "rule": rule},
+        )
+    return [p.pk for p in held]
+
+
+def plan_dispatch(*, run_id: int) -> PlanDispatch:
     """Called by reviews after every decision, inside its transaction.
 
-    A rejection cancels the rest of the plan. When every proposal is accepted or
-    edited, at supervised or above the first one is enqueued (each success enqueues
-    the next); in shadow mode the outcome is recorded and nothing executes.
+    Each action is judged on its own: a rejection cancels nothing. While any action
+    waits for a human, nothing a human approved runs (an auto-allowed action after
+    a rejected one waits for a human too). Once none waits, at supervised or above
+    the approved actions execute in sequence, skipping the rejected ones (the first
+    is enqueued here; each success enqueues the next); in shadow mode nothing
+    executes and the item is resolved: it succeeded when nothing was rejected.
     """
     # savepoint=False: every caller lets an error propagate (the whole transaction
     # rolls back), so a savepoint would cost two round trips and buy nothing.
@@ -99,42 +159,40 @@ def plan_dispatch_ready(*, run_id: int) -> list[int]:
         # concurrent insert that references it (deferred FK checks) and deadlock.
         proposals = agents_sql.plan(run_id, locked=True)
         if not proposals:
-            return []
+            return PlanDispatch(enqueued=[], awaiting_human=False, all_rejected=False, held=[])
         # The work item is written with conditional UPDATEs (agents.states), which
         # lock it after the proposals, as before, and re-check its state under the lock.
         item_id = proposals[0].work_item_id
+        held = _hold_after_rejection(proposals)
         rejected = [p for p in proposals if p.status == Proposal.Status.REJECTED]
-        if rejected:
-            first = rejected[0].sequence
-            cancel = [
-                p
-                for p in proposals
-                if p.sequence > first
-                and p.status in (Proposal.Status.PENDING, *EXECUTABLE_STATUSES)
-            ]
-            if cancel:
-                states.proposals_move([p.pk for p in cancel], to=Proposal.Status.CANCELLED)
-                for p in cancel:
-                    p.status = Proposal.Status.CANCELLED
-            undecided = any(p.status == Proposal.Status.PENDING for p in proposals)
-            if not undecided:
-                states.work_item_resolve(item_id, succeeded=False)
-            return []
-        # Every action approved, done, or on its way to run on its own.
-        if not all(
-            p.status in (*EXECUTABLE_STATUSES, Proposal.Status.EXECUTED)
-            or (p.status == Proposal.Status.PENDING and p.auto_executed)
-            for p in proposals
-        ):
-            return []
+        all_rejected = len(rejected) == len(proposals)
+        if any(p.status == Proposal.Status.PENDING and not p.auto_executed for p in proposals):
+            if held:
+                states.work_item_move(item_id, to=WorkItem.Status.AWAITING_REVIEW)
+            return PlanDispatch(
+                enqueued=[], awaiting_human=True, all_rejected=all_rejected, held=held
+            )
+        if any(p.status in _STOPPED for p in proposals):
+            # An action failed and what followed it was cancelled: its escalation
+            # holds the item now.
+            return PlanDispatch(enqueued=[], awaiting_human=False, all_rejected=False, held=[])
         nxt = _next_to_execute(proposals, _plan_grants(proposals[0].workflow, proposals))
         if nxt is None:
-            # Nothing to execute (shadow mode, or all done): record the outcome.
-            states.work_item_resolve(item_id, succeeded=True)
-            return []
+            # Nothing to execute (shadow mode, all rejected, or all done): the outcome.
+            states.work_item_resolve(item_id, succeeded=not rejected)
+            return PlanDispatch(
+                enqueued=[], awaiting_human=False, all_rejected=all_rejected, held=[]
+            )
         states.work_item_move(item_id, to=WorkItem.Status.EXECUTING)
         _enqueue_execute(nxt.pk)
-        return [nxt.pk]
+        return PlanDispatch(
+            enqueued=[nxt.pk], awaiting_human=False, all_rejected=all_rejected, held=[]
+        )
+
+
+def plan_dispatch_ready(*, run_id: int) -> list[int]:
+    """``plan_dispatch``, for callers that only need what was enqueued."""
+    return plan_dispatch(run_id=run_id).enqueued
 
 
 def resume_dispatch(*, workflow_id: int) -> None:
@@ -202,7 +260,8 @@ def proposals_auto_execute(
 ) -> list[int]:
     """Auto-allowed actions at limited/autonomous: mark them, and start the plan's
     first action if it is one of them. An auto-allowed action after one that waits
-    for a human starts once that one is approved (and is cancelled if rejected).
+    for a human starts once that one is approved (and waits for a human too if
+    that one is rejected: ``plan_dispatch``).
 
     Whether an action is sampled for post-hoc review is decided when it executes
     (``_auto_reserve``), under the grant's lock, so the sample is exact.

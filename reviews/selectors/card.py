@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import Any
 
 from django.template.defaultfilters import floatformat
+from django.utils import timezone
 
 from agents.models import Proposal, Run, Step, WorkItem
 from agents.policy import grant_level
@@ -98,6 +99,17 @@ class TraceRow:
         )
 
 
+# An action cancelled because an earlier one failed to execute was never judged:
+# said so, so it is never read as a rejection (coverage counts it as a reason).
+LABEL_CANCELLED = "Not judged: cancelled"
+
+
+def status_label(status: str) -> str:
+    if status == Proposal.Status.CANCELLED:
+        return LABEL_CANCELLED
+    return Proposal.Status(status).label
+
+
 @dataclass(frozen=True)
 class PlanRow:
     """One action of the plan as the card lists it."""
@@ -120,7 +132,7 @@ class PlanRow:
             tool=proposal.tool,
             summary=", ".join(f"{k}={cut_text(scalar(v), 40)}" for k, v in arguments.items()),
             status=proposal.status,
-            status_label=proposal.get_status_display(),
+            status_label=status_label(proposal.status),
             auto_executed=proposal.auto_executed,
             executed=proposal.status == Proposal.Status.EXECUTED,
             autonomy_level=proposal.autonomy_level,
@@ -145,6 +157,55 @@ class Card:
     reject_values: dict[str, str] = field(default_factory=dict)
     approvals: list[Approval] = field(default_factory=list)
     approvals_needed: int = 1
+    # Opened from a link without working the queue: shown, not claimed, no decision.
+    read_only: bool = False
+    holder: str = ""  # who holds a live claim on it, for a read-only card
+
+    @property
+    def decidable(self) -> bool:
+        """The reviewer holds it and it waits for their decision."""
+        return not self.read_only and self.claim is not None
+
+    @property
+    def status_label(self) -> str:
+        return status_label(self.proposal.status)
+
+    @property
+    def awaiting(self) -> bool:
+        """It waits for a human (pending, or executed and sampled with no review yet)."""
+        p = self.proposal
+        return (p.status == Proposal.Status.PENDING and not p.auto_executed) or self.sample
+
+    @cached_property
+    def rejected_in_plan(self) -> list[Proposal]:
+        """Other actions of the plan a human rejected."""
+        return [
+            p
+            for p in self.plan
+            if p.status == Proposal.Status.REJECTED and p.pk != self.proposal.pk
+        ]
+
+    @property
+    def rejected_label(self) -> str:
+        before = all(p.sequence < self.proposal.sequence for p in self.rejected_in_plan)
+        return "An earlier action" if before else "Another action"
+
+    @cached_property
+    def rest_of_plan(self) -> list[Proposal]:
+        """The actions of the plan still waiting for a human, this one among them."""
+        return [p for p in self.plan if p.status == Proposal.Status.PENDING and not p.auto_executed]
+
+    @property
+    def offers_reject_rest(self) -> bool:
+        """At supervised and above, once an action of the plan was rejected, the rest
+        may be rejected in one go (in shadow mode each action is judged on its own)."""
+        return (
+            self.decidable
+            and not self.shadow
+            and not self.sample
+            and bool(self.rejected_in_plan)
+            and self.proposal.status == Proposal.Status.PENDING
+        )
 
     @property
     def sample(self) -> bool:
@@ -364,4 +425,13 @@ def card_for(
         fields=review_tools.edit_fields(tool, proposal.arguments),
         budget=_budget(proposal),
         level=level,
+    )
+
+
+def live_claim(proposal_id: int) -> Claim | None:
+    """The live claim on a proposal, with its reviewer, if anyone holds it."""
+    return (
+        Claim.objects.filter(proposal_id=proposal_id, expires_at__gt=timezone.now())
+        .select_related("reviewer")
+        .first()
     )

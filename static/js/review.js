@@ -38,11 +38,15 @@
     return root ? root.querySelector("#" + id) : null;
   }
 
-  function openPanel(id, other) {
+  const PANELS = ["edit-panel", "reject-panel", "reject-rest-panel"];
+
+  function openPanel(id) {
     const target = panel(id);
     if (!target) return;
-    const sibling = panel(other);
-    if (sibling) sibling.open = false;
+    PANELS.filter((other) => other !== id).forEach((other) => {
+      const sibling = panel(other);
+      if (sibling) sibling.open = false;
+    });
     target.open = true;
     const first =
       target.querySelector("[aria-invalid='true']") ||
@@ -52,7 +56,7 @@
   }
 
   function closePanels() {
-    ["edit-panel", "reject-panel"].forEach((id) => {
+    PANELS.forEach((id) => {
       const p = panel(id);
       if (p) p.open = false;
     });
@@ -80,14 +84,51 @@
     else form.submit();
   }
 
+  // Digits pick a reason in the open reject panel: "reject the rest" when it is the
+  // one open, otherwise the reject panel (opened by the digit).
   function pickReason(key) {
-    const radio = card() && card().querySelector("[data-reason-key='" + key + "']");
+    const rest = panel("reject-rest-panel");
+    const id = rest && rest.open ? "reject-rest-panel" : "reject-panel";
+    const attr = id === "reject-rest-panel" ? "data-rest-reason-key" : "data-reason-key";
+    const radio = card() && card().querySelector("[" + attr + "='" + key + "']");
     if (!radio) return false;
-    openPanel("reject-panel", "edit-panel");
+    openPanel(id);
     radio.checked = true;
-    const text = panel("reject-panel").querySelector("input[name=reason_text]");
+    const text = panel(id).querySelector("input[name=reason_text]");
     if (text) text.focus();
     return true;
+  }
+
+  // A card the reviewer did not ask for (it replaced theirs: their decision was
+  // refused, or the card they opened was taken) must be read before it is decided.
+  // The first decision key on it only brings up the notice that says why the card
+  // changed; the next one works.
+  const DECISION_KEYS = new Set(["a", "e", "r", "x", "1", "2", "3", "4", "5", "6", "7"]);
+  let unread = false;
+
+  function armIfReplaced() {
+    const root = card();
+    unread = Boolean(root && root.hasAttribute("data-replaced"));
+  }
+
+  function pointAtNotice() {
+    unread = false;
+    const notice = card() && card().querySelector("[data-notice]");
+    if (!notice) return;
+    notice.classList.add("is-flagged");
+    notice.focus({ preventScroll: false });
+    notice.scrollIntoView({ block: "nearest" });
+  }
+
+  // The Undo button lasts as long as the window the server allows (it refuses later
+  // anyway, with a message): it goes once the window has passed.
+  function expireUndo() {
+    const form = card() && card().querySelector("[data-undo-form]");
+    if (!form) return;
+    const seconds = Number(form.dataset.undoSeconds || "0");
+    window.setTimeout(() => {
+      if (form.isConnected) form.remove();
+    }, seconds * 1000);
   }
 
   document.addEventListener("keydown", (event) => {
@@ -102,8 +143,14 @@
       event.preventDefault();
       return;
     }
-    // In the reject panel, digits pick a reason even from the note field's radios.
-    const inReject = target && target.closest && target.closest("#reject-panel");
+    if (unread && !typing && DECISION_KEYS.has(event.key)) {
+      pointAtNotice();
+      event.preventDefault();
+      return;
+    }
+    // In a reject panel, digits pick a reason even from the note field's radios.
+    const inReject =
+      target && target.closest && target.closest("#reject-panel, #reject-rest-panel");
     if (/^[1-7]$/.test(event.key) && (!typing || (inReject && target.type === "radio"))) {
       if (pickReason(event.key)) event.preventDefault();
       return;
@@ -121,11 +168,22 @@
         submit(card() && card().querySelector("[data-accept-form]"));
         break;
       case "e":
-        openPanel("edit-panel", "reject-panel");
+        openPanel("edit-panel");
         break;
       case "r":
-        openPanel("reject-panel", "edit-panel");
+        openPanel("reject-panel");
         break;
+      case "x":
+        openPanel("reject-rest-panel");
+        break;
+      case "u":
+        submit(card() && card().querySelector("[data-undo-form]"));
+        break;
+      case "w": {
+        const link = card() && card().querySelector("[data-work-link]");
+        if (link) link.click();
+        break;
+      }
       case "?":
         toggleHelp();
         break;
@@ -146,9 +204,10 @@
     const root = card();
     if (!root || !event.detail.target || event.detail.target.id !== "card") return;
     markCurrent(root.dataset.proposal);
+    armIfReplaced();
+    expireUndo();
     const open = root.dataset.panel;
-    if (open === "edit") openPanel("edit-panel", "reject-panel");
-    else if (open === "reject") openPanel("reject-panel", "edit-panel");
+    if (open) openPanel(open + "-panel");
     else root.focus({ preventScroll: true });
     if (!open) window.scrollTo({ top: 0 });
   });
@@ -164,8 +223,9 @@
   document.addEventListener("DOMContentLoaded", () => {
     const root = card();
     if (!root) return;
+    armIfReplaced();
+    expireUndo();
     const open = root.dataset.panel;
-    if (open === "edit") openPanel("edit-panel", "reject-panel");
-    else if (open === "reject") openPanel("reject-panel", "edit-panel");
+    if (open) openPanel(open + "-panel");
   });
 })();

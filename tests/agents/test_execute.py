@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django.db import transaction
 
+from agents import states
 from agents.credentials import credential_set
 from agents.models import Escalation, Execution, Proposal, RiskClass, ToolDefinition, WorkItem
 from agents.services import (
@@ -117,10 +118,15 @@ def test_arguments_that_differ_from_the_approved_hash_are_refused():
     (refund,) = plan(
         make_refund_workflow(level="supervised"), ("create_refund", dict(GOOD_REFUND), "money")
     )
-    decision = decide(refund)
-    # Tampered after approval: the stored arguments no longer match their hash.
-    Decision.objects.filter(pk=decision.pk).update(
-        final_arguments={**GOOD_REFUND, "amount": "400.00"}
+    # Tampered: the stored arguments do not match the approved hash. (Decisions are
+    # append-only in the database, so the tampered row is written that way.)
+    Proposal.objects.filter(pk=refund.pk).update(status="accepted")
+    Decision.objects.create(
+        proposal=refund,
+        verdict="accept",
+        final_arguments={**GOOD_REFUND, "amount": "400.00"},
+        final_arguments_hash=arguments_hash(GOOD_REFUND),
+        autonomy_level=refund.workflow.autonomy_level,
     )
 
     assert proposal_execute(proposal_id=refund.pk) is None
@@ -195,15 +201,52 @@ def test_plan_waits_for_every_decision_then_executes_in_sequence(
     ]
 
 
-def test_a_rejection_cancels_the_rest_of_the_plan():
+def test_a_rejection_cancels_nothing_and_the_approved_rest_runs_without_it(
+    django_capture_on_commit_callbacks,
+):
+    """Before, rejecting the refund cancelled the reply unjudged. Now the reply waits
+    for its own decision, and once approved it runs, the rejected refund skipped."""
     refund, reply = refund_plan()
     decide(refund, "reject")
     assert plan_dispatch_ready(run_id=refund.run_id) == []
     reply.refresh_from_db()
-    assert reply.status == Proposal.Status.CANCELLED
+    assert reply.status == Proposal.Status.PENDING
     item = WorkItem.objects.get(pk=refund.work_item_id)
-    assert item.status == WorkItem.Status.RESOLVED
-    assert item.succeeded is False
+    assert item.status == WorkItem.Status.AWAITING_REVIEW
+
+    decide(reply)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert plan_dispatch_ready(run_id=refund.run_id) == [reply.pk]
+    assert len(task_callbacks(callbacks)) == 1
+    proposal_execute(proposal_id=reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == Proposal.Status.EXECUTED
+    assert not SandboxRefund.objects.exists()
+    item.refresh_from_db()
+    assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, False)
+
+
+def test_every_action_rejected_resolves_the_item_with_nothing_run():
+    refund, reply = refund_plan()
+    decide(refund, "reject")
+    decide(reply, "reject")
+    assert plan_dispatch_ready(run_id=refund.run_id) == []
+    item = WorkItem.objects.get(pk=refund.work_item_id)
+    assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, False)
+    assert not Execution.objects.exists()
+
+
+def test_a_plan_sent_to_run_waits_while_an_action_of_it_waits_for_a_human_again():
+    """An undone decision puts an action back in the queue after its plan was sent to
+    run: the approved action that was sent does not start until it is decided."""
+    refund, reply = refund_plan()
+    decide(refund)
+    decide(reply)
+    assert plan_dispatch_ready(run_id=refund.run_id) == [refund.pk]
+    states.proposal_undo(reply.pk)  # as reviews' undo does, with its decision gone
+    assert proposal_execute(proposal_id=refund.pk) is None
+    assert not Execution.objects.exists()
+    assert not SandboxRefund.objects.exists()
 
 
 def test_shadow_mode_records_the_outcome_and_executes_nothing(django_capture_on_commit_callbacks):

@@ -141,3 +141,26 @@ def test_only_agents_states_and_the_audit_seal_relax_durability():
             if isinstance(node, ast.Constant) and "synchronous_commit" in str(node.value):
                 users.add(rel)
     assert users == {"agents/states.py", "governance/sql.py"}
+
+
+def test_only_an_undo_moves_a_decided_proposal_back_to_pending_and_reopens_its_item():
+    proposal = ProposalFactory(status=Proposal.Status.REJECTED)
+    item = WorkItemFactory(status=WorkItem.Status.RESOLVED, succeeded=False)
+    # The ordinary moves still have no way back.
+    assert states.proposal_move(proposal.pk, to=Proposal.Status.ACCEPTED) == 0
+    assert states.work_item_move(item.pk, to=WorkItem.Status.AWAITING_REVIEW) == 0
+    assert states.proposal_undo(proposal.pk) == 1
+    assert states.work_item_reopen(item.pk) == 1
+    proposal.refresh_from_db()
+    item.refresh_from_db()
+    assert (proposal.status, proposal.decided_at) == (Proposal.Status.PENDING, None)
+    assert (item.status, item.succeeded, item.resolved_at) == (
+        WorkItem.Status.AWAITING_REVIEW,
+        None,
+        None,
+    )
+    # An executed action, or a cancelled item, is never taken back.
+    executed = ProposalFactory(status=Proposal.Status.EXECUTED)
+    assert states.proposal_undo(executed.pk) == 0
+    cancelled = WorkItemFactory(status=WorkItem.Status.CANCELLED)
+    assert states.work_item_reopen(cancelled.pk) == 0

@@ -243,6 +243,8 @@ def test_the_execution_reads_match_the_orm(world):
             agents_sql.earlier_action_waiting(run_id=proposal.run_id, sequence=proposal.sequence)
             is waiting
         )
+        human = Proposal.objects.filter(run_id=proposal.run_id).awaiting_review().exists()
+        assert agents_sql.human_decision_waiting(run_id=proposal.run_id) is human
     for execution in Execution.objects.all():
         assert _fields(agents_sql.execution_by_key(execution.idempotency_key)) == _fields(execution)
     assert agents_sql.execution_by_key("no-such-key") is None

@@ -31,6 +31,7 @@ def make_evidence(
     seconds: int = 20,
     reviewer=None,
     amounts: list[str] | None = None,
+    kind: str = Decision.Kind.REVIEW,
 ) -> list[Decision]:
     """One work item -> one run -> one proposal -> one decision per verdict asked for.
     Accepted and edited items resolve successfully; rejected ones do not."""
@@ -82,6 +83,7 @@ def make_evidence(
             Decision.objects.create(
                 proposal=proposal,
                 reviewer=reviewer,
+                kind=kind,
                 verdict=verdict,
                 final_arguments=arguments,
                 diff={"amount": [amount, "10.00"]} if verdict == Decision.Verdict.EDIT else {},

@@ -6,10 +6,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import factory
+from django.db import transaction
 from django.db.models import Model
 
 from agents.models import Execution, Proposal, Run, Step, WorkItem
 from reviews.models import Decision, EscalationResolution, RejectReason
+from reviews.sql import decisions_backdatable
 from tests.factories import (
     EscalationFactory,
     ProposalFactory,
@@ -20,8 +22,10 @@ from tests.factories import (
 
 
 def backdate(obj: Model, **times: datetime) -> Model:
-    """Set auto_now_add timestamps (which save() would overwrite)."""
-    type(obj).objects.filter(pk=obj.pk).update(**times)
+    """Set auto_now_add timestamps (which save() would overwrite). A decision's time is
+    the one change its append-only table lets through, and only when asked."""
+    with transaction.atomic(), decisions_backdatable():
+        type(obj).objects.filter(pk=obj.pk).update(**times)
     for name, value in times.items():
         setattr(obj, name, value)
     return obj

@@ -22,9 +22,8 @@ def limited_tool(workflow):
 
 
 def samples(workflow, *, accepted=0, rejected=0):
-    decisions = make_evidence(workflow, accepted=accepted, rejected=rejected)
-    Decision.objects.filter(pk__in=[d.pk for d in decisions]).update(kind=Decision.Kind.SAMPLE)
-    return decisions
+    # Written as samples (decisions are append-only: their kind cannot change later).
+    return make_evidence(workflow, accepted=accepted, rejected=rejected, kind=Decision.Kind.SAMPLE)
 
 
 def test_sampled_agreement_below_the_floor_demotes_the_tool(workflow, limited_tool):

@@ -221,17 +221,53 @@ def test_an_auto_allowed_action_after_a_human_one_waits_for_it(stub_openai, refu
     assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, True)
 
 
-def test_rejecting_the_human_step_cancels_the_automatic_one_after_it(stub_openai, refund_reviewer):
+def test_rejecting_the_human_step_holds_the_automatic_one_after_it_for_a_human(
+    stub_openai, refund_reviewer
+):
+    """Before, the rejection cancelled the refund (unjudged); now a human decides it."""
     workflow = limited_workflow()
     item = make_item(workflow, "reply_first")
     run_work_item(work_item_id=item.pk)
     reply, refund = Proposal.objects.filter(work_item=item).order_by("sequence")
+    reviewer = refund_reviewer(workflow)
 
-    decide_next(refund_reviewer(workflow), "reject", reason="wrong_action")
+    decide_next(reviewer, "reject", reason="wrong_action")
     refund.refresh_from_db()
-    assert refund.status == Proposal.Status.CANCELLED
+    assert refund.status == Proposal.Status.PENDING
+    assert not refund.auto_executed
+    assert refund.verdict == Proposal.Verdict.NEEDS_APPROVAL
+    assert refund.verdict_rule == services.RULE_HELD_AFTER_REJECTION.format(
+        tool=reply.tool, id=reply.pk
+    )
+    assert AuditEvent.objects.filter(action="agent.tool.held_for_approval").count() == 1
     assert proposal_execute(proposal_id=refund.pk) is None
     assert not SandboxRefund.objects.exists()
+    item.refresh_from_db()
+    assert item.status == WorkItem.Status.AWAITING_REVIEW
+
+    assert decide_next(reviewer, "reject", reason="wrong_action").pk == refund.pk
+    assert not SandboxRefund.objects.exists()
+    item.refresh_from_db()
+    assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, False)
+
+
+def test_a_held_action_approved_after_a_rejection_runs_and_the_rejected_one_is_skipped(
+    stub_openai, refund_reviewer
+):
+    workflow = limited_workflow()
+    item = make_item(workflow, "reply_first")
+    run_work_item(work_item_id=item.pk)
+    reply, refund = Proposal.objects.filter(work_item=item).order_by("sequence")
+    reviewer = refund_reviewer(workflow)
+
+    decide_next(reviewer, "reject", reason="wrong_action")
+    assert decide_next(reviewer).pk == refund.pk
+    execution = proposal_execute(proposal_id=refund.pk)
+    assert execution is not None
+    assert not execution.auto  # a human approved it
+    assert SandboxRefund.objects.count() == 1
+    reply.refresh_from_db()
+    assert reply.status == Proposal.Status.REJECTED
     item.refresh_from_db()
     assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, False)
 

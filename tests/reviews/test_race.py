@@ -123,9 +123,9 @@ def test_two_reviewers_deciding_two_actions_of_one_plan_do_not_deadlock(
         claims.claim_proposal(reviewer=reviewers[1], proposal=second),
     ]
     second_dispatching = threading.Event()
-    real_dispatch = services.plan_dispatch_ready
+    real_dispatch = services.plan_dispatch
 
-    def dispatch(*, run_id: int) -> list[int]:
+    def dispatch(*, run_id: int):
         if threading.current_thread().name == "reviewer-0":
             # Hold this decision's locks until the other reviewer reaches the plan.
             second_dispatching.wait(timeout=1.5)
@@ -133,7 +133,7 @@ def test_two_reviewers_deciding_two_actions_of_one_plan_do_not_deadlock(
             second_dispatching.set()
         return real_dispatch(run_id=run_id)
 
-    monkeypatch.setattr(services, "plan_dispatch_ready", dispatch)
+    monkeypatch.setattr(services, "plan_dispatch", dispatch)
     errors: list[BaseException] = []
 
     def decide(index: int) -> None:

@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents.models import Escalation, Proposal, WorkItem
 from governance.models import AuditEvent, AutonomyLevel
 from reviews import claims, services
-from reviews.models import Claim, Decision, EscalationResolution, RejectReason
+from reviews.models import Claim, Decision, EscalationResolution, ItemOutcome, RejectReason
 from reviews.selectors import QueueFilters, oldest_pending_at, queue_sizes
 from tests.factories import EscalationFactory, ProposalFactory
 from tests.reviews.factories import plan_factory
@@ -359,14 +359,22 @@ def test_supervised_plan_executes_only_once_every_action_is_approved(
     assert Decision.objects.filter(autonomy_level=AutonomyLevel.SUPERVISED).count() == 2
 
 
-def test_a_rejected_step_cancels_the_rest_of_the_plan(workflow, reviewer):
+def test_in_shadow_a_rejected_step_leaves_the_rest_to_be_judged_on_its_own(workflow, reviewer):
+    """Before, rejecting the first action cancelled the second (unjudged), though it was
+    often the agent's right final attempt. Now each is judged on its own."""
     first, second = plan_factory(workflow=workflow, tools=("create_refund", "send_message"))
     _decide_all(workflow, reviewer, ["reject"])
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.status == Proposal.Status.REJECTED
-    assert second.status == Proposal.Status.CANCELLED
-    assert claims.claim_next(reviewer=reviewer, workflow=workflow) is None
+    assert second.status == Proposal.Status.PENDING
+    assert not ItemOutcome.objects.exists()
+    assert claims.claim_next(reviewer=reviewer, workflow=workflow).proposal_id == second.pk
+    _decide_all(workflow, reviewer, ["accept"])
+    item = WorkItem.objects.get(pk=first.work_item_id)
+    assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, False)
+    outcome = ItemOutcome.objects.get(work_item=item)
+    assert (outcome.source, outcome.did_nothing) == (ItemOutcome.Source.CONSOLE, False)
 
 
 def test_the_claim_upsert_is_a_compare_and_set(workflow, reviewer, second_reviewer):

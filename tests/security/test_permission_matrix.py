@@ -19,6 +19,7 @@ from agents.models import EvalRun, EvalSuite, Execution
 from evidence import gate as evidence_gate
 from governance.models import AutonomyChange, AutonomyLevel, ConfigChange
 from governance.permissions import Role, workflow_grant_role
+from reviews.models import Decision
 from tests.console.evidence import make_evidence
 from tests.factories import EscalationFactory, ProposalFactory, UserFactory, WorkflowFactory
 
@@ -119,6 +120,8 @@ def world(roles, monkeypatch):
         "review-queue-counts": slug,
         "review-card": {**slug, "proposal_id": pending.pk},
         "review-decide": {**slug, "proposal_id": pending.pk},
+        "review-reject-rest": {**slug, "proposal_id": pending.pk},
+        "review-undo": {**slug, "decision_id": Decision.objects.get(proposal=decided).pk},
         "review-escalations": slug,
         "review-escalation": {**slug, "escalation_id": escalation.pk},
         "evals": slug,
