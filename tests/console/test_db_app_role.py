@@ -56,3 +56,26 @@ def test_the_command_refuses_a_bad_name_and_the_owner_itself():
         owner = cursor.fetchone()[0]
     with pytest.raises(CommandError, match="must not be the tables' owner"):
         call_command("db_app_role", role=owner, password="")
+
+
+def test_the_app_role_cannot_backdate_or_rewrite_a_decision():
+    from reviews.models import Decision
+    from tests.factories import ProposalFactory, UserFactory
+
+    call_command("db_app_role", role=ROLE, password="", stdout=io.StringIO())
+    proposal = ProposalFactory()
+    decision = Decision.objects.create(
+        proposal=proposal, reviewer=UserFactory(username="dec"), verdict="accept",
+        autonomy_level="shadow",
+    )  # fmt: skip
+    backdate = (
+        "UPDATE reviews_decision SET created_at = created_at - interval '30 days'"
+        f" WHERE id = {int(decision.pk)}"
+        " AND set_config('tenure.backdate_decisions', 'on', true) = 'on'"
+    )
+    with pytest.raises(DatabaseError, match="append-only"):
+        _as_app(backdate)
+    # The owner (the demo's history seed) may move it back: the setting alone is not enough.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(backdate)
+        assert cursor.rowcount == 1

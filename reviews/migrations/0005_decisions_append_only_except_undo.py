@@ -4,8 +4,9 @@ decision in the undone-decisions table) of a decision younger than 35 seconds (t
 service allows 30; the rest is slack for a slow request).
 
 One narrow exception: the demo's history seed moves its synthetic decisions back in
-time. It sets ``tenure.backdate_decisions`` for its own transaction, and even then
-only ``created_at`` may change."""
+time. It sets ``tenure.backdate_decisions`` for its own transaction, and only the
+tables' owner may do so (the app's role owns no table: ``manage.py db_app_role``),
+and even then only ``created_at`` may change."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ CREATE OR REPLACE FUNCTION reviews_decision_append_only() RETURNS trigger AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         IF current_setting('tenure.backdate_decisions', true) = 'on'
+           AND tenure_is_owner(TG_TABLE_NAME)
            AND (to_jsonb(NEW) - 'created_at') = (to_jsonb(OLD) - 'created_at') THEN
             RETURN NEW;
         END IF;
@@ -51,5 +53,8 @@ def backward(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("reviews", "0003_item_outcomes_undo_reports")]
+    dependencies = [
+        ("reviews", "0004_missed_actions_belong_to_their_work_item"),
+        ("governance", "0004_changes_only_through_services"),
+    ]
     operations = [migrations.RunPython(forward, backward)]
