@@ -112,26 +112,28 @@ def bulk_load(n: int, pending_share: float) -> dict[str, Any]:
                 )  # fmt: skip
         with cur.copy(
             "COPY agents_run (id, work_item_id, attempt, status, stop_reason, autonomy_level, "
-            "model, agent_version, prompt_version, tokens_in, tokens_out, cost_usd, "
-            "tool_cost_usd, tool_calls, retries, cache_hits, cache_misses, wall_ms, state, "
-            "created_at, started_at, finished_at) FROM STDIN"
+            "model, agent_version, prompt_version, tokens_in, tokens_cached, tokens_out, "
+            "cost_usd, unpriced, tool_cost_usd, tool_calls, retries, cache_hits, cache_misses, "
+            "wall_ms, state, created_at, started_at, finished_at) FROM STDIN"
         ) as copy:
             for i in range(n):
                 at = when(i)
                 copy.write_row(
                     (base_run + i, base_item + i, 1, "proposed", "completed", "shadow",
-                     "demo-small", "1", "1", 900, 120, "0.000207", "0", 2, 0, 0, 1, 850, "{}",
+                     "demo-small", "1", "1", 900, 0, 120, "0.000207", False, "0", 2, 0, 0, 1,
+                     850, "{}",
                      at, at, at + timedelta(seconds=1))
                 )  # fmt: skip
         with cur.copy(
             "COPY agents_step (run_id, index, kind, name, input, output, error, is_retry, "
-            "cached, model, latency_ms, tokens_in, tokens_out, cost_usd, created_at) FROM STDIN"
+            "cached, model, latency_ms, tokens_in, tokens_cached, tokens_out, cost_usd, "
+            "unpriced, created_at) FROM STDIN"
         ) as copy:
             for i in range(n):
                 copy.write_row(
                     (base_run + i, 1, "model_call", "demo-small", '{"input": "<data>"}',
-                     '{"output": "ok"}', "", False, False, "demo-small", 310, 900, 120,
-                     "0.000207", when(i))
+                     '{"output": "ok"}', "", False, False, "demo-small", 310, 900, 0, 120,
+                     "0.000207", False, when(i))
                 )  # fmt: skip
         with cur.copy(
             "COPY agents_proposal (id, run_id, workflow_id, work_item_id, sequence, tool, "
@@ -167,9 +169,24 @@ def bulk_load(n: int, pending_share: float) -> dict[str, Any]:
                      "wrong_amount" if verdict == "reject" else "", "", "shadow", 20 + i % 60,
                      when(i) + timedelta(minutes=3))
                 )  # fmt: skip
+        # Each decided item's account is complete: its item-level outcome (console).
+        with cur.copy(
+            "COPY reviews_itemoutcome (work_item_id, workflow_id, source, did_nothing, imported, "
+            "occurred_at, created_at) FROM STDIN"
+        ) as copy:
+            for i in range(decided):
+                at = when(i) + timedelta(minutes=3)
+                copy.write_row((base_item + i, workflow.pk, "console", i % 10 == 0, False, at, at))
         reset_sequences(
             cur,
-            ("agents_workitem", "agents_run", "agents_step", "agents_proposal", "reviews_decision"),
+            (
+                "agents_workitem",
+                "agents_run",
+                "agents_step",
+                "agents_proposal",
+                "reviews_decision",
+                "reviews_itemoutcome",
+            ),
         )
     raw.commit()
     load_s = time.perf_counter() - started
