@@ -15,7 +15,6 @@ from agents.evals import SuiteStatus, suite_status
 from evidence import metrics
 from governance.gate import Criterion, GateEvidence
 from governance.models import Workflow
-from reviews.models import CRITICAL_REJECT_REASONS, Decision
 
 
 def regression_status(workflow: Workflow) -> SuiteStatus:
@@ -25,16 +24,6 @@ def regression_status(workflow: Workflow) -> SuiteStatus:
 
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
-
-
-def critical_in_last(workflow: Workflow, *, tool: str, last: int) -> int:
-    decisions = Decision.objects.filter(proposal__workflow=workflow)
-    if tool:
-        decisions = decisions.filter(proposal__tool=tool)
-    recent = decisions.order_by("-created_at", "-pk").values("pk")[:last]
-    return Decision.objects.filter(
-        pk__in=recent, verdict=Decision.Verdict.REJECT, reason__in=CRITICAL_REJECT_REASONS
-    ).count()
 
 
 def gate_evaluate(
@@ -51,7 +40,9 @@ def gate_evaluate(
     )
     agreement = metrics.agreement_for(scope)
     cost = metrics.cost_for(scope, target_usd=workflow.cost_target_usd)
-    critical = critical_in_last(workflow, tool=tool, last=workflow.gate_critical_lookback)
+    critical = metrics.critical_in_last(
+        workflow_id=workflow.pk, tool=tool, last=workflow.gate_critical_lookback
+    )
     suite = regression_status(workflow)
     threshold = float(workflow.gate_min_agreement)
     per_outcome = cost.per_outcome

@@ -10,7 +10,6 @@ from django.utils import timezone
 from ninja import Query, Router, Schema
 from pydantic import Field
 
-from agents.models import Escalation, Proposal
 from evidence import metrics
 from evidence.api.schemas import MetricsOut
 from governance.api.auth import access_workflow_api
@@ -36,6 +35,7 @@ def workflow_metrics_get(
     workflow = access_workflow_api(request, slug=slug, verb=ApiToken.Verb.METRICS_READ)
     since = timezone.now() - timedelta(days=query.days)
     m = metrics.workflow_metrics(metrics.Scope.for_workflow(workflow, since=since), workflow)
+    backlog = metrics.backlog_for((workflow.pk,))[workflow.pk]
     ttsf = m.time_to_safe_fail
     return {
         "workflow": workflow.slug,
@@ -79,10 +79,6 @@ def workflow_metrics_get(
         "budget_trips": m.budget_trips,
         "decisions": m.decisions,
         "reviewer_seconds_per_decision": m.reviewer_seconds_per_decision,
-        "pending_proposals": Proposal.objects.filter(
-            workflow=workflow, status=Proposal.Status.PENDING
-        ).count(),
-        "open_escalations": Escalation.objects.filter(
-            workflow=workflow, status=Escalation.Status.OPEN
-        ).count(),
+        "pending_proposals": backlog.pending,
+        "open_escalations": backlog.open_escalations,
     }

@@ -1,34 +1,44 @@
-"""Every metric of a scope computed from raw rows in a fixed number of queries:
-one workflow (``workflow_metrics``), per tool, per day, and the ops overview.
+"""Every metric of a scope computed from raw rows, through the definitions: one
+workflow (``workflow_metrics``), per tool, per day, and the ops overview. A fixed
+number of queries whatever the data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Avg, Count, F, Min, Q, QuerySet, Sum
+from django.db.models import Avg, Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from agents.models import Escalation, Proposal, Run
+from agents.models import Run
 from evidence.metrics.definitions import (
+    BUDGET_TRIP,
+    CRITICAL,
+    RETRIED,
     ZERO,
     Agreement,
     Cost,
     FieldAgreement,
     ToolErrors,
+    agreement_counts,
+    backlog_for,
     budget_trips_for,
     field_agreement_for,
+    outcome_counts,
+    received_counts,
     reject_reasons_for,
+    reviewer_seconds_sum,
+    run_cost_sums,
     time_to_safe_fail_for,
+    tool_call_counts,
     tool_errors_for,
 )
 from evidence.metrics.rows import (
     decisions_rows,
-    escalated_filter,
     escalations_rows,
     outcomes_rows,
     received_rows,
@@ -37,9 +47,8 @@ from evidence.metrics.rows import (
     tool_steps_rows,
 )
 from evidence.metrics.scope import Scope, days_between, start_of_today, start_of_week
-from evidence.metrics.stats import as_float, pct, ratio, wilson_interval
+from evidence.metrics.stats import as_float, pct, ratio
 from governance.models import Workflow
-from reviews.models import CRITICAL_REJECT_REASONS, Decision
 
 
 @dataclass(frozen=True)
@@ -115,55 +124,41 @@ def workflow_metrics(scope: Scope, workflow: Workflow | None = None) -> Workflow
     target = workflow.cost_target_usd if workflow is not None else None
     budget = float(workflow.tool_error_budget) if workflow is not None else None
 
-    outcomes = outcomes_rows(scope).aggregate(
-        resolved=Count("pk"), succeeded=Count("pk", filter=Q(succeeded=True))
-    )
-    received = received_rows(scope).aggregate(
-        total=Count("pk"), escalated=Count("pk", filter=escalated_filter())
-    )
+    outcomes = outcomes_rows(scope).aggregate(**outcome_counts())
+    received = received_rows(scope).aggregate(**received_counts())
     runs = runs_rows(scope).aggregate(
         n=Count("pk"),
         mean_tool_calls=Avg("tool_calls"),
-        retried=Count("pk", filter=Q(retries__gt=0)),
-        model=Coalesce(Sum("cost_usd"), ZERO),
-        tool=Coalesce(Sum("tool_cost_usd"), ZERO),
+        retried=Count("pk", filter=RETRIED),
+        **run_cost_sums(),
     )
     decisions = decisions_rows(scope).aggregate(
-        accepted=Count("pk", filter=Q(verdict=Decision.Verdict.ACCEPT)),
-        edited=Count("pk", filter=Q(verdict=Decision.Verdict.EDIT)),
-        rejected=Count("pk", filter=Q(verdict=Decision.Verdict.REJECT)),
-        critical=Count(
-            "pk",
-            filter=Q(verdict=Decision.Verdict.REJECT, reason__in=CRITICAL_REJECT_REASONS),
-        ),
+        **agreement_counts(),
+        critical=Count("pk", filter=CRITICAL),
         n=Count("pk"),
-        seconds=Coalesce(Sum("seconds_spent"), 0),
+        seconds=reviewer_seconds_sum(),
         mean_seconds=Avg("seconds_spent"),
     )
     resolutions = resolutions_rows(scope).aggregate(
         n=Count("pk"), minutes=Avg("minutes_saved"), rating=Avg("packet_rating")
     )
-    n_decided = decisions["accepted"] + decisions["edited"] + decisions["rejected"]
-    low, high = wilson_interval(decisions["accepted"], n_decided)
     return WorkflowMetrics(
         scope=scope,
         resolved=outcomes["resolved"],
         succeeded=outcomes["succeeded"],
-        agreement=Agreement(
-            decisions["accepted"], decisions["edited"], decisions["rejected"], low, high
-        ),
+        agreement=Agreement.from_counts(decisions),
         field_agreement=field_agreement_for(scope),
         reject_reasons=reject_reasons_for(scope),
         critical_rejections=decisions["critical"],
         cost=Cost(
-            model_usd=runs["model"],
-            tool_usd=runs["tool"],
+            model_usd=runs["model_usd"],
+            tool_usd=runs["tool_usd"],
             reviewer_seconds=decisions["seconds"],
             outcomes=outcomes["succeeded"],
             target_usd=target,
         ),
-        received=received["total"],
-        escalated_items=received["escalated"],
+        received=received["received"],
+        escalated_items=received["escalated_items"],
         escalations=escalations_rows(scope).count(),
         runs=runs["n"],
         mean_tool_calls=as_float(runs["mean_tool_calls"]),
@@ -184,25 +179,16 @@ def agreement_by_tool(scope: Scope) -> dict[str, Agreement]:
     rows = (
         decisions_rows(scope)
         .values("proposal__tool")
-        .annotate(
-            accepted=Count("pk", filter=Q(verdict=Decision.Verdict.ACCEPT)),
-            edited=Count("pk", filter=Q(verdict=Decision.Verdict.EDIT)),
-            rejected=Count("pk", filter=Q(verdict=Decision.Verdict.REJECT)),
-        )
+        .annotate(**agreement_counts())
         .order_by("proposal__tool")
     )
-    result = {}
-    for row in rows:
-        n = row["accepted"] + row["edited"] + row["rejected"]
-        low, high = wilson_interval(row["accepted"], n)
-        result[row["proposal__tool"]] = Agreement(
-            row["accepted"], row["edited"], row["rejected"], low, high
-        )
-    return result
+    return {row["proposal__tool"]: Agreement.from_counts(row) for row in rows}
 
 
 @dataclass
 class Day:
+    """One day's additive counts, and the day's metrics from them."""
+
     day: date
     accepted: int = 0
     edited: int = 0
@@ -215,27 +201,10 @@ class Day:
     escalations: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
-    interval: tuple[float, float] = field(default=(0.0, 1.0))
 
     @property
-    def decided(self) -> int:
-        return self.accepted + self.edited + self.rejected
-
-    @property
-    def agreement(self) -> float | None:
-        return ratio(self.accepted, self.decided)
-
-    @property
-    def agreement_pct(self) -> float | None:
-        return pct(self.agreement)
-
-    @property
-    def low_pct(self) -> float:
-        return self.interval[0] * 100
-
-    @property
-    def high_pct(self) -> float:
-        return self.interval[1] * 100
+    def agreement(self) -> Agreement:
+        return Agreement(accepted=self.accepted, edited=self.edited, rejected=self.rejected)
 
     @property
     def spend_usd(self) -> Decimal:
@@ -263,67 +232,32 @@ def daily_rollup(scope: Scope, *, now: datetime | None = None) -> list[Day]:
             for attr, key in fields.items():
                 setattr(target, attr, row[key])
 
+    def per_day(rows: QuerySet, time_field: str = "created_at") -> QuerySet:
+        return rows.annotate(day=TruncDate(time_field)).values("day")
+
     merge(
-        decisions_rows(scope)
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(
-            a=Count("pk", filter=Q(verdict=Decision.Verdict.ACCEPT)),
-            e=Count("pk", filter=Q(verdict=Decision.Verdict.EDIT)),
-            r=Count("pk", filter=Q(verdict=Decision.Verdict.REJECT)),
-            s=Coalesce(Sum("seconds_spent"), 0),
-        )
-        .order_by("day"),
-        accepted="a",
-        edited="e",
-        rejected="r",
+        per_day(decisions_rows(scope)).annotate(**agreement_counts(), s=reviewer_seconds_sum()),
+        accepted="accepted",
+        edited="edited",
+        rejected="rejected",
         reviewer_seconds="s",
     )
     merge(
-        runs_rows(scope)
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(m=Coalesce(Sum("cost_usd"), ZERO), t=Coalesce(Sum("tool_cost_usd"), ZERO))
-        .order_by("day"),
-        model_usd="m",
-        tool_usd="t",
+        per_day(runs_rows(scope)).annotate(**run_cost_sums()),
+        model_usd="model_usd",
+        tool_usd="tool_usd",
     )
     merge(
-        outcomes_rows(scope)
-        .filter(succeeded=True)
-        .annotate(day=TruncDate("resolved_at"))
-        .values("day")
-        .annotate(n=Count("pk"))
-        .order_by("day"),
-        outcomes="n",
+        per_day(outcomes_rows(scope), "resolved_at").annotate(**outcome_counts()),
+        outcomes="succeeded",
     )
+    merge(per_day(received_rows(scope)).annotate(n=Count("pk")), received="n")
+    merge(per_day(escalations_rows(scope)).annotate(n=Count("pk")), escalations="n")
     merge(
-        received_rows(scope)
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(n=Count("pk"))
-        .order_by("day"),
-        received="n",
+        per_day(tool_steps_rows(scope)).annotate(**tool_call_counts()),
+        tool_calls="calls",
+        tool_errors="errors",
     )
-    merge(
-        escalations_rows(scope)
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(n=Count("pk"))
-        .order_by("day"),
-        escalations="n",
-    )
-    merge(
-        tool_steps_rows(scope)
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
-        .annotate(n=Count("pk"), e=Count("pk", filter=~Q(error="")))
-        .order_by("day"),
-        tool_calls="n",
-        tool_errors="e",
-    )
-    for day in days.values():
-        day.interval = wilson_interval(day.accepted, day.decided)
     return list(days.values())
 
 
@@ -380,6 +314,7 @@ def ops_overview(
     ids = tuple(w.pk for w in workflows)
     scope = Scope(workflow_ids=ids, since=since)
     earliest = min(since, week)
+    in_window = Q(created_at__gte=since)
     spend = {
         row["work_item__workflow"]: row
         for row in Run.objects.filter(work_item__workflow__in=ids, created_at__gte=earliest)
@@ -391,28 +326,26 @@ def ops_overview(
             week=Coalesce(
                 Sum(F("cost_usd") + F("tool_cost_usd"), filter=Q(created_at__gte=week)), ZERO
             ),
-            model=Coalesce(Sum("cost_usd", filter=Q(created_at__gte=since)), ZERO),
-            tool=Coalesce(Sum("tool_cost_usd", filter=Q(created_at__gte=since)), ZERO),
-            trips=Count("pk", filter=Q(created_at__gte=since, stop_reason__in=Run.BUDGET_REASONS)),
+            **run_cost_sums(filter=in_window),
+            trips=Count("pk", filter=in_window & BUDGET_TRIP),
         )
         .order_by()
     }
     seconds = dict(
         decisions_rows(scope)
         .values("proposal__workflow")
-        .annotate(s=Coalesce(Sum("seconds_spent"), 0))
+        .annotate(s=reviewer_seconds_sum())
         .order_by()
         .values_list("proposal__workflow", "s")
     )
     outcomes = dict(
         outcomes_rows(scope)
-        .filter(succeeded=True)
         .values("workflow")
-        .annotate(n=Count("pk"))
+        .annotate(**outcome_counts())
         .order_by()
-        .values_list("workflow", "n")
+        .values_list("workflow", "succeeded")
     )
-    pending, open_escalations = queue_state(ids)
+    backlog = backlog_for(ids)
     result = []
     for workflow in workflows:
         run = spend.get(workflow.pk, {})
@@ -422,35 +355,16 @@ def ops_overview(
                 today_usd=run.get("today", ZERO),
                 week_usd=run.get("week", ZERO),
                 cost=Cost(
-                    model_usd=run.get("model", ZERO),
-                    tool_usd=run.get("tool", ZERO),
+                    model_usd=run.get("model_usd", ZERO),
+                    tool_usd=run.get("tool_usd", ZERO),
                     reviewer_seconds=seconds.get(workflow.pk, 0),
                     outcomes=outcomes.get(workflow.pk, 0),
                     target_usd=workflow.cost_target_usd,
                 ),
                 budget_trips=run.get("trips", 0),
-                pending=pending.get(workflow.pk, {}).get("n", 0),
-                escalations=open_escalations.get(workflow.pk, 0),
-                oldest_pending_at=pending.get(workflow.pk, {}).get("oldest"),
+                pending=backlog[workflow.pk].pending,
+                escalations=backlog[workflow.pk].open_escalations,
+                oldest_pending_at=backlog[workflow.pk].oldest_pending_at,
             )
         )
     return result
-
-
-def queue_state(ids: tuple[int, ...]) -> tuple[dict[int, dict], dict[int, int]]:
-    """The review backlog and open escalations per workflow (current state, not history)."""
-    pending = {
-        row["workflow"]: row
-        for row in Proposal.objects.filter(workflow__in=ids, status=Proposal.Status.PENDING)
-        .values("workflow")
-        .annotate(n=Count("pk"), oldest=Min("created_at"))
-        .order_by()
-    }
-    open_escalations = dict(
-        Escalation.objects.filter(workflow__in=ids, status=Escalation.Status.OPEN)
-        .values("workflow")
-        .annotate(n=Count("pk"))
-        .order_by()
-        .values_list("workflow", "n")
-    )
-    return pending, open_escalations

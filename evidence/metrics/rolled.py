@@ -14,8 +14,15 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from evidence.metrics.definitions import ZERO, Agreement, Cost, FieldAgreement, ToolErrors
-from evidence.metrics.live import Day, WorkflowMetrics, WorkflowSpend, queue_state
+from evidence.metrics.definitions import (
+    ZERO,
+    Agreement,
+    Cost,
+    FieldAgreement,
+    ToolErrors,
+    backlog_for,
+)
+from evidence.metrics.live import Day, WorkflowMetrics, WorkflowSpend
 from evidence.metrics.open_day import open_hours_forget, open_rows
 from evidence.metrics.rollups import (
     OPS_PARTS,
@@ -26,7 +33,7 @@ from evidence.metrics.rollups import (
     rolled_days,
 )
 from evidence.metrics.scope import Scope, days_between, start_of_today, start_of_week
-from evidence.metrics.stats import mean, wilson_interval
+from evidence.metrics.stats import mean
 from evidence.models import MetricDay
 from governance.models import Workflow
 
@@ -140,11 +147,6 @@ def _by_count(counts: dict[str, int]) -> dict[str, int]:
     return dict(sorted(((k, n) for k, n in counts.items() if n), key=lambda kv: (-kv[1], kv[0])))
 
 
-def _agreement(accepted: int, edited: int, rejected: int) -> Agreement:
-    low, high = wilson_interval(accepted, accepted + edited + rejected)
-    return Agreement(accepted, edited, rejected, low, high)
-
-
 def metrics_from_days(
     rows: list[MetricDay], scope: Scope, workflow: Workflow | None = None
 ) -> WorkflowMetrics:
@@ -170,7 +172,7 @@ def metrics_from_days(
         scope=scope,
         resolved=t["resolved"],
         succeeded=t["succeeded"],
-        agreement=_agreement(t["accepted"], t["edited"], t["rejected"]),
+        agreement=Agreement.from_counts(t),
         field_agreement=[
             FieldAgreement(field=name, edited_decisions=n, changed=changed)
             for name, (n, changed) in sorted(fields.items(), key=lambda kv: (-kv[1][1], kv[0]))
@@ -226,8 +228,6 @@ def days_from_rows(rows: list[MetricDay], *, since: datetime, now: datetime) -> 
         day.escalations += r.escalations
         day.tool_calls += r.tool_calls
         day.tool_errors += r.tool_errors
-    for day in days.values():
-        day.interval = wilson_interval(day.accepted, day.decided)
     return list(days.values())
 
 
@@ -240,7 +240,7 @@ def agreement_by_tool_from_rows(rows: list[MetricDay]) -> dict[str, Agreement]:
             counts[0] += r.accepted
             counts[1] += r.edited
             counts[2] += r.rejected
-    return {tool: _agreement(*counts) for tool, counts in sorted(by_tool.items())}
+    return {tool: Agreement(*counts) for tool, counts in sorted(by_tool.items())}
 
 
 @dataclass(frozen=True)
@@ -367,7 +367,7 @@ def ops_overview_rolled(
             if day is not None:  # the spend chart: model and tool cost per day
                 day.model_usd += r.model_usd
                 day.tool_usd += r.tool_usd
-    pending, open_escalations = queue_state(ids)
+    backlog = backlog_for(ids)
     result = [
         WorkflowSpend(
             workflow=workflow,
@@ -381,9 +381,9 @@ def ops_overview_rolled(
                 target_usd=workflow.cost_target_usd,
             ),
             budget_trips=per[workflow.pk]["trips"],
-            pending=pending.get(workflow.pk, {}).get("n", 0),
-            escalations=open_escalations.get(workflow.pk, 0),
-            oldest_pending_at=pending.get(workflow.pk, {}).get("oldest"),
+            pending=backlog[workflow.pk].pending,
+            escalations=backlog[workflow.pk].open_escalations,
+            oldest_pending_at=backlog[workflow.pk].oldest_pending_at,
         )
         for workflow in workflows
     ]

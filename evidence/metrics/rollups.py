@@ -36,12 +36,24 @@ from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, DurationField, Exists, ExpressionWrapper, F, OuterRef, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, WorkItem
-from evidence.metrics.definitions import _KEY_NAME, _KEYS_SQL, ZERO
+from evidence.metrics.definitions import (
+    _KEY_NAME,
+    _KEYS_SQL,
+    RETRIED,
+    VERDICT_COUNT,
+    WITH_RUN,
+    is_critical,
+    outcome_counts,
+    reviewer_seconds_sum,
+    run_cost_sums,
+    safe_fail_duration,
+    tool_call_counts,
+)
 from evidence.metrics.rows import (
     decisions_rows,
     escalations_rows,
@@ -53,7 +65,7 @@ from evidence.metrics.rows import (
 )
 from evidence.metrics.scope import Scope
 from evidence.models import MetricDay
-from reviews.models import CRITICAL_REJECT_REASONS, Decision
+from reviews.models import Decision
 
 ROLLUP_GRACE = timedelta(hours=1)
 ROLLUP_CHUNK_DAYS = 31
@@ -84,12 +96,6 @@ SUMMED = (
     "rating_sum",
     "rating_n",
 )
-
-_VERDICT_FIELD = {
-    Decision.Verdict.ACCEPT: "accepted",
-    Decision.Verdict.EDIT: "edited",
-    Decision.Verdict.REJECT: "rejected",
-}
 
 
 # The groups of MetricDay columns, one query each (see metric_days_compute).
@@ -145,19 +151,18 @@ def metric_days_compute(
             .filter(verdict__in=Decision.Verdict.values)
             .annotate(day=TruncDate("created_at"))
             .values("proposal__workflow", "day", "proposal__tool", "verdict", "reason")
-            .annotate(n=Count("pk"), s=Coalesce(Sum("seconds_spent"), 0))
+            .annotate(n=Count("pk"), s=reviewer_seconds_sum())
             .order_by()
         ):
             r = row(d["proposal__workflow"], d["day"], d["proposal__tool"])
             r.decisions += d["n"]
             r.reviewer_seconds += d["s"]
-            setattr(
-                r, _VERDICT_FIELD[d["verdict"]], getattr(r, _VERDICT_FIELD[d["verdict"]]) + d["n"]
-            )
+            count = VERDICT_COUNT[d["verdict"]]
+            setattr(r, count, getattr(r, count) + d["n"])
             if d["verdict"] == Decision.Verdict.REJECT:
                 r.reject_reasons[d["reason"]] = r.reject_reasons.get(d["reason"], 0) + d["n"]
-                if d["reason"] in CRITICAL_REJECT_REASONS:
-                    r.critical += d["n"]
+            if is_critical(d["verdict"], d["reason"]):
+                r.critical += d["n"]
     if "fields" in parts:
         for workflow_id, day, tool, name, n, changed in _field_rows(scope):
             row(workflow_id, day, tool).fields[name] = [n, changed]
@@ -166,12 +171,12 @@ def metric_days_compute(
             tool_steps_rows(scope)
             .annotate(day=TruncDate("created_at"))
             .values("run__work_item__workflow", "day", "name")
-            .annotate(n=Count("pk"), e=Count("pk", filter=~Q(error="")))
+            .annotate(**tool_call_counts())
             .order_by()
         ):
             r = row(s["run__work_item__workflow"], s["day"], s["name"])
-            r.tool_calls += s["n"]
-            r.tool_errors += s["e"]
+            r.tool_calls += s["calls"]
+            r.tool_errors += s["errors"]
     if "runs" in parts:
         # Runs; the status filter only lets the (status, created_at) index bound the scan.
         for run in (
@@ -182,9 +187,8 @@ def metric_days_compute(
             .annotate(
                 n=Count("pk"),
                 calls=Coalesce(Sum("tool_calls"), 0),
-                retried=Count("pk", filter=Q(retries__gt=0)),
-                model=Coalesce(Sum("cost_usd"), ZERO),
-                tool=Coalesce(Sum("tool_cost_usd"), ZERO),
+                retried=Count("pk", filter=RETRIED),
+                **run_cost_sums(),
             )
             .order_by()
         ):
@@ -192,8 +196,8 @@ def metric_days_compute(
             r.runs += run["n"]
             r.run_tool_calls += run["calls"]
             r.retried_runs += run["retried"]
-            r.model_usd += run["model"]
-            r.tool_usd += run["tool"]
+            r.model_usd += run["model_usd"]
+            r.tool_usd += run["tool_usd"]
             if run["stop_reason"] in Run.BUDGET_REASONS:
                 reason = run["stop_reason"]
                 r.budget_trips[reason] = r.budget_trips.get(reason, 0) + run["n"]
@@ -212,32 +216,26 @@ def metric_days_compute(
             outcomes_rows(scope)
             .annotate(day=TruncDate("resolved_at"))
             .values("workflow", "day")
-            .annotate(n=Count("pk"), ok=Count("pk", filter=Q(succeeded=True)))
+            .annotate(**outcome_counts())
             .order_by()
         ):
             r = row(item["workflow"], item["day"])
-            r.resolved += item["n"]
-            r.succeeded += item["ok"]
+            r.resolved += item["resolved"]
+            r.succeeded += item["succeeded"]
     if "escalations" in parts:
         first = ~Exists(
             Escalation.objects.filter(
                 work_item=OuterRef("work_item"), created_at__lt=OuterRef("created_at")
             )
         )
-        safe_fail = Q(run__started_at__isnull=False)
         for esc in (
             escalations_rows(scope)
             .annotate(day=TruncDate("created_at"), received=TruncDate("work_item__created_at"))
             .values("workflow", "day", "received")
             .annotate(
                 n=Count("pk"),
-                safe_n=Count("pk", filter=safe_fail),
-                safe=Sum(
-                    ExpressionWrapper(
-                        F("created_at") - F("run__started_at"), output_field=DurationField()
-                    ),
-                    filter=safe_fail,
-                ),
+                safe_n=Count("pk", filter=WITH_RUN),
+                safe=Sum(safe_fail_duration(), filter=WITH_RUN),
                 first=Count("work_item", distinct=True, filter=first),
             )
             .order_by()

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -136,9 +136,9 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             chart_id="agreement",
             title="Agreement per day",
             days=day_dates,
-            values=[d.agreement for d in daily],
-            lows=[d.interval[0] if d.decided else None for d in daily],
-            highs=[d.interval[1] if d.decided else None for d in daily],
+            values=[d.agreement.rate for d in daily],
+            lows=[d.agreement.low if d.agreement.n else None for d in daily],
+            highs=[d.agreement.high if d.agreement.n else None for d in daily],
             threshold=float(workflow.gate_min_agreement),
             threshold_label=f"gate {float(workflow.gate_min_agreement):.0%}",
         ),
@@ -537,15 +537,12 @@ def evidence_pack_data(
         .select_related("grant", "requested_by", "approved_by")
         .order_by("created_at")
     )
-    samples = Decision.objects.filter(proposal__workflow=workflow, kind=Decision.Kind.SAMPLE)
-    sample_counts = samples.aggregate(
-        n=Count("pk"),
-        accepted=Count("pk", filter=Q(verdict=Decision.Verdict.ACCEPT)),
-        edited=Count("pk", filter=Q(verdict=Decision.Verdict.EDIT)),
-        rejected=Count("pk", filter=Q(verdict=Decision.Verdict.REJECT)),
-    )
+    decisions = Decision.objects.filter(proposal__workflow=workflow)
+    sampled = metrics.sampled_agreement_of(decisions)
     sample_rows = list(
-        samples.select_related("proposal", "reviewer").order_by("-created_at")[:PACK_SAMPLE_LIMIT]
+        decisions.filter(kind=Decision.Kind.SAMPLE)
+        .select_related("proposal", "reviewer")
+        .order_by("-created_at")[:PACK_SAMPLE_LIMIT]
     )
     pause_events = list(
         AuditEvent.objects.filter(
@@ -553,11 +550,7 @@ def evidence_pack_data(
         ).order_by("created_at", "pk")[:PACK_EVENT_LIMIT]
     )
     critical = list(
-        Decision.objects.filter(
-            proposal__workflow=workflow,
-            verdict=Decision.Verdict.REJECT,
-            reason__in=CRITICAL_REJECT_REASONS,
-        )
+        decisions.filter(metrics.CRITICAL)
         .select_related("proposal", "reviewer")
         .prefetch_related(Prefetch("proposal__executions", queryset=Execution.objects.all()))
         .order_by("created_at")[:PACK_EVENT_LIMIT]
@@ -568,9 +561,6 @@ def evidence_pack_data(
         + _critical_incidents(critical)
     )
     incidents.sort(key=lambda i: i["at"])
-    sampled_low, sampled_high = metrics.wilson_interval(
-        sample_counts["accepted"], sample_counts["n"]
-    )
     return {
         "workflow": {
             "slug": workflow.slug,
@@ -593,6 +583,9 @@ def evidence_pack_data(
         "window": {"since": scope.since, "until": now},
         "metrics": {
             "decisions": m.agreement.n,
+            "accepted": m.agreement.accepted,
+            "edited": m.agreement.edited,
+            "rejected": m.agreement.rejected,
             "agreement": m.agreement.rate,
             "agreement_interval": [m.agreement.low, m.agreement.high],
             "critical_rejections": m.critical_rejections,
@@ -632,12 +625,12 @@ def evidence_pack_data(
             for g in workflow.grants.select_related("workflow").order_by("tool")
         ],
         "sampled_reviews": {
-            "total": sample_counts["n"],
-            "accepted": sample_counts["accepted"],
-            "edited": sample_counts["edited"],
-            "rejected": sample_counts["rejected"],
-            "agreement": metrics.ratio(sample_counts["accepted"], sample_counts["n"]),
-            "agreement_interval": [sampled_low, sampled_high],
+            "total": sampled.n,
+            "accepted": sampled.accepted,
+            "edited": sampled.edited,
+            "rejected": sampled.rejected,
+            "agreement": sampled.rate,
+            "agreement_interval": [sampled.low, sampled.high],
             "latest": [
                 {
                     "decision": d.pk,
