@@ -6,7 +6,7 @@ governance holds the thresholds and decides, this module counts.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.utils import timezone
@@ -35,8 +35,12 @@ def gate_evaluate(
     now: datetime | None = None,
 ) -> GateEvidence:
     now = now or timezone.now()
+    # The window the dashboard, the evidence pack and the API count over for as many days.
     scope = metrics.Scope.for_workflow(
-        workflow, since=now - timedelta(days=workflow.gate_window_days), until=now, tool=tool
+        workflow,
+        since=metrics.window_start(workflow.gate_window_days, now),
+        until=now,
+        tool=tool,
     )
     agreement = metrics.agreement_for(scope)
     cost = metrics.cost_for(scope, target_usd=workflow.cost_target_usd)

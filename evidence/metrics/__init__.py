@@ -122,6 +122,7 @@ from evidence.metrics.scope import (
     days_between,
     start_of_today,
     start_of_week,
+    window_start,
 )
 from evidence.metrics.stats import pct, ratio, wilson_interval
 
@@ -198,5 +199,6 @@ __all__ = [
     "tool_errors_for",
     "tool_steps_rows",
     "wilson_interval",
+    "window_start",
     "workflow_metrics",
 ]

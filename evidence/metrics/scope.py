@@ -44,6 +44,15 @@ def start_of_today(now: datetime | None = None) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def window_start(days: int, now: datetime | None = None) -> datetime:
+    """The start of the window "the last ``days`` days": local midnight ``days - 1``
+    days before today, so today counts as one of them and every day of the window
+    is whole. Every screen, the gate, the evidence pack and the API count over this
+    window for a number of days, so the same ``days`` gives the same numbers (and
+    the dashboards can read its closed days from the daily rollups)."""
+    return start_of_today(now) - timedelta(days=days - 1)
+
+
 def start_of_week(now: datetime | None = None) -> datetime:
     today = start_of_today(now)
     return today - timedelta(days=today.weekday())

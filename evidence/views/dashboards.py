@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -66,8 +66,7 @@ def _window_days(request: HttpRequest, default: int = DEFAULT_DAYS) -> int:
 
 
 def _since(days: int, now: datetime) -> datetime:
-    """The window starts at midnight, so its first day is a whole day on the charts."""
-    return metrics.start_of_today(now) - timedelta(days=days - 1)
+    return metrics.window_start(days, now)
 
 
 def _rows_url(slug: str, metric: str, days: int, *, base: str = "", **filters: Any) -> str:
