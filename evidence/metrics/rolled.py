@@ -15,6 +15,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from evidence.metrics.definitions import (
+    VERDICT_COUNT,
     ZERO,
     Agreement,
     Cost,
@@ -25,6 +26,7 @@ from evidence.metrics.definitions import (
 from evidence.metrics.live import Day, WorkflowMetrics, WorkflowSpend
 from evidence.metrics.open_day import open_hours_forget, open_rows
 from evidence.metrics.rollups import (
+    AGREEMENT_PARTS,
     OPS_PARTS,
     ROLLUP_CHUNK_DAYS,
     SUMMED,
@@ -331,6 +333,35 @@ def spend_days_read(
         for r in rows
     ]
     return days
+
+
+def agreement_read(workflow: Workflow, *, since: datetime, now: datetime) -> Agreement:
+    """The workflow's agreement from ``since``'s day up to now, read as the dashboard
+    reads it (stored closed days, the open day's cached hours, the live slice) but
+    for the decision columns only: the closed days summed in SQL, one live query."""
+    ids = (workflow.pk,)
+    first = timezone.localdate(since)
+    last = last_closed_day(now)
+    counts = dict.fromkeys(VERDICT_COUNT.values(), 0)
+    rows: list[MetricDay] = []
+    if first <= last:
+        rolled: set[tuple[int, date]] = set()
+        for day in (
+            MetricDay.objects.filter(workflow=workflow, day__gte=first, day__lte=last)
+            .values("day")
+            .annotate(**{c: Sum(c) for c in counts}, whole=Count("pk", filter=Q(tool="")))
+            .order_by()
+        ):
+            for c in counts:
+                counts[c] += day[c]
+            if day["whole"]:
+                rolled.add((workflow.pk, day["day"]))
+        rows = roll_missing(missing_days(ids, first, last, rolled), last)
+    rows += open_rows([workflow], first=first, now=now, parts=AGREEMENT_PARTS)
+    for r in rows:
+        for c in counts:
+            counts[c] += getattr(r, c)
+    return Agreement.from_counts(counts)
 
 
 def ops_overview_rolled(

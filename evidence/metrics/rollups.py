@@ -104,6 +104,8 @@ ALL_PARTS = frozenset(
 )
 # What the ops overview reads: spend, reviewer seconds, successes, budget trips.
 OPS_PARTS = frozenset(("decisions", "runs", "outcomes"))
+# What agreement reads: the decisions' columns.
+AGREEMENT_PARTS = frozenset(("decisions",))
 
 
 def midnight(day: date) -> datetime:
