@@ -17,7 +17,7 @@ their own metric, sampled agreement, which the circuit breaker watches.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,7 +25,6 @@ from functools import cached_property
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import (
     Aggregate,
     Avg,
@@ -51,6 +50,7 @@ from evidence.metrics.rows import (
 )
 from evidence.metrics.scope import Scope
 from evidence.metrics.stats import pct, ratio, wilson_interval
+from evidence.sql import field_edit_counts
 from reviews.models import CRITICAL_REJECT_REASONS, Decision
 
 ZERO = Decimal("0")
@@ -197,46 +197,28 @@ class FieldAgreement:
         return pct(self.rate)
 
 
-_KEYS_SQL = {
-    "postgresql": "CROSS JOIN LATERAL jsonb_object_keys(CASE WHEN jsonb_typeof({col}) = 'object' "
-    "THEN {col} ELSE '{{}}'::jsonb END) AS k",
-    "sqlite": "CROSS JOIN json_each(CASE WHEN json_type({col}) = 'object' "
-    "THEN {col} ELSE '{{}}' END) AS k",
-}
-
-
-_KEY_NAME = {"postgresql": "k", "sqlite": "k.key"}
-
-
 def field_agreement_for(scope: Scope) -> list[FieldAgreement]:
     """For edited decisions: per argument, how often the reviewer changed it.
 
     A decision counts for a field when its proposal carried the field or its
-    edit touched it; it counts as changed when the diff names the field. One
-    grouped SQL query whatever the number of decisions.
+    edit touched it; it counts as changed when the diff names the field. The
+    counts come per workflow, day and tool (as the rollups keep them) and are
+    summed here: each decision falls in exactly one of those groups.
     """
-    vendor = connection.vendor
-    if vendor not in _KEYS_SQL:
-        return []
-    edited = decisions_rows(scope).filter(verdict=Decision.Verdict.EDIT)
-    ids_sql, ids_params = edited.order_by().values("pk").query.sql_with_params()
-    decision, proposal = Decision._meta.db_table, Proposal._meta.db_table
-    key = _KEY_NAME[vendor]
-    sql = (
-        "SELECT field, COUNT(DISTINCT id), COUNT(DISTINCT CASE WHEN src = 'diff' THEN id END) "
-        f"FROM (SELECT d.id AS id, {key} AS field, 'args' AS src FROM {decision} d "
-        f"JOIN {proposal} p ON p.id = d.proposal_id {_KEYS_SQL[vendor].format(col='p.arguments')} "
-        f"WHERE d.id IN ({ids_sql}) "
-        f"UNION ALL SELECT d.id, {key}, 'diff' FROM {decision} d "
-        f"{_KEYS_SQL[vendor].format(col='d.diff')} WHERE d.id IN ({ids_sql})) AS t "
-        "GROUP BY field"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, (*ids_params, *ids_params))
-        rows = cursor.fetchall()
+    totals: dict[str, list[int]] = {}
+    for _wf, _day, _tool, name, n, changed in field_edit_counts(decisions_rows(scope)):
+        total = totals.setdefault(name, [0, 0])
+        total[0] += n
+        total[1] += changed
+    return field_agreements(totals)
+
+
+def field_agreements(totals: Mapping[str, Sequence[int]]) -> list[FieldAgreement]:
+    """From {field: (edited decisions naming it, of which changed it)}, the most
+    changed first."""
     return [
         FieldAgreement(field=name, edited_decisions=n, changed=changed)
-        for name, n, changed in sorted(rows, key=lambda row: (-row[2], row[0]))
+        for name, (n, changed) in sorted(totals.items(), key=lambda kv: (-kv[1][1], kv[0]))
     ]
 
 

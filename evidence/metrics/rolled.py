@@ -19,9 +19,9 @@ from evidence.metrics.definitions import (
     ZERO,
     Agreement,
     Cost,
-    FieldAgreement,
     ToolErrors,
     backlog_for,
+    field_agreements,
 )
 from evidence.metrics.live import Day, WorkflowMetrics, WorkflowSpend
 from evidence.metrics.open_day import open_hours_forget, open_rows
@@ -175,10 +175,7 @@ def metrics_from_days(
         resolved=t["resolved"],
         succeeded=t["succeeded"],
         agreement=Agreement.from_counts(t),
-        field_agreement=[
-            FieldAgreement(field=name, edited_decisions=n, changed=changed)
-            for name, (n, changed) in sorted(fields.items(), key=lambda kv: (-kv[1][1], kv[0]))
-        ],
+        field_agreement=field_agreements(fields),
         reject_reasons=_by_count(_counter(rows, "reject_reasons")),
         critical_rejections=t["critical"],
         cost=Cost(

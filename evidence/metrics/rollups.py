@@ -34,16 +34,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from agents.models import Escalation, Proposal, Run, WorkItem
+from agents.models import Escalation, Run, WorkItem
 from evidence.metrics.definitions import (
-    _KEY_NAME,
-    _KEYS_SQL,
     RETRIED,
     VERDICT_COUNT,
     WITH_RUN,
@@ -65,6 +62,7 @@ from evidence.metrics.rows import (
 )
 from evidence.metrics.scope import Scope
 from evidence.models import MetricDay
+from evidence.sql import field_edit_counts, plan_for_small_ranges
 from reviews.models import Decision
 
 ROLLUP_GRACE = timedelta(hours=1)
@@ -166,7 +164,7 @@ def metric_days_compute(
             if is_critical(d["verdict"], d["reason"]):
                 r.critical += d["n"]
     if "fields" in parts:
-        for workflow_id, day, tool, name, n, changed in _field_rows(scope):
+        for workflow_id, day, tool, name, n, changed in field_edit_counts(decisions_rows(scope)):
             row(workflow_id, day, tool).fields[name] = [n, changed]
     if "steps" in parts:
         for s in (
@@ -279,36 +277,6 @@ def metric_days_compute(
     return rows
 
 
-def _field_rows(scope: Scope) -> list[tuple[int, date, str, str, int, int]]:
-    """Field-level edit counts per (workflow, day, tool, field); see field_agreement_for."""
-    vendor = connection.vendor
-    if vendor not in _KEYS_SQL:
-        return []
-    edited = decisions_rows(scope).filter(verdict=Decision.Verdict.EDIT)
-    ids_sql, ids_params = edited.order_by().values("pk").query.sql_with_params()
-    decision, proposal = Decision._meta.db_table, Proposal._meta.db_table
-    key = _KEY_NAME[vendor]
-    tzname = timezone.get_current_timezone_name() if settings.USE_TZ else None
-    day_sql, day_params = connection.ops.datetime_cast_date_sql("d.created_at", (), tzname)
-    parts, params = [], []
-    for src, col in (("args", "p.arguments"), ("diff", "d.diff")):
-        parts.append(
-            f"SELECT d.id AS id, p.workflow_id AS wf, {day_sql} AS day, p.tool AS tool, "
-            f"{key} AS field, '{src}' AS src FROM {decision} d "
-            f"JOIN {proposal} p ON p.id = d.proposal_id {_KEYS_SQL[vendor].format(col=col)} "
-            f"WHERE d.id IN ({ids_sql})"
-        )
-        params += [*day_params, *ids_params]
-    sql = (
-        "SELECT wf, day, tool, field, COUNT(DISTINCT id), "
-        "COUNT(DISTINCT CASE WHEN src = 'diff' THEN id END) "
-        f"FROM ({' UNION ALL '.join(parts)}) AS t GROUP BY wf, day, tool, field"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [(wf, as_date(day), tool, f, n, c) for wf, day, tool, f, n, c in cursor.fetchall()]
-
-
 def metric_rows_merge(rows: Iterable[MetricDay]) -> list[MetricDay]:
     """Rows of the same (workflow, day, tool) summed into one: every column is
     additive over disjoint time ranges (a row counts each event once, where its
@@ -375,18 +343,3 @@ def compute_recent(
     with transaction.atomic():
         plan_for_small_ranges()
         return metric_days_compute(ids, since=since, until=until, parts=parts)
-
-
-def plan_for_small_ranges() -> None:
-    """Plan today's slice as what it is, for this transaction only: short index
-    ranges joined row by row. Left alone, PostgreSQL may hash-join a day of runs
-    against every work item (a sequential scan of the table), launch parallel
-    workers or JIT-compile, each costing more than the query (measured at 1M
-    decisions: 340 ms -> 26 ms for the runs query)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT set_config('max_parallel_workers_per_gather', '0', true), "
-                "set_config('jit', 'off', true), set_config('enable_hashjoin', 'off', true), "
-                "set_config('enable_mergejoin', 'off', true)"
-            )
