@@ -1,8 +1,11 @@
 """Evidence metrics, defined once.
 
 Every number the dashboards, the ops overview, the gate, the evidence pack and the
-API show is computed here, in SQL (aggregates and grouped rollups; never a Python
-loop over rows). The package, by what a reader looks for:
+API show is computed here, in SQL (aggregates and grouped rollups), with one
+exception: field-level agreement counts the keys of two JSON objects per edited
+decision over rows streamed from the database, which measured faster than doing
+it in SQL (see ``definitions.field_edit_counts``). The package, by what a reader
+looks for:
 
 - ``scope``: what a metric is computed over (workflows, a tool, a window) and the
   calendar the screens count in;

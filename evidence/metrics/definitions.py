@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -37,7 +37,7 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
 
 from agents.models import Escalation, Proposal, Run
 from evidence.metrics.rows import (
@@ -50,7 +50,6 @@ from evidence.metrics.rows import (
 )
 from evidence.metrics.scope import Scope
 from evidence.metrics.stats import pct, ratio, wilson_interval
-from evidence.sql import field_edit_counts
 from reviews.models import CRITICAL_REJECT_REASONS, Decision
 
 ZERO = Decimal("0")
@@ -195,6 +194,39 @@ class FieldAgreement:
     @property
     def rate_pct(self) -> float | None:
         return pct(self.rate)
+
+
+# (workflow id, day, proposal tool, field, edited decisions naming it, of which changed it)
+FieldEditCount = tuple[int, date, str, str, int, int]
+
+
+def field_edit_counts(decisions: QuerySet[Decision]) -> list[FieldEditCount]:
+    """For the edited ones among ``decisions``: per workflow, day (of the decision,
+    in the current time zone), proposal tool and argument, how many named the
+    argument (the proposal carried it or the edit touched it) and how many changed
+    it (the diff names it).
+
+    The keys of two JSON objects per decision are counted here, over rows streamed
+    from the database, not in SQL: a statement expanding them there
+    (``jsonb_object_keys``, grouped) was slower at every size measured among a
+    million decisions (30 days, 78,000 edits: 2.2-3.1 s against about 1 s; one
+    day: 200 ms against 40 ms; the open day's last hour: 4-30 ms against 3 ms).
+    Streamed in chunks, the rows never sit in memory together."""
+    counts: dict[tuple[int, date, str, str], list[int]] = {}
+    rows = (
+        decisions.filter(verdict=Decision.Verdict.EDIT)
+        .annotate(day=TruncDate("created_at"))
+        .values_list("proposal__workflow", "day", "proposal__tool", "proposal__arguments", "diff")
+        .order_by()
+    )
+    for workflow_id, day, tool, arguments, diff in rows.iterator(chunk_size=2000):
+        named = arguments.keys() if isinstance(arguments, dict) else ()
+        changed = diff.keys() if isinstance(diff, dict) else ()
+        for name in {*named, *changed}:
+            count = counts.setdefault((workflow_id, day, tool, name), [0, 0])
+            count[0] += 1
+            count[1] += name in changed
+    return [(*key, named_n, changed_n) for key, (named_n, changed_n) in counts.items()]
 
 
 def field_agreement_for(scope: Scope) -> list[FieldAgreement]:

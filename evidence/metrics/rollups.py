@@ -44,6 +44,7 @@ from evidence.metrics.definitions import (
     RETRIED,
     VERDICT_COUNT,
     WITH_RUN,
+    field_edit_counts,
     is_critical,
     outcome_counts,
     reviewer_seconds_sum,
@@ -62,7 +63,7 @@ from evidence.metrics.rows import (
 )
 from evidence.metrics.scope import Scope
 from evidence.models import MetricDay
-from evidence.sql import field_edit_counts, plan_for_small_ranges
+from evidence.sql import plan_for_small_ranges
 from reviews.models import Decision
 
 ROLLUP_GRACE = timedelta(hours=1)
