@@ -26,10 +26,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import (
-    Aggregate,
     Avg,
     Count,
     DurationField,
+    Expression,
     ExpressionWrapper,
     F,
     Min,
@@ -66,7 +66,7 @@ VERDICT_COUNT: dict[str, str] = {
 }
 
 
-def agreement_counts() -> dict[str, Aggregate]:
+def agreement_counts() -> dict[str, Expression]:
     """Agreement's counts as aggregate expressions, named as Agreement's fields."""
     return {
         count: Count("pk", filter=Q(verdict=verdict)) for verdict, count in VERDICT_COUNT.items()
@@ -275,15 +275,15 @@ def cost_per_outcome(
     return total / outcomes
 
 
-def run_cost_sums(filter: Q | None = None) -> dict[str, Aggregate]:  # noqa: A002 - Django's name
-    """Model and tool cost of runs, as Cost's fields."""
+def run_cost_sums(within: Q | None = None) -> dict[str, Expression]:
+    """Model and tool cost of runs (of those ``within`` the condition), as Cost's fields."""
     return {
-        "model_usd": Coalesce(Sum("cost_usd", filter=filter), ZERO),
-        "tool_usd": Coalesce(Sum("tool_cost_usd", filter=filter), ZERO),
+        "model_usd": Coalesce(Sum("cost_usd", filter=within), ZERO),
+        "tool_usd": Coalesce(Sum("tool_cost_usd", filter=within), ZERO),
     }
 
 
-def reviewer_seconds_sum() -> Aggregate:
+def reviewer_seconds_sum() -> Expression:
     return Coalesce(Sum("seconds_spent"), 0)
 
 
@@ -331,14 +331,14 @@ def cost_for(scope: Scope, target_usd: Decimal | None = None) -> Cost:
 SUCCEEDED = Q(succeeded=True)
 
 
-def outcome_counts() -> dict[str, Aggregate]:
+def outcome_counts() -> dict[str, Expression]:
     return {"resolved": Count("pk"), "succeeded": Count("pk", filter=SUCCEEDED)}
 
 
 # --- Escalation rate: received items with an escalation / received items ----------
 
 
-def received_counts() -> dict[str, Aggregate]:
+def received_counts() -> dict[str, Expression]:
     return {"received": Count("pk"), "escalated_items": Count("pk", filter=escalated_filter())}
 
 
@@ -364,7 +364,7 @@ def budget_trips_for(scope: Scope) -> dict[str, int]:
 TOOL_ERROR = ~Q(error="")
 
 
-def tool_call_counts() -> dict[str, Aggregate]:
+def tool_call_counts() -> dict[str, Expression]:
     """Tool-call steps and those with an error, as ToolErrors' fields."""
     return {"calls": Count("pk"), "errors": Count("pk", filter=TOOL_ERROR)}
 

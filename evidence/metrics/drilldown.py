@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import TruncDate
 
 from agents.models import Run
+from evidence.metrics.definitions import BUDGET_TRIP, CRITICAL, RETRIED, TOOL_ERROR, WITH_RUN
 from evidence.metrics.rows import (
     decisions_rows,
     escalated_filter,
@@ -20,7 +21,7 @@ from evidence.metrics.rows import (
     tool_steps_rows,
 )
 from evidence.metrics.scope import Scope
-from reviews.models import CRITICAL_REJECT_REASONS, Decision, RejectReason
+from reviews.models import Decision, RejectReason
 
 # metric -> (row set, time field that TruncDate groups daily rollups by)
 ERR_UNKNOWN_METRIC = "“{metric}” is not a metric with rows to show."
@@ -60,8 +61,9 @@ def drilldown_rows(
 ) -> QuerySet:
     """The rows a number was computed from. Raises ValueError on a bad metric or filter.
 
-    Filters narrow a row set the way the matching aggregate does (e.g. the
-    numerator of the escalation rate is ``received`` with ``escalated=1``).
+    Filters narrow a row set with the conditions the matching aggregate counts by
+    (``definitions``: e.g. ``critical=1`` is ``CRITICAL``; the numerator of the
+    escalation rate is ``received`` with ``escalated=1``).
     """
     if metric not in ROW_SETS:
         raise ValueError(ERR_UNKNOWN_METRIC.format(metric=metric))
@@ -78,7 +80,7 @@ def drilldown_rows(
                 reason=_choice("reason", filters["reason"], _reject_reason_values()),
             )
         if filters.get("critical") and _flag("critical", filters["critical"]):
-            qs = qs.filter(verdict=Decision.Verdict.REJECT, reason__in=CRITICAL_REJECT_REASONS)
+            qs = qs.filter(CRITICAL)
         if filters.get("kind"):
             qs = qs.filter(kind=_choice("kind", filters["kind"], Decision.Kind.values))
         if filters.get("field"):
@@ -93,21 +95,21 @@ def drilldown_rows(
         qs = qs.filter(escalated_filter() if wanted else ~escalated_filter())
     if metric == "runs":
         if filters.get("retried") and _flag("retried", filters["retried"]):
-            qs = qs.filter(retries__gt=0)
+            qs = qs.filter(RETRIED)
         if filters.get("budget") and _flag("budget", filters["budget"]):
-            qs = qs.filter(stop_reason__in=Run.BUDGET_REASONS)
+            qs = qs.filter(BUDGET_TRIP)
         if filters.get("stop_reason"):
             qs = qs.filter(
                 stop_reason=_choice("stop_reason", filters["stop_reason"], Run.StopReason.values)
             )
     if metric == "tool_steps" and filters.get("errors") and _flag("errors", filters["errors"]):
-        qs = qs.exclude(error="")
+        qs = qs.filter(TOOL_ERROR)
     if (
         metric == "escalations"
         and filters.get("with_run")
         and _flag("with_run", filters["with_run"])
     ):
-        qs = qs.filter(run__started_at__isnull=False)
+        qs = qs.filter(WITH_RUN)
     if day is not None:
         qs = qs.annotate(_day=TruncDate(time_field)).filter(_day=day)
     return qs.order_by(f"-{time_field}", "-pk")

@@ -326,7 +326,7 @@ def ops_overview(
             week=Coalesce(
                 Sum(F("cost_usd") + F("tool_cost_usd"), filter=Q(created_at__gte=week)), ZERO
             ),
-            **run_cost_sums(filter=in_window),
+            **run_cost_sums(within=in_window),
             trips=Count("pk", filter=in_window & BUDGET_TRIP),
         )
         .order_by()

@@ -1,7 +1,9 @@
-"""The rollups as the screens read them: stored closed days, the open day's cached
-hours and the live slice, summed into the same results ``evidence.metrics.live``
-computes from raw rows (``WorkflowMetrics``, ``Day``, per-tool agreement, the ops
-overview).
+"""The rollups kept and read: closed days rolled up (``metric_days_roll``) and
+forgotten after a correction (``metric_days_invalidate``); read as the screens
+read them (stored closed days, the open day's cached hours and the live slice)
+and summed into the same results ``evidence.metrics.live`` computes from raw rows
+(``WorkflowMetrics``, ``Day``, per-tool agreement, the ops overview, the workflow
+page's agreement).
 """
 
 from __future__ import annotations

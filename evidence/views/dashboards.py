@@ -110,9 +110,11 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         for tool in sorted(set(agreement_by_tool) | set(errors_by_tool))
     ]
     day_dates = [d.day for d in daily]
+    agreements = [d.agreement for d in daily]
     day_rows = [
         {
             "day": d,
+            "agreement": agreement,
             "decisions_url": link("decisions", day=d.day),
             "accepted_url": link("decisions", verdict="accept", day=d.day),
             "outcomes_url": link("outcomes", succeeded=1, day=d.day),
@@ -120,7 +122,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             "escalations_url": link("escalations", day=d.day),
             "errors_url": link("tool_steps", errors=1, day=d.day),
         }
-        for d in reversed(daily)
+        for d, agreement in zip(reversed(daily), reversed(agreements), strict=True)
     ]
     context = {
         "workflow": workflow,
@@ -135,9 +137,9 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             chart_id="agreement",
             title="Agreement per day",
             days=day_dates,
-            values=[d.agreement.rate for d in daily],
-            lows=[d.agreement.low if d.agreement.n else None for d in daily],
-            highs=[d.agreement.high if d.agreement.n else None for d in daily],
+            values=[a.rate for a in agreements],
+            lows=[a.low if a.n else None for a in agreements],
+            highs=[a.high if a.n else None for a in agreements],
             threshold=float(workflow.gate_min_agreement),
             threshold_label=f"gate {float(workflow.gate_min_agreement):.0%}",
         ),
