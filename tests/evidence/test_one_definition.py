@@ -100,7 +100,10 @@ def _move(proposal: Proposal, at: datetime) -> None:
 
 @pytest.fixture
 def supervised(roles):
-    workflow = make_refund_workflow(slug="refunds-supervised", level=AutonomyLevel.SUPERVISED)
+    # The gate's window is the one the workflow page and the evidence pack show.
+    workflow = make_refund_workflow(
+        slug="refunds-supervised", level=AutonomyLevel.SUPERVISED, gate_window_days=WINDOW_DAYS
+    )
     reviewer = UserFactory(username="rhea")
     reviewer.groups.add(roles[Role.REVIEWER])
     workflow_grant_role(user=reviewer, workflow=workflow, role=Role.REVIEWER)
