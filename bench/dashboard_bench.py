@@ -373,9 +373,11 @@ def hours_equal_live(now) -> bool | None:
     """The open day's closed hours as the dashboards read them (from the cache) are
     the raw computation of that range; None when no hour of the open day is closed."""
     from evidence import metrics
+    from evidence.metrics.open_day import OPEN_COLUMNS
+    from evidence.metrics.rollups import midnight
     from governance.models import Workflow
 
-    start = metrics._midnight(metrics.last_closed_day(now) + timedelta(days=1))
+    start = midnight(metrics.last_closed_day(now) + timedelta(days=1))
     until = metrics.last_closed_hour(now)
     if until <= start:
         return None
@@ -385,8 +387,7 @@ def hours_equal_live(now) -> bool | None:
 
     def columns(rows) -> list[tuple]:
         return sorted(
-            (r.workflow_id, r.day, r.tool, *(getattr(r, c) for c in metrics._OPEN_COLUMNS))
-            for r in rows
+            (r.workflow_id, r.day, r.tool, *(getattr(r, c) for c in OPEN_COLUMNS)) for r in rows
         )
 
     return columns(metrics.metric_rows_merge(cached)) == columns(raw.values())

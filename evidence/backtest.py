@@ -22,8 +22,9 @@ from pydantic import ValidationError
 from agents.models import Proposal
 from agents.policy import policy_evaluate
 from agents.tools import builtin_tool, registry_for
+from evidence.metrics import VERDICT_COUNT, Agreement, is_critical
 from governance.models import AutonomyLevel, ToolGrant, Workflow
-from reviews.models import CRITICAL_REJECT_REASONS, Decision
+from reviews.models import Decision
 
 ERR_UNKNOWN_TOOL = "The workflow has no tool called “{tool}”."
 ERR_BAD_CAP = "Cap “{name}” must be a positive number, not “{value}”."
@@ -60,10 +61,16 @@ class BacktestResult:
     disagreements: list[BacktestAction] = field(default_factory=list)
 
     @property
+    def auto_agreement(self) -> Agreement:
+        """Agreement over the actions that would have executed on their own."""
+        return Agreement(
+            accepted=self.auto_accepted, edited=self.auto_edited, rejected=self.auto_rejected
+        )
+
+    @property
     def auto_disagreement_rate(self) -> float | None:
-        if not self.would_auto:
-            return None
-        return (self.auto_edited + self.auto_rejected) / self.would_auto
+        rate = self.auto_agreement.rate
+        return None if rate is None else 1 - rate
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -162,15 +169,13 @@ def backtest_run(
         day_count[day] += 1
         day_amount[day] += amount
         result.would_auto += 1
+        # Counted as agreement counts it: auto_accepted, auto_edited, auto_rejected.
+        count = f"auto_{VERDICT_COUNT[decision.verdict]}"
+        setattr(result, count, getattr(result, count) + 1)
+        if is_critical(decision.verdict, decision.reason):
+            result.auto_critical += 1
         if decision.verdict == Decision.Verdict.ACCEPT:
-            result.auto_accepted += 1
             continue
-        if decision.verdict == Decision.Verdict.EDIT:
-            result.auto_edited += 1
-        else:
-            result.auto_rejected += 1
-            if decision.reason in CRITICAL_REJECT_REASONS:
-                result.auto_critical += 1
         result.disagreements.append(
             BacktestAction(
                 proposal_id=proposal.pk,

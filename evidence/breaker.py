@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from agents.models import Step
+from evidence import metrics
 from governance.models import ToolGrant
-from reviews.models import Decision
 
 BREAKER_SAMPLE_SIZE = 20
 BREAKER_MIN_SAMPLES = 5
@@ -29,19 +28,12 @@ WHY_ERRORS = (
 
 
 def _sampled_agreement(grant: ToolGrant) -> tuple[float, int] | None:
-    samples = list(
-        Decision.objects.filter(
-            proposal__workflow_id=grant.workflow_id,
-            proposal__tool=grant.tool,
-            kind=Decision.Kind.SAMPLE,
-        )
-        .order_by("-created_at", "-pk")
-        .values_list("verdict", flat=True)[:BREAKER_SAMPLE_SIZE]
+    sampled = metrics.sampled_agreement_last(
+        workflow_id=grant.workflow_id, tool=grant.tool, last=BREAKER_SAMPLE_SIZE
     )
-    if len(samples) < BREAKER_MIN_SAMPLES:
+    if sampled.rate is None or sampled.n < BREAKER_MIN_SAMPLES:
         return None
-    agreed = sum(1 for verdict in samples if verdict == Decision.Verdict.ACCEPT)
-    return agreed / len(samples), len(samples)
+    return sampled.rate, sampled.n
 
 
 def _error_rate(grant: ToolGrant) -> tuple[float, int] | None:
@@ -50,10 +42,11 @@ def _error_rate(grant: ToolGrant) -> tuple[float, int] | None:
         kind=Step.Kind.TOOL_CALL,
         name=grant.tool,
         created_at__gte=timezone.now() - ERROR_WINDOW,
-    ).aggregate(calls=Count("pk"), errors=Count("pk", filter=~Q(error="")))
-    if row["calls"] < BREAKER_MIN_CALLS:
+    ).aggregate(**metrics.tool_call_counts())
+    errors = metrics.ToolErrors(tool=grant.tool, **row)
+    if errors.rate is None or errors.calls < BREAKER_MIN_CALLS:
         return None
-    return row["errors"] / row["calls"], row["calls"]
+    return errors.rate, errors.calls
 
 
 def breaker_reasons(grant: ToolGrant) -> list[str]:

@@ -6,7 +6,7 @@ governance holds the thresholds and decides, this module counts.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.utils import timezone
@@ -15,7 +15,6 @@ from agents.evals import SuiteStatus, suite_status
 from evidence import metrics
 from governance.gate import Criterion, GateEvidence
 from governance.models import Workflow
-from reviews.models import CRITICAL_REJECT_REASONS, Decision
 
 
 def regression_status(workflow: Workflow) -> SuiteStatus:
@@ -27,16 +26,6 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
-def critical_in_last(workflow: Workflow, *, tool: str, last: int) -> int:
-    decisions = Decision.objects.filter(proposal__workflow=workflow)
-    if tool:
-        decisions = decisions.filter(proposal__tool=tool)
-    recent = decisions.order_by("-created_at", "-pk").values("pk")[:last]
-    return Decision.objects.filter(
-        pk__in=recent, verdict=Decision.Verdict.REJECT, reason__in=CRITICAL_REJECT_REASONS
-    ).count()
-
-
 def gate_evaluate(
     *,
     workflow: Workflow,
@@ -46,12 +35,18 @@ def gate_evaluate(
     now: datetime | None = None,
 ) -> GateEvidence:
     now = now or timezone.now()
+    # The window the dashboard, the evidence pack and the API count over for as many days.
     scope = metrics.Scope.for_workflow(
-        workflow, since=now - timedelta(days=workflow.gate_window_days), until=now, tool=tool
+        workflow,
+        since=metrics.window_start(workflow.gate_window_days, now),
+        until=now,
+        tool=tool,
     )
     agreement = metrics.agreement_for(scope)
     cost = metrics.cost_for(scope, target_usd=workflow.cost_target_usd)
-    critical = critical_in_last(workflow, tool=tool, last=workflow.gate_critical_lookback)
+    critical = metrics.critical_in_last(
+        workflow_id=workflow.pk, tool=tool, last=workflow.gate_critical_lookback
+    )
     suite = regression_status(workflow)
     threshold = float(workflow.gate_min_agreement)
     per_outcome = cost.per_outcome

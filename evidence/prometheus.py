@@ -22,7 +22,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.cache import cache
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Min, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -32,8 +32,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agents.models import Escalation, Execution, Proposal, Run, Step, WorkItem
+from agents.models import Execution, Run, Step, WorkItem
 from agents.tasks import HEARTBEAT_KEY
+from evidence import metrics
 from governance.models import AutonomyLevel, Workflow
 
 ERR_TOKEN_REQUIRED = "Send the metrics token: Authorization: Bearer <TENURE_METRICS_TOKEN>.\n"  # noqa: S105 - a message or a name, not a secret
@@ -82,9 +83,10 @@ class TenureCollector(Collector):
         now = timezone.now()
         slugs = dict(Workflow.objects.values_list("pk", "slug"))
         yield from self._workflows()
-        yield from self._queues(slugs, now)
+        backlog = metrics.backlog_for()
+        yield from self._queues(slugs, now, backlog)
         yield from self._runs(slugs)
-        yield from self._escalations(slugs)
+        yield from self._escalations(slugs, backlog)
         yield from self._tool_steps(slugs)
         yield from self._executions(slugs)
         yield from self._heartbeat(now)
@@ -108,7 +110,9 @@ class TenureCollector(Collector):
         yield paused
         yield level
 
-    def _queues(self, slugs: dict[int, str], now) -> Iterator[Metric]:
+    def _queues(
+        self, slugs: dict[int, str], now, backlog: dict[int, metrics.Backlog]
+    ) -> Iterator[Metric]:
         depth = GaugeMetricFamily(
             "tenure_review_queue_depth", "Proposals awaiting review.", labels=["workflow"]
         )
@@ -117,13 +121,6 @@ class TenureCollector(Collector):
             "Age of the oldest proposal awaiting review (0 when the queue is empty).",
             labels=["workflow"],
         )
-        pending = {
-            row["workflow"]: row
-            for row in Proposal.objects.filter(status=Proposal.Status.PENDING)
-            .values("workflow")
-            .annotate(n=Count("pk"), oldest=Min("created_at"))
-            .order_by()
-        }
         items = GaugeMetricFamily(
             "tenure_work_items_open", "Work items not yet finished, by status.",
             labels=["workflow", "status"],
@@ -144,11 +141,10 @@ class TenureCollector(Collector):
             if row["status"] == WorkItem.Status.RECEIVED:
                 oldest_received[row["workflow"]] = row["oldest"]
         for pk, slug in slugs.items():
-            row = pending.get(pk)
-            depth.add_metric([slug], row["n"] if row else 0)
-            age.add_metric(
-                [slug], (now - row["oldest"]).total_seconds() if row and row["oldest"] else 0
-            )
+            queue = backlog.get(pk, metrics.Backlog())
+            depth.add_metric([slug], queue.pending)
+            oldest = queue.oldest_pending_at
+            age.add_metric([slug], (now - oldest).total_seconds() if oldest else 0)
             oldest = oldest_received.get(pk)
             items_age.add_metric([slug], (now - oldest).total_seconds() if oldest else 0)
         yield depth
@@ -216,19 +212,14 @@ class TenureCollector(Collector):
         yield cost
         yield tool_cost
 
-    def _escalations(self, slugs: dict[int, str]) -> Iterator[Metric]:
+    def _escalations(
+        self, slugs: dict[int, str], backlog: dict[int, metrics.Backlog]
+    ) -> Iterator[Metric]:
         open_ = GaugeMetricFamily(
             "tenure_escalations_open", "Open escalations.", labels=["workflow"]
         )
-        counts = dict(
-            Escalation.objects.filter(status=Escalation.Status.OPEN)
-            .values("workflow")
-            .annotate(n=Count("pk"))
-            .order_by()
-            .values_list("workflow", "n")
-        )
         for pk, slug in slugs.items():
-            open_.add_metric([slug], counts.get(pk, 0))
+            open_.add_metric([slug], backlog.get(pk, metrics.Backlog()).open_escalations)
         yield open_
 
     def _tool_steps(self, slugs: dict[int, str]) -> Iterator[Metric]:
@@ -241,11 +232,11 @@ class TenureCollector(Collector):
         for row in (
             Step.objects.filter(kind=Step.Kind.TOOL_CALL)
             .values("run__work_item__workflow", "name")
-            .annotate(n=Count("pk"), errors=Count("pk", filter=~Q(error="")))
+            .annotate(**metrics.tool_call_counts())
             .order_by()
         ):
             labels = [slugs.get(row["run__work_item__workflow"], "?"), row["name"]]
-            calls.add_metric(labels, row["n"])
+            calls.add_metric(labels, row["calls"])
             failures.add_metric(labels, row["errors"])
         yield calls
         yield failures

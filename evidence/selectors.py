@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from agents.models import Proposal, Run, WorkItem
@@ -79,15 +79,6 @@ def proposal_status_counts(workflow: Workflow) -> dict[str, int]:
         .annotate(n=Count("pk"))
         .values_list("status", "n")
     )
-
-
-def decided_counts(workflow: Workflow) -> dict[str, int]:
-    row = Proposal.objects.filter(workflow=workflow).aggregate(
-        accepted=Count("pk", filter=Q(status=Proposal.Status.ACCEPTED)),
-        edited=Count("pk", filter=Q(status=Proposal.Status.EDITED)),
-        rejected=Count("pk", filter=Q(status=Proposal.Status.REJECTED)),
-    )
-    return row
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.http import HttpRequest
@@ -10,7 +9,6 @@ from django.utils import timezone
 from ninja import Query, Router, Schema
 from pydantic import Field
 
-from agents.models import Escalation, Proposal
 from evidence import metrics
 from evidence.api.schemas import MetricsOut
 from governance.api.auth import access_workflow_api
@@ -21,7 +19,13 @@ router = Router(tags=["metrics"])
 
 
 class MetricsQuery(Schema):
-    days: int = Field(30, ge=1, le=366, description="The window: the last N days.")
+    days: int = Field(
+        30,
+        ge=1,
+        le=366,
+        description="The window: the last N days (today and the N - 1 before it, from "
+        "local midnight), as the dashboard and the evidence pack count them.",
+    )
 
 
 @router.get(
@@ -34,8 +38,9 @@ def workflow_metrics_get(
     request: HttpRequest, slug: str, query: Query[MetricsQuery]
 ) -> dict[str, Any]:
     workflow = access_workflow_api(request, slug=slug, verb=ApiToken.Verb.METRICS_READ)
-    since = timezone.now() - timedelta(days=query.days)
+    since = metrics.window_start(query.days, timezone.now())
     m = metrics.workflow_metrics(metrics.Scope.for_workflow(workflow, since=since), workflow)
+    backlog = metrics.backlog_for((workflow.pk,))[workflow.pk]
     ttsf = m.time_to_safe_fail
     return {
         "workflow": workflow.slug,
@@ -79,10 +84,6 @@ def workflow_metrics_get(
         "budget_trips": m.budget_trips,
         "decisions": m.decisions,
         "reviewer_seconds_per_decision": m.reviewer_seconds_per_decision,
-        "pending_proposals": Proposal.objects.filter(
-            workflow=workflow, status=Proposal.Status.PENDING
-        ).count(),
-        "open_escalations": Escalation.objects.filter(
-            workflow=workflow, status=Escalation.Status.OPEN
-        ).count(),
+        "pending_proposals": backlog.pending,
+        "open_escalations": backlog.open_escalations,
     }

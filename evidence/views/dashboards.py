@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -61,8 +61,7 @@ def _window_days(request: HttpRequest, default: int = DEFAULT_DAYS) -> int:
 
 
 def _since(days: int, now: datetime) -> datetime:
-    """The window starts at midnight, so its first day is a whole day on the charts."""
-    return metrics.start_of_today(now) - timedelta(days=days - 1)
+    return metrics.window_start(days, now)
 
 
 def _rows_url(slug: str, metric: str, days: int, *, base: str = "", **filters: Any) -> str:
@@ -101,9 +100,11 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         for tool in sorted(set(agreement_by_tool) | set(errors_by_tool))
     ]
     day_dates = [d.day for d in daily]
+    agreements = [d.agreement for d in daily]
     day_rows = [
         {
             "day": d,
+            "agreement": agreement,
             "decisions_url": link("decisions", day=d.day),
             "accepted_url": link("decisions", verdict="accept", day=d.day),
             "outcomes_url": link("outcomes", succeeded=1, day=d.day),
@@ -111,7 +112,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             "escalations_url": link("escalations", day=d.day),
             "errors_url": link("tool_steps", errors=1, day=d.day),
         }
-        for d in reversed(daily)
+        for d, agreement in zip(reversed(daily), reversed(agreements), strict=True)
     ]
     context = {
         "workflow": workflow,
@@ -126,9 +127,9 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
             chart_id="agreement",
             title="Agreement per day",
             days=day_dates,
-            values=[d.agreement for d in daily],
-            lows=[d.interval[0] if d.decided else None for d in daily],
-            highs=[d.interval[1] if d.decided else None for d in daily],
+            values=[a.rate for a in agreements],
+            lows=[a.low if a.n else None for a in agreements],
+            highs=[a.high if a.n else None for a in agreements],
             threshold=float(workflow.gate_min_agreement),
             threshold_label=f"gate {float(workflow.gate_min_agreement):.0%}",
         ),
@@ -528,15 +529,12 @@ def evidence_pack_data(
         .select_related("grant", "requested_by", "approved_by")
         .order_by("created_at")
     )
-    samples = Decision.objects.filter(proposal__workflow=workflow, kind=Decision.Kind.SAMPLE)
-    sample_counts = samples.aggregate(
-        n=Count("pk"),
-        accepted=Count("pk", filter=Q(verdict=Decision.Verdict.ACCEPT)),
-        edited=Count("pk", filter=Q(verdict=Decision.Verdict.EDIT)),
-        rejected=Count("pk", filter=Q(verdict=Decision.Verdict.REJECT)),
-    )
+    decisions = Decision.objects.filter(proposal__workflow=workflow)
+    sampled = metrics.sampled_agreement_of(decisions)
     sample_rows = list(
-        samples.select_related("proposal", "reviewer").order_by("-created_at")[:PACK_SAMPLE_LIMIT]
+        decisions.filter(kind=Decision.Kind.SAMPLE)
+        .select_related("proposal", "reviewer")
+        .order_by("-created_at")[:PACK_SAMPLE_LIMIT]
     )
     pause_events = list(
         AuditEvent.objects.filter(
@@ -544,11 +542,7 @@ def evidence_pack_data(
         ).order_by("created_at", "pk")[:PACK_EVENT_LIMIT]
     )
     critical = list(
-        Decision.objects.filter(
-            proposal__workflow=workflow,
-            verdict=Decision.Verdict.REJECT,
-            reason__in=CRITICAL_REJECT_REASONS,
-        )
+        decisions.filter(metrics.CRITICAL)
         .select_related("proposal", "reviewer")
         .prefetch_related(Prefetch("proposal__executions", queryset=Execution.objects.all()))
         .order_by("created_at")[:PACK_EVENT_LIMIT]
@@ -559,9 +553,6 @@ def evidence_pack_data(
         + _critical_incidents(critical)
     )
     incidents.sort(key=lambda i: i["at"])
-    sampled_low, sampled_high = metrics.wilson_interval(
-        sample_counts["accepted"], sample_counts["n"]
-    )
     return {
         "workflow": {
             "slug": workflow.slug,
@@ -584,6 +575,9 @@ def evidence_pack_data(
         "window": {"since": scope.since, "until": now},
         "metrics": {
             "decisions": m.agreement.n,
+            "accepted": m.agreement.accepted,
+            "edited": m.agreement.edited,
+            "rejected": m.agreement.rejected,
             "agreement": m.agreement.rate,
             "agreement_interval": [m.agreement.low, m.agreement.high],
             "critical_rejections": m.critical_rejections,
@@ -623,12 +617,12 @@ def evidence_pack_data(
             for g in workflow.grants.select_related("workflow").order_by("tool")
         ],
         "sampled_reviews": {
-            "total": sample_counts["n"],
-            "accepted": sample_counts["accepted"],
-            "edited": sample_counts["edited"],
-            "rejected": sample_counts["rejected"],
-            "agreement": metrics.ratio(sample_counts["accepted"], sample_counts["n"]),
-            "agreement_interval": [sampled_low, sampled_high],
+            "total": sampled.n,
+            "accepted": sampled.accepted,
+            "edited": sampled.edited,
+            "rejected": sampled.rejected,
+            "agreement": sampled.rate,
+            "agreement_interval": [sampled.low, sampled.high],
             "latest": [
                 {
                     "decision": d.pk,

@@ -10,11 +10,12 @@ from django.core.exceptions import ValidationError
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from agents.models import Escalation, Execution, Run, Step
 from agents.tools import BUILTIN_TOOLS
-from evidence import selectors
+from evidence import metrics, selectors
 from governance import change_control
 from governance.forms import AutonomyChangeForm, PauseForm, ResumeForm
 from governance.htmx import page_or_partial, vary_on_htmx
@@ -83,13 +84,17 @@ def nav_counts(request: HttpRequest) -> HttpResponse:
 def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
     workflow = access_workflow(user=request.user, slug=slug)
     user = request.user
+    now = timezone.now()
     context = {
         "workflow": workflow,
         "counts": selectors.queue_counts_for(type(workflow).objects.filter(pk=workflow.pk))[
             workflow.pk
         ],
         "item_counts": selectors.work_item_status_counts(workflow),
-        "decided": selectors.decided_counts(workflow),
+        # The gate's window, read as the dashboard reads it (rollups, today live).
+        "agreement": metrics.agreement_read(
+            workflow, since=metrics.window_start(workflow.gate_window_days, now), now=now
+        ),
         "recent_items": selectors.recent_work_items(workflow),
         "grants": selectors.grant_rows(workflow),
         "allowlists": selectors.policy_allowlists(workflow),

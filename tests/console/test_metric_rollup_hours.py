@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from agents.models import Run, WorkItem
 from evidence import metrics
+from evidence.metrics import open_day, rollups
 from evidence.models import MetricDay
 from governance.models import Workflow
 from reviews.models import Decision, RejectReason
@@ -53,7 +54,7 @@ class ComputeSpy:
             self.ranges.append((since, until))
             return real(ids, since=since, until=until, **kwargs)
 
-        monkeypatch.setattr(metrics, "metric_days_compute", spy)
+        monkeypatch.setattr(rollups, "metric_days_compute", spy)
 
 
 def test_closed_hours_and_the_live_slice_equal_the_raw_metrics_across_the_hour(workflow):
@@ -80,7 +81,7 @@ def test_closed_hours_and_the_live_slice_equal_the_raw_metrics_across_the_hour(w
 
 def _columns(rows) -> list[tuple]:
     return sorted(
-        (r.workflow_id, r.day, r.tool, *(getattr(r, c) for c in metrics._OPEN_COLUMNS))
+        (r.workflow_id, r.day, r.tool, *(getattr(r, c) for c in open_day.OPEN_COLUMNS))
         for r in rows
     )
 
@@ -212,7 +213,7 @@ class DeadCache:
 def test_the_open_day_is_computed_live_when_the_cache_is_down(workflow, monkeypatch):
     for hour in (2, 8, 13):
         _event(workflow, _yesterday_at(hour, 30))
-    monkeypatch.setattr(metrics, "cache", DeadCache())
+    monkeypatch.setattr(open_day, "cache", DeadCache())
     now = _yesterday_at(14, 20)
     m = metrics.dashboard_metrics(workflow, since=_window(now, 7), now=now).metrics
     assert m.decisions == 3

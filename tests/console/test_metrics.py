@@ -199,11 +199,11 @@ def test_daily_rollup_puts_each_row_on_its_day(evidence):
     today = days[-1]
     assert today.day == timezone.localdate(evidence.now)
     assert (today.accepted, today.edited, today.rejected) == (8, 1, 1)
-    assert today.interval == pytest.approx(wilson_interval(8, 10))
+    assert today.agreement.interval == pytest.approx(wilson_interval(8, 10))
     assert today.outcomes == 6
     assert (today.tool_calls, today.tool_errors) == (20, 1)
     assert days[-2].accepted == 1
-    assert days[-2].agreement == 1.0
+    assert days[-2].agreement.rate == 1.0
     assert sum(d.escalations for d in days) == 2
     assert sum(d.received for d in days) == 13
 

@@ -1,0 +1,64 @@
+"""What a metric is computed over (a ``Scope``), and the calendar the screens count in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from governance.models import Workflow
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a metric is computed over: one workflow (or several), an optional
+    tool, and a time window."""
+
+    workflow_ids: tuple[int, ...]
+    since: datetime
+    until: datetime | None = None
+    tool: str = ""
+
+    @classmethod
+    def for_workflow(
+        cls,
+        workflow: Workflow,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        tool: str = "",
+    ) -> Scope:
+        return cls(workflow_ids=(workflow.pk,), since=since, until=until, tool=tool)
+
+    def window(self, field_name: str) -> Q:
+        q = Q(**{f"{field_name}__gte": self.since})
+        if self.until is not None:
+            q &= Q(**{f"{field_name}__lt": self.until})
+        return q
+
+
+def start_of_today(now: datetime | None = None) -> datetime:
+    now = timezone.localtime(now or timezone.now())
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def window_start(days: int, now: datetime | None = None) -> datetime:
+    """The start of the window "the last ``days`` days": local midnight ``days - 1``
+    days before today, so today counts as one of them and every day of the window
+    is whole. Every screen, the gate, the evidence pack and the API count over this
+    window for a number of days, so the same ``days`` gives the same numbers (and
+    the dashboards can read its closed days from the daily rollups)."""
+    return start_of_today(now) - timedelta(days=days - 1)
+
+
+def start_of_week(now: datetime | None = None) -> datetime:
+    today = start_of_today(now)
+    return today - timedelta(days=today.weekday())
+
+
+def days_between(since: datetime, until: datetime) -> list[date]:
+    first = timezone.localdate(since)
+    last = timezone.localdate(until)
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
