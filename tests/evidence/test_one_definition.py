@@ -27,8 +27,9 @@ from evidence import metrics
 from governance.api.tokens import api_token_create
 from governance.models import ApiToken, AutonomyLevel, Workflow
 from governance.permissions import Role, workflow_grant_role
+from reviews.claims import claim_proposal
 from reviews.models import Decision, RejectReason
-from reviews.services import claim_proposal, proposal_decide
+from reviews.services import proposal_decide
 from tests.agents.stub_openai import GOOD_REFUND, make_refund_workflow
 from tests.console.factories import DecisionFactory, backdate
 from tests.factories import PASSWORD, ProposalFactory, RunFactory, UserFactory, WorkItemFactory
