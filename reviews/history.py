@@ -407,6 +407,9 @@ def _write(
         decided = [p for p in r.proposals if p.status != Proposal.Status.PENDING]
         for proposal, decision in zip(decided, r.decisions, strict=True):
             decision.proposal = proposal
+    for r in rows:
+        for decision in r.decisions:  # written with their original time: never updated
+            decision.created_at = r.pair.occurred_at
     Decision.objects.bulk_create([d for r in rows for d in r.decisions], batch_size=BATCH_SIZE)
     ItemOutcome.objects.bulk_create([r.outcome for r in rows], batch_size=BATCH_SIZE)
     for r in rows:
@@ -430,10 +433,11 @@ def _result(r: _Written) -> HistoryResult:
 
 
 def _date_back(rows: list[_Written]) -> None:
-    """Creation times are the original ones: ``auto_now_add`` stamped them now."""
+    """Creation times are the original ones: ``auto_now_add`` stamped them now. (The
+    decisions were written with theirs: the database keeps a decision unchanged.)"""
     groups: dict[type, list[Any]] = {}
     for r in rows:
-        for obj in (r.item, r.run, *r.proposals, *r.decisions, r.outcome, *r.missed):
+        for obj in (r.item, r.run, *r.proposals, r.outcome, *r.missed):
             obj.created_at = r.pair.occurred_at
             groups.setdefault(type(obj), []).append(obj)
     for model, objs in groups.items():

@@ -9,6 +9,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from agents.models import Escalation, Proposal
 
@@ -81,7 +82,9 @@ class Decision(models.Model):
     reason_text = models.TextField(blank=True)
     autonomy_level = models.CharField(max_length=16, help_text="The level at decision time.")
     seconds_spent = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # Set when the decision is written (an import writes the original time); the
+    # database keeps it from changing afterwards (append-only).
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]

@@ -801,6 +801,7 @@ def _escalation_outcome_record(
     HumanAction.objects.bulk_create(
         HumanAction(
             outcome=outcome,
+            work_item_id=escalation.work_item_id,
             workflow_id=escalation.workflow_id,
             tool=action["tool"],
             arguments=action["arguments"],
