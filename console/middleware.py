@@ -1,0 +1,61 @@
+"""The project's own middleware: who the session's user is (confirmed against the
+database when the session came from the cache)."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib import auth
+from django.contrib.auth import middleware as auth_middleware
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
+
+from console import sessions
+
+logger = logging.getLogger("tenure.sessions")
+
+
+def session_user(request: HttpRequest) -> Any:
+    """``django.contrib.auth.get_user``, except that a signed-in session served from the
+    cache must still have its row in the database (a logout or a password change while
+    the cache was down deleted only the row). A session without one is flushed."""
+    session = request.session
+    signed_in = auth.SESSION_KEY in session  # loads it: from the cache or the database
+    if not signed_in or not getattr(session, "served_from_cache", False):
+        return auth.get_user(request)
+    key = session.session_key
+    with sessions.confirming(key) as asked:
+        user = auth.get_user(request)
+    if user.is_authenticated and not asked.done:
+        # A backend that does not confirm in its own statement: ask the database.
+        asked.exists = sessions.session_row_exists(key)
+    if not asked.exists:
+        logger.warning("a cached session without its database row was refused")
+        session.flush()  # drops the stale cached copy too
+        return AnonymousUser()
+    return user
+
+
+def _cached_session_user(request: HttpRequest) -> Any:
+    if not hasattr(request, "_cached_user"):
+        request._cached_user = session_user(request)  # type: ignore[attr-defined]
+    return request._cached_user  # type: ignore[attr-defined]
+
+
+async def _auser(request: HttpRequest) -> Any:
+    if not hasattr(request, "_acached_user"):
+        request._acached_user = await sync_to_async(session_user)(request)  # type: ignore[attr-defined]
+    return request._acached_user  # type: ignore[attr-defined]
+
+
+class AuthenticationMiddleware(auth_middleware.AuthenticationMiddleware):
+    """Django's, with ``session_user`` reading the user."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        super().process_request(request)
+        request.user = SimpleLazyObject(lambda: _cached_session_user(request))
+        request.auser = partial(_auser, request)  # type: ignore[attr-defined]
