@@ -1,9 +1,10 @@
 """The project's own middleware: who the session's user is (confirmed against the
-database when the session came from the cache)."""
+database when the session came from the cache), and no caching of signed-in pages."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -11,7 +12,8 @@ from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth.models import AnonymousUser
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.utils.functional import SimpleLazyObject
 
 from console import sessions
@@ -59,3 +61,22 @@ class AuthenticationMiddleware(auth_middleware.AuthenticationMiddleware):
         super().process_request(request)
         request.user = SimpleLazyObject(lambda: _cached_session_user(request))
         request.auser = partial(_auser, request)  # type: ignore[attr-defined]
+
+
+class NoStoreForSignedInMiddleware:
+    """``Cache-Control: no-store, private`` on every response to a signed-in user: a
+    shared or back-button cache must never keep a page with someone's queue, evidence
+    or decisions on it. Static files (served by WhiteNoise, before this) and anonymous
+    pages (health checks, the login page) keep their own caching."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        # Only a request that looked its user up (every page behind the login does):
+        # asking here would read the session of every API call and health check.
+        if hasattr(request, "_cached_user") and request.user.is_authenticated:
+            add_never_cache_headers(response)
+            patch_cache_control(response, private=True)
+        return response
