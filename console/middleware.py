@@ -1,5 +1,6 @@
 """The project's own middleware: who the session's user is (confirmed against the
-database when the session came from the cache), and no caching of signed-in pages."""
+database when the session came from the cache), no caching of signed-in pages, and no
+NUL character in an address."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ from asgiref.sync import sync_to_async
 from django.contrib import auth
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.utils.functional import SimpleLazyObject
 
 from console import sessions
+from governance import hygiene
 
 logger = logging.getLogger("tenure.sessions")
+
+API_NAMESPACE = "api-v1"
 
 
 def session_user(request: HttpRequest) -> Any:
@@ -80,3 +85,23 @@ class NoStoreForSignedInMiddleware:
             add_never_cache_headers(response)
             patch_cache_control(response, private=True)
         return response
+
+
+class RefuseNulInAddressMiddleware:
+    """A NUL character in a page's address or query (``%00``) is a 400 saying so: a
+    query carrying one would fail in PostgreSQL as a 500. The API answers the same in
+    its own JSON error body (``console.api``); form fields get form errors."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+        match = request.resolver_match
+        if match is not None and API_NAMESPACE in match.namespaces:
+            return
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query or "\x00" in query:
+            raise BadRequest(hygiene.ERR_NUL)

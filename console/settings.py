@@ -80,6 +80,7 @@ MIDDLEWARE = [
     # Django's, confirming a session served from the cache against its row.
     "console.middleware.AuthenticationMiddleware",
     "console.middleware.NoStoreForSignedInMiddleware",
+    "console.middleware.RefuseNulInAddressMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -298,6 +299,8 @@ LOGGING = build_logging(
 )
 # The filesystem broker has no host; kombu warns about it on every connection.
 LOGGING.setdefault("loggers", {})["kombu.connection"] = {"level": "ERROR"}
+# axes narrates every sign-in at INFO; its warnings (failures, lockouts) are kept.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 
 # --- Tenure ---------------------------------------------------------------
 # Reviewer time is part of the cost of an outcome.

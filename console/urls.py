@@ -29,4 +29,5 @@ urlpatterns = [
     path("", include("console.ops.urls")),
     path("admin/", admin.site.urls),
 ]
+handler400 = "console.views.bad_request"
 handler404 = "console.views.page_not_found"
