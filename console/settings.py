@@ -347,6 +347,13 @@ TENURE_FALLBACK_PRICE = os.environ.get("TENURE_FALLBACK_PRICE", "")
 # Bearer token Prometheus presents to scrape /metrics (unset: loopback only).
 TENURE_METRICS_TOKEN = os.environ.get("TENURE_METRICS_TOKEN", "")
 TENURE_API_MAX_BODY_BYTES = int(os.environ.get("TENURE_API_MAX_BODY_BYTES", str(1024 * 1024)))
+# What one work item's payload may be (API, batches, history imports): its JSON size,
+# how deep it nests, and how many keys an object and items a list may hold. Refused
+# with a 422 naming the limit and where it was hit (agents.services.payload_check).
+TENURE_PAYLOAD_MAX_BYTES = int(os.environ.get("TENURE_PAYLOAD_MAX_BYTES", str(64 * 1024)))
+TENURE_PAYLOAD_MAX_DEPTH = int(os.environ.get("TENURE_PAYLOAD_MAX_DEPTH", "32"))
+TENURE_PAYLOAD_MAX_KEYS = int(os.environ.get("TENURE_PAYLOAD_MAX_KEYS", "1000"))
+TENURE_PAYLOAD_MAX_ITEMS = int(os.environ.get("TENURE_PAYLOAD_MAX_ITEMS", "10000"))
 # The readiness check fails when no worker has reported for this many seconds.
 TENURE_HEARTBEAT_MAX_AGE = int(os.environ.get("TENURE_HEARTBEAT_MAX_AGE", "120"))
 # Extra policy checks for every workflow (dotted paths), e.g. an external guardrail.
