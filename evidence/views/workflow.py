@@ -19,7 +19,14 @@ from governance import change_control
 from governance.forms import AutonomyChangeForm, PauseForm, ResumeForm
 from governance.htmx import page_or_partial, vary_on_htmx
 from governance.models import ConfigChange, Workflow
-from governance.permissions import MANAGE, OPERATE, REVIEW, access_workflow, workflows_for
+from governance.permissions import (
+    EXPORT,
+    MANAGE,
+    OPERATE,
+    REVIEW,
+    access_workflow,
+    workflows_for,
+)
 
 IN_FLIGHT_LIMIT = 20
 MSG_CHANGE_REQUESTED = (
@@ -99,6 +106,7 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "can_review": user.has_perm(REVIEW, workflow) or user.has_perm(REVIEW),
         "can_manage": user.has_perm(MANAGE, workflow) or user.has_perm(MANAGE),
         "can_operate": user.has_perm(OPERATE, workflow) or user.has_perm(OPERATE),
+        "can_export": user.has_perm(EXPORT, workflow) or user.has_perm(EXPORT),
         "pause_form": PauseForm(),
         "resume_form": ResumeForm(),
         "level_form": AutonomyChangeForm(initial={"to_level": workflow.autonomy_level}),

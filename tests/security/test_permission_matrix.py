@@ -76,6 +76,10 @@ def test_no_route_answers_5xx_and_none_leaks(world, role):
         ("ops", "workflow-promote", 403),
         ("admin", "workflow-promote", 200),
         ("admin", "review-queue", 200),
+        ("reviewer", "workflow-export", 403),
+        ("ops", "workflow-export", 403),
+        ("manager", "workflow-export", 200),
+        ("admin", "workflow-export", 200),
     ],
 )
 def test_role_sees_what_its_job_needs(world, role, name, expected):
