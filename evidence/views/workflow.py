@@ -3,6 +3,7 @@ panels, and its configuration changes."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.contrib import messages
@@ -13,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from agents.models import Escalation, Execution, Run, Step
-from agents.tools import BUILTIN_TOOLS
+from agents.tools import BUILTIN_TOOLS, tools_refused
 from evidence import selectors
 from governance import change_control
 from governance.forms import AutonomyChangeForm, PauseForm, ResumeForm
@@ -111,6 +112,8 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "resume_form": ResumeForm(),
         "level_form": AutonomyChangeForm(initial={"to_level": workflow.autonomy_level}),
         "in_flight": _in_flight(workflow),
+        # Read only when the full page renders it (not on the panels' polls).
+        "refused_tools": functools.partial(tools_refused, workflow),
     }
     # Two live panels poll this page: the queue tiles and (part=in-flight) the runs.
     partial = "in-flight" if request.GET.get("part") == "in-flight" else "queue-summary"
