@@ -121,13 +121,18 @@ def work_item_post(
     external_id = body.external_id or key
     if not external_id:
         raise errors.ApiError(422, errors.VALIDATION_FAILED, ERR_NO_IDENTITY)
-    item, created = _create(
-        workflow=workflow,
-        token=token_of(request),
-        external_id=external_id,
-        title=body.title,
-        payload=body.payload,
-    )
+    try:
+        item, created = _create(
+            workflow=workflow,
+            token=token_of(request),
+            external_id=external_id,
+            title=body.title,
+            payload=body.payload,
+        )
+    except DjangoValidationError as exc:
+        # The message names the limit and where it was hit; details repeat them.
+        details = dict(getattr(exc, "params", None) or {}) or None
+        raise errors.ApiError(422, errors.VALIDATION_FAILED, exc.messages[0], details) from exc
     return _json_response(work_item_out(item, workflow), 201 if created else 200)
 
 
@@ -160,8 +165,9 @@ def work_item_batch_post(request: HttpRequest, slug: str, body: BatchIn) -> Http
             )
             _refuse_changed_retries(body, pairs)
     except DjangoValidationError as exc:
-        index = (exc.params or {}).get("index") if hasattr(exc, "params") else None
-        details = {"index": index}
+        params = dict(getattr(exc, "params", None) or {})
+        index = params.pop("index", None)
+        details = {"index": index, **params}
         if index is not None:
             details["external_id"] = body.items[index].external_id
         raise errors.ApiError(422, errors.VALIDATION_FAILED, exc.messages[0], details) from exc

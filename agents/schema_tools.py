@@ -6,18 +6,24 @@ validated exactly like a hand-written tool's. Supported: ``string``,
 ``integer``, ``number``, ``boolean``, ``array``, ``object`` (nested), ``null``
 in a type list, ``enum``, ``const``, ``required``, ``default``,
 ``minimum``/``maximum``/``exclusiveMinimum``/``exclusiveMaximum``/``multipleOf``,
-``minLength``/``maxLength``/``pattern``, ``minItems``/``maxItems``, and the
-formats ``date``, ``date-time``, ``time``, ``uuid``, ``email``, ``uri``.
-Anything else (``anyOf``, ``$ref``, ``additionalProperties`` as a schema...)
-raises ``SchemaToolError`` naming the keyword and where it is: a tool whose
-contract we cannot enforce is not loaded (fail closed).
+``minLength``/``maxLength``/``pattern``, ``minItems``/``maxItems``, the
+formats ``date``, ``date-time``, ``time``, ``uuid``, ``email``, ``uri``, and the
+combinators pydantic's ``model_json_schema()`` emits: ``anyOf`` (every optional
+field is ``anyOf [X, null]``), ``oneOf`` (exactly one variant must match), an
+``allOf`` of one schema, ``$ref`` into ``$defs``/``definitions`` (local references
+only; a definition that refers back to itself is refused), and
+``additionalProperties`` as a schema for a map without properties. Anything
+else raises ``SchemaToolError`` naming the keyword and where it is: a tool whose
+contract we cannot enforce is not loaded (fail closed), and only that tool:
+``tools_from_definitions`` leaves it out, logs it, and
+``tool_definitions_refused`` reports it with its reason.
 
 Objects refuse unknown properties unless the schema says
 ``"additionalProperties": true``. Integers, numbers and booleans are strict:
 ``"5"`` is not 5 and ``"yes"`` is not true.
 
 ``tools_from_definitions(workflow)`` builds ``agents.tools.base.Tool`` objects
-from the workflow's ``ToolDefinition`` rows; each one's handler POSTs
+from the workflow's ``ToolDefinition`` rows (those it can); each one's handler POSTs
 ``{"tool", "workflow", "arguments"}`` through the signed HTTP connector with
 the workflow's credential and the execution's idempotency key.
 """
@@ -28,9 +34,13 @@ import datetime as dt
 import functools
 import json
 import keyword
+import logging
 import re
 import uuid
-from typing import Annotated, Any, Literal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import unquote
 
 from pydantic import (
     BaseModel,
@@ -40,6 +50,9 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StrictStr,
+    TypeAdapter,
+    ValidationError,
+    WrapValidator,
     create_model,
 )
 
@@ -58,8 +71,18 @@ from agents.tools.base import (
 MAX_DEPTH = 6
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.\-]*://\S+$"
-ANNOTATION_KEYWORDS = frozenset({"description", "title", "examples", "$comment", "default"})
+ANNOTATION_KEYWORDS = frozenset(
+    {"description", "title", "examples", "$comment", "default", "deprecated", "readOnly",
+     "writeOnly"}
+)  # fmt: skip
 KNOWN_KEYWORDS = ANNOTATION_KEYWORDS | {
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "discriminator",
+    "$ref",
+    "$defs",
+    "definitions",
     "type",
     "enum",
     "const",
@@ -100,6 +123,15 @@ ERR_TOOL_NAME = "Tool name {name!r} must match ^[a-zA-Z0-9_-]{{1,64}}$ (OpenAI's
 ERR_RISK_CLASS = "Tool {name!r} has an unknown risk class {risk!r}."
 ERR_DEFINITION = "Tool definition {name!r}: {error}"
 ERR_NO_CREDENTIAL = "Tool {name!r} has no credential configured to sign its requests."
+ERR_REMOTE_REF = "Only local references (#/$defs/...) are supported, not {ref!r} at {path}."
+ERR_REF_MISSING = "The reference {ref!r} at {path} points at nothing in the schema."
+ERR_REF_CYCLE = "The schema refers back to itself ({chain}) at {path}; recursive types are refused."
+ERR_COMBINED = "{keyword!r} together with {others} at {path} is not supported."
+ERR_ALL_OF = "'allOf' is supported with exactly one schema, at {path}."
+ERR_UNBUILDABLE = "The schema cannot be built into a model: {error}"
+ERR_ONE_OF_MATCHES = "The value matches {count} of the {total} 'oneOf' schemas; exactly one must."
+
+logger = logging.getLogger("tenure.tools")
 
 _TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _RESERVED_FIELD_NAMES = frozenset(dir(BaseModel))
@@ -112,9 +144,11 @@ class SchemaToolError(ValueError):
 # --- JSON schema -> pydantic ------------------------------------------------------
 
 
-def _check_keywords(schema: dict[str, Any], path: str) -> None:
+def _check_keywords(
+    schema: dict[str, Any], path: str, known: frozenset[str] = KNOWN_KEYWORDS
+) -> None:
     for key in schema:
-        if key not in KNOWN_KEYWORDS:
+        if key not in known:
             raise SchemaToolError(ERR_UNSUPPORTED_KEYWORD.format(keyword=key, path=path))
 
 
@@ -148,66 +182,229 @@ def _model_name(base: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in cleaned.split("_") if part) or "Args"
 
 
-def _annotation(schema: Any, path: str, model_name: str, depth: int) -> Any:
-    """The type annotation (with constraints) for one JSON schema node."""
-    if depth > MAX_DEPTH:
-        raise SchemaToolError(ERR_TOO_DEEP.format(path=path))
-    if not isinstance(schema, dict):
-        raise SchemaToolError(ERR_BAD_VALUE.format(keyword="schema", path=path))
-    _check_keywords(schema, path)
-    types, nullable = _types(schema, path)
+def _described(annotation: Any, schema: dict[str, Any]) -> Any:
     description = schema.get("description")
-    annotation: Any
-    if "const" in schema or "enum" in schema:
-        values = [schema["const"]] if "const" in schema else schema["enum"]
-        if not isinstance(values, list) or not values:
-            raise SchemaToolError(ERR_BAD_VALUE.format(keyword="enum", path=path))
-        if any(isinstance(value, (dict, list)) for value in values):
-            raise SchemaToolError(ERR_BAD_VALUE.format(keyword="enum", path=path))
-        nullable = nullable or None in values
-        annotation = Literal[tuple(value for value in values if value is not None)]
-    elif len(types) > 1:
-        raise SchemaToolError(ERR_UNSUPPORTED_TYPE.format(type=types, path=path))
-    elif not types:
-        if nullable:
-            return Annotated[None, Field(description=description)]
-        raise SchemaToolError(ERR_NO_TYPE.format(path=path))
-    else:
-        annotation = _typed(schema, types[0], path, model_name, depth)
-    if nullable:
-        annotation = annotation | None
     return Annotated[annotation, Field(description=description)] if description else annotation
 
 
-def _typed(schema: dict[str, Any], kind: str, path: str, model_name: str, depth: int) -> Any:
-    if kind == "string":
-        return _string(schema, path)
-    if kind in ("integer", "number"):
-        base = StrictInt if kind == "integer" else StrictFloat
-        constraints = {
-            "ge": _number(schema, "minimum", path),
-            "le": _number(schema, "maximum", path),
-            "gt": _number(schema, "exclusiveMinimum", path),
-            "lt": _number(schema, "exclusiveMaximum", path),
-            "multiple_of": _number(schema, "multipleOf", path),
-        }
-        constraints = {key: value for key, value in constraints.items() if value is not None}
-        return Annotated[base, Field(**constraints)] if constraints else base
-    if kind == "boolean":
-        return StrictBool
-    if kind == "array":
-        if "items" not in schema:
-            raise SchemaToolError(ERR_BAD_VALUE.format(keyword="items", path=path))
-        item = _annotation(schema["items"], f"{path}[]", model_name, depth + 1)
-        sizes = {
-            "min_length": _count(schema, "minItems", path),
-            "max_length": _count(schema, "maxItems", path),
-        }
-        sizes = {key: value for key, value in sizes.items() if value is not None}
-        return Annotated[list[item], Field(**sizes)] if sizes else list[item]
-    if kind == "object":
-        return _object_model(schema, path, model_name, depth + 1)
-    raise SchemaToolError(ERR_UNSUPPORTED_TYPE.format(type=kind, path=path))
+def _pointer_parts(ref: str) -> list[str]:
+    """``#/$defs/Address`` -> ["$defs", "Address"] (a URI fragment holding a JSON
+    pointer: percent-escapes, then ``~1`` for "/" and ``~0`` for "~")."""
+    pointer = unquote(ref[1:])
+    if not pointer:
+        return []
+    return [part.replace("~1", "/").replace("~0", "~") for part in pointer.split("/")[1:]]
+
+
+def _exactly_one(variants: list[Any], path: str) -> WrapValidator:
+    """``oneOf``: the value must match exactly one variant (a union accepts any)."""
+    adapters = [TypeAdapter(variant) for variant in variants]
+
+    def check(value: Any, handler: Any) -> Any:
+        matches = 0
+        for adapter in adapters:
+            try:
+                adapter.validate_python(value)
+            except ValidationError:
+                continue
+            matches += 1
+        if matches != 1:
+            raise ValueError(ERR_ONE_OF_MATCHES.format(count=matches, total=len(adapters)))
+        return handler(value)
+
+    return WrapValidator(check)
+
+
+class _Builder:
+    """Turns one parameters schema into pydantic types. ``$ref`` resolves against the
+    whole schema (local references only); each referenced definition becomes one
+    type, built once and reused, and a definition that refers back to itself is
+    refused (a cycle)."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+        self.built: dict[str, Any] = {}
+        self.resolving: list[str] = []
+
+    def annotation(self, schema: Any, path: str, model_name: str, depth: int) -> Any:
+        """The type annotation (with constraints) for one JSON schema node."""
+        if depth > MAX_DEPTH:
+            raise SchemaToolError(ERR_TOO_DEEP.format(path=path))
+        if not isinstance(schema, dict):
+            raise SchemaToolError(ERR_BAD_VALUE.format(keyword="schema", path=path))
+        _check_keywords(schema, path)
+        if "$ref" in schema:
+            self._alone("$ref", schema, path)
+            return _described(self.reference(schema["$ref"], path, depth), schema)
+        if "allOf" in schema:
+            self._alone("allOf", schema, path)
+            parts = schema["allOf"]
+            if not isinstance(parts, list) or len(parts) != 1:
+                raise SchemaToolError(ERR_ALL_OF.format(path=path))
+            inner = self.annotation(parts[0], f"{path}.allOf[0]", model_name, depth)
+            return _described(inner, schema)
+        for combinator in ("anyOf", "oneOf"):
+            if combinator in schema:
+                self._alone(combinator, schema, path)
+                union = self.union(combinator, schema, path, model_name, depth)
+                return _described(union, schema)
+        types, nullable = _types(schema, path)
+        annotation: Any
+        if "const" in schema or "enum" in schema:
+            values = [schema["const"]] if "const" in schema else schema["enum"]
+            if not isinstance(values, list) or not values:
+                raise SchemaToolError(ERR_BAD_VALUE.format(keyword="enum", path=path))
+            if any(isinstance(value, (dict, list)) for value in values):
+                raise SchemaToolError(ERR_BAD_VALUE.format(keyword="enum", path=path))
+            nullable = nullable or None in values
+            concrete = tuple(value for value in values if value is not None)
+            if not concrete:
+                return _described(None, schema)
+            annotation = Literal[concrete]
+        elif len(types) > 1:
+            raise SchemaToolError(ERR_UNSUPPORTED_TYPE.format(type=types, path=path))
+        elif not types:
+            if nullable:
+                return _described(None, schema)
+            raise SchemaToolError(ERR_NO_TYPE.format(path=path))
+        else:
+            annotation = self.typed(schema, types[0], path, model_name, depth)
+        if nullable:
+            annotation = annotation | None
+        return _described(annotation, schema)
+
+    def _alone(self, keyword: str, schema: dict[str, Any], path: str) -> None:
+        """A combinator stands with annotations only: ``{"$ref": ..., "type": ...}``
+        would mean both at once, which we do not enforce (fail closed)."""
+        allowed = ANNOTATION_KEYWORDS | {keyword, "$defs", "definitions"}
+        if keyword == "oneOf":
+            allowed |= {"discriminator"}
+        extra = sorted(set(schema) - allowed)
+        if extra:
+            raise SchemaToolError(
+                ERR_COMBINED.format(keyword=keyword, others=", ".join(extra), path=path)
+            )
+
+    def reference(self, ref: Any, path: str, depth: int) -> Any:
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            raise SchemaToolError(ERR_REMOTE_REF.format(ref=ref, path=path))
+        if ref in self.built:
+            return self.built[ref]
+        if ref in self.resolving:
+            chain = " -> ".join([*self.resolving[self.resolving.index(ref) :], ref])
+            raise SchemaToolError(ERR_REF_CYCLE.format(chain=chain, path=path))
+        target: Any = self.root
+        for part in _pointer_parts(ref):
+            if isinstance(target, dict) and part in target:
+                target = target[part]
+            elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+                target = target[int(part)]
+            else:
+                raise SchemaToolError(ERR_REF_MISSING.format(ref=ref, path=path))
+        name = _pointer_parts(ref)[-1] if _pointer_parts(ref) else "Root"
+        self.resolving.append(ref)
+        try:
+            built = self.annotation(target, ref, name, depth + 1)
+        finally:
+            self.resolving.pop()
+        self.built[ref] = built
+        return built
+
+    def union(
+        self, keyword: str, schema: dict[str, Any], path: str, model_name: str, depth: int
+    ) -> Any:
+        variants = schema[keyword]
+        if not isinstance(variants, list) or not variants:
+            raise SchemaToolError(ERR_BAD_VALUE.format(keyword=keyword, path=path))
+        annotations = [
+            self.annotation(variant, f"{path}.{keyword}[{index}]", f"{model_name}_{index}", depth)
+            for index, variant in enumerate(variants)
+        ]
+        annotation = annotations[0] if len(annotations) == 1 else Union[tuple(annotations)]  # noqa: UP007 - built at run time
+        if keyword == "oneOf" and len(annotations) > 1:
+            return Annotated[annotation, _exactly_one(annotations, path)]
+        return annotation
+
+    def typed(
+        self, schema: dict[str, Any], kind: str, path: str, model_name: str, depth: int
+    ) -> Any:
+        if kind == "string":
+            return _string(schema, path)
+        if kind in ("integer", "number"):
+            base = StrictInt if kind == "integer" else StrictFloat
+            constraints = {
+                "ge": _number(schema, "minimum", path),
+                "le": _number(schema, "maximum", path),
+                "gt": _number(schema, "exclusiveMinimum", path),
+                "lt": _number(schema, "exclusiveMaximum", path),
+                "multiple_of": _number(schema, "multipleOf", path),
+            }
+            constraints = {key: value for key, value in constraints.items() if value is not None}
+            if kind == "number":
+                constraints["allow_inf_nan"] = False
+            return Annotated[base, Field(**constraints)] if constraints else base
+        if kind == "boolean":
+            return StrictBool
+        if kind == "array":
+            if "items" not in schema:
+                raise SchemaToolError(ERR_BAD_VALUE.format(keyword="items", path=path))
+            item = self.annotation(schema["items"], f"{path}[]", model_name, depth + 1)
+            sizes = {
+                "min_length": _count(schema, "minItems", path),
+                "max_length": _count(schema, "maxItems", path),
+            }
+            sizes = {key: value for key, value in sizes.items() if value is not None}
+            return Annotated[list[item], Field(**sizes)] if sizes else list[item]
+        if kind == "object":
+            return self.object_model(schema, path, model_name, depth + 1)
+        raise SchemaToolError(ERR_UNSUPPORTED_TYPE.format(type=kind, path=path))
+
+    def object_model(self, schema: dict[str, Any], path: str, model_name: str, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise SchemaToolError(ERR_TOO_DEEP.format(path=path))
+        properties = schema.get("properties") or {}
+        required = schema.get("required") or []
+        additional = schema.get("additionalProperties", False)
+        if not isinstance(properties, dict) or not isinstance(required, list):
+            raise SchemaToolError(ERR_BAD_VALUE.format(keyword="properties", path=path))
+        if isinstance(additional, dict):
+            if properties or required:
+                raise SchemaToolError(
+                    ERR_UNSUPPORTED_KEYWORD.format(
+                        keyword="additionalProperties (schema) with properties", path=path
+                    )
+                )
+            # A map (pydantic's dict[str, X]): any keys, each value as the schema says.
+            value = self.annotation(additional, f"{path}.*", model_name, depth)
+            return dict[StrictStr, value]
+        if not isinstance(additional, bool):
+            raise SchemaToolError(ERR_BAD_VALUE.format(keyword="additionalProperties", path=path))
+        for name in required:
+            if name not in properties:
+                raise SchemaToolError(ERR_REQUIRED_UNKNOWN.format(name=name, path=path))
+        fields: dict[str, Any] = {}
+        taken: set[str] = set()
+        for name, subschema in properties.items():
+            child_path = f"{path}.{name}"
+            child_model = f"{model_name}_{name}"
+            annotation = self.annotation(subschema, child_path, child_model, depth)
+            attribute = _field_name(name, taken)
+            alias = name if attribute != name else None
+            if name in required:
+                fields[attribute] = (annotation, Field(..., alias=alias))
+            else:
+                # Optional means "may be left out": the default is not validated, but an
+                # explicit null is refused unless the schema allows null.
+                default = subschema.get("default") if isinstance(subschema, dict) else None
+                fields[attribute] = (annotation, Field(default=default, alias=alias))
+        config = ConfigDict(
+            extra="allow" if additional else "forbid",
+            validate_by_name=True,
+            validate_by_alias=True,
+            serialize_by_alias=True,
+            title=_model_name(model_name),
+        )
+        return create_model(_model_name(model_name), __config__=config, **fields)
 
 
 def _string(schema: dict[str, Any], path: str) -> Any:
@@ -255,53 +452,24 @@ def _field_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _object_model(schema: dict[str, Any], path: str, model_name: str, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise SchemaToolError(ERR_TOO_DEEP.format(path=path))
-    properties = schema.get("properties") or {}
-    required = schema.get("required") or []
-    additional = schema.get("additionalProperties", False)
-    if not isinstance(properties, dict) or not isinstance(required, list):
-        raise SchemaToolError(ERR_BAD_VALUE.format(keyword="properties", path=path))
-    if not isinstance(additional, bool):
-        raise SchemaToolError(
-            ERR_UNSUPPORTED_KEYWORD.format(keyword="additionalProperties (schema)", path=path)
-        )
-    for name in required:
-        if name not in properties:
-            raise SchemaToolError(ERR_REQUIRED_UNKNOWN.format(name=name, path=path))
-    fields: dict[str, Any] = {}
-    taken: set[str] = set()
-    for name, subschema in properties.items():
-        child_path = f"{path}.{name}"
-        child_model = f"{model_name}_{name}"
-        annotation = _annotation(subschema, child_path, child_model, depth)
-        attribute = _field_name(name, taken)
-        alias = name if attribute != name else None
-        if name in required:
-            fields[attribute] = (annotation, Field(..., alias=alias))
-        else:
-            # Optional means "may be left out": the default is not validated, but an
-            # explicit null is refused unless the schema allows null.
-            default = subschema.get("default") if isinstance(subschema, dict) else None
-            fields[attribute] = (annotation, Field(default=default, alias=alias))
-    config = ConfigDict(
-        extra="allow" if additional else "forbid",
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        title=_model_name(model_name),
-    )
-    return create_model(_model_name(model_name), __config__=config, **fields)
-
-
 def model_from_schema(name: str, parameters: dict[str, Any] | None) -> type[BaseModel]:
-    """A pydantic model for an OpenAI function's ``parameters`` schema."""
+    """A pydantic model for an OpenAI function's ``parameters`` schema (what
+    ``model_json_schema()`` of a pydantic model gives, too)."""
     parameters = parameters or {"type": "object", "properties": {}}
     if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
         raise SchemaToolError(ERR_NOT_OBJECT.format(path="$"))
     _check_keywords(parameters, "$")
-    return _object_model(parameters, "$", f"{name}_args", depth=1)
+    builder = _Builder(parameters)
+    if "$ref" in parameters:
+        # A model that refers to itself puts its whole schema in $defs, under a root $ref.
+        model = builder.annotation(parameters, "$", f"{name}_args", depth=0)
+        if get_origin(model) is Annotated:
+            model = get_args(model)[0]
+    else:
+        model = builder.object_model(parameters, "$", f"{name}_args", depth=1)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise SchemaToolError(ERR_NOT_OBJECT.format(path="$"))  # a bare map has no fields
+    return model
 
 
 def definition_from_openai(tool: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -353,9 +521,16 @@ def http_handler(*, workflow_id: int, tool_name: str, url: str, credential_name:
 
 
 @functools.lru_cache(maxsize=512)
-def _cached_model(name: str, parameters_json: str) -> type[BaseModel]:
-    # Building a model takes about a millisecond; the registry is built per run.
-    return model_from_schema(name, json.loads(parameters_json))
+def _cached_model(name: str, parameters_json: str) -> type[BaseModel] | SchemaToolError:
+    """The model, or why it cannot be built (kept too: a broken definition is not
+    rebuilt, and re-logged, every time a registry is built). Building a model takes
+    about a millisecond; the registry is built per run."""
+    try:
+        return model_from_schema(name, json.loads(parameters_json))
+    except SchemaToolError as error:
+        return error
+    except Exception as error:  # noqa: BLE001 - a definition is data: whatever fails, refuse it
+        return SchemaToolError(ERR_UNBUILDABLE.format(error=error))
 
 
 def tool_from_definition(definition: ToolDefinition) -> Tool:
@@ -365,9 +540,9 @@ def tool_from_definition(definition: ToolDefinition) -> Tool:
         raise SchemaToolError(
             ERR_RISK_CLASS.format(name=definition.name, risk=definition.risk_class)
         )
-    try:
-        args_model = _cached_model(definition.name, canonical_json(definition.parameters or {}))
-    except SchemaToolError as error:
+    args_model = _cached_model(definition.name, canonical_json(definition.parameters or {}))
+    if isinstance(args_model, SchemaToolError):
+        error = args_model
         raise SchemaToolError(ERR_DEFINITION.format(name=definition.name, error=error)) from error
     return Tool(
         name=definition.name,
@@ -387,8 +562,60 @@ def tool_from_definition(definition: ToolDefinition) -> Tool:
     )
 
 
-def tools_from_definitions(workflow: Any) -> list[Tool]:
-    """The workflow's registered tools, typed. One bad definition raises
-    ``SchemaToolError`` naming it, rather than loading a tool set silently short."""
+@dataclass(frozen=True)
+class RefusedTool:
+    """A tool definition that could not be loaded, and why."""
+
+    name: str
+    reason: str
+
+
+def _definitions(workflow: Any, names: Iterable[str] | None) -> Any:
     definitions = ToolDefinition.objects.filter(workflow_id=getattr(workflow, "pk", workflow))
-    return [tool_from_definition(definition) for definition in definitions.order_by("name")]
+    if names is not None:
+        definitions = definitions.filter(name__in=list(names))
+    return definitions.order_by("name")
+
+
+def _load(definitions: Iterable[ToolDefinition]) -> tuple[list[Tool], list[RefusedTool]]:
+    tools: list[Tool] = []
+    refused: list[RefusedTool] = []
+    for definition in definitions:
+        try:
+            tools.append(tool_from_definition(definition))
+        except SchemaToolError as error:
+            reason = str(error.__cause__ or error)
+            refused.append(RefusedTool(name=definition.name, reason=reason))
+            _warn_once(definition, reason)
+    return tools, refused
+
+
+_warned: set[tuple[int, str, str]] = set()
+
+
+def _warn_once(definition: ToolDefinition, reason: str) -> None:
+    key = (definition.workflow_id, definition.name, reason)
+    if key in _warned:
+        return
+    if len(_warned) > 1024:
+        _warned.clear()
+    _warned.add(key)
+    logger.warning(
+        "tool definition %r of workflow %s is not loaded: %s",
+        definition.name,
+        definition.workflow_id,
+        reason,
+    )
+
+
+def tools_from_definitions(workflow: Any, names: Iterable[str] | None = None) -> list[Tool]:
+    """The workflow's registered tools (or those of them named), typed. A definition
+    that cannot be enforced is left out, on its own, and logged; the others load
+    (``tool_definitions_refused`` says which were left out and why)."""
+    return _load(_definitions(workflow, names))[0]
+
+
+def tool_definitions_refused(workflow: Any) -> list[RefusedTool]:
+    """The workflow's tool definitions that could not be loaded, each with its reason
+    (shown on the workflow page)."""
+    return _load(_definitions(workflow, None))[1]

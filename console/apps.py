@@ -10,3 +10,8 @@ class ConsoleConfig(AppConfig):
 
     name = "console"
     verbose_name = "Console (project)"
+
+    def ready(self) -> None:
+        from console.login import signals_connect
+
+        signals_connect()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "django_htmx",
     "guardian",
+    "axes",
     # The layers, lowest first: governance <- agents <- reviews <- evidence; the demo
     # and the project (console) on top.
     "governance",
@@ -75,12 +77,17 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Django's, confirming a session served from the cache against its row.
+    "console.middleware.AuthenticationMiddleware",
+    "console.middleware.NoStoreForSignedInMiddleware",
+    "console.middleware.RefuseNulInAddressMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as axes asks: turns a refused sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -197,6 +204,8 @@ if env_bool("TENURE_DEMO_FEED", False):
 
 # --- Auth -----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [
+    # First: a locked-out username and address are refused before any password check.
+    "console.login.LoginThrottleBackend",
     "console.backends.ModelBackend",  # django's, with the session's user read faster
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -209,6 +218,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 GUARDIAN_RAISE_403 = True
+# Sign-in throttling (django-axes, console/login.py): after this many failed password
+# sign-ins for one username from one address, that pair is locked out for the cool-off;
+# a success resets the count. Failures and lockouts go to the audit log.
+AXES_FAILURE_LIMIT = int(os.environ.get("TENURE_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("TENURE_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A refused attempt during a lockout does not extend it: the page can say when it ends.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "console.login.lockout_response"
+AXES_WHITELIST_CALLABLE = "console.login.not_a_password_login"
+AXES_USERNAME_CALLABLE = "console.login.attempted_username"
+# The audit log is the record of sign-ins; axes keeps only its counters.
+AXES_DISABLE_ACCESS_LOG = True
+# Behind a reverse proxy, the client's address is in X-Forwarded-For: set how many
+# proxies append to it (their own entries are skipped). Unset: the socket's address.
+_proxy_count = os.environ.get("TENURE_PROXY_COUNT", "").strip()
+if _proxy_count:
+    AXES_IPWARE_PROXY_COUNT = int(_proxy_count)
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
 ANONYMOUS_USER_NAME = None
 
 # --- Security ---------------------------------------------------------------
@@ -270,6 +299,8 @@ LOGGING = build_logging(
 )
 # The filesystem broker has no host; kombu warns about it on every connection.
 LOGGING.setdefault("loggers", {})["kombu.connection"] = {"level": "ERROR"}
+# axes narrates every sign-in at INFO; its warnings (failures, lockouts) are kept.
+LOGGING["loggers"]["axes"] = {"level": "WARNING"}
 
 # --- Tenure ---------------------------------------------------------------
 # Reviewer time is part of the cost of an outcome.
@@ -316,6 +347,13 @@ TENURE_FALLBACK_PRICE = os.environ.get("TENURE_FALLBACK_PRICE", "")
 # Bearer token Prometheus presents to scrape /metrics (unset: loopback only).
 TENURE_METRICS_TOKEN = os.environ.get("TENURE_METRICS_TOKEN", "")
 TENURE_API_MAX_BODY_BYTES = int(os.environ.get("TENURE_API_MAX_BODY_BYTES", str(1024 * 1024)))
+# What one work item's payload may be (API, batches, history imports): its JSON size,
+# how deep it nests, and how many keys an object and items a list may hold. Refused
+# with a 422 naming the limit and where it was hit (agents.services.payload_check).
+TENURE_PAYLOAD_MAX_BYTES = int(os.environ.get("TENURE_PAYLOAD_MAX_BYTES", str(64 * 1024)))
+TENURE_PAYLOAD_MAX_DEPTH = int(os.environ.get("TENURE_PAYLOAD_MAX_DEPTH", "32"))
+TENURE_PAYLOAD_MAX_KEYS = int(os.environ.get("TENURE_PAYLOAD_MAX_KEYS", "1000"))
+TENURE_PAYLOAD_MAX_ITEMS = int(os.environ.get("TENURE_PAYLOAD_MAX_ITEMS", "10000"))
 # The readiness check fails when no worker has reported for this many seconds.
 TENURE_HEARTBEAT_MAX_AGE = int(os.environ.get("TENURE_HEARTBEAT_MAX_AGE", "120"))
 # Extra policy checks for every workflow (dotted paths), e.g. an external guardrail.

@@ -44,6 +44,7 @@ from mozilla_django_oidc.views import (
     OIDCAuthenticationRequestView,
 )
 
+from console.backends import session_user_fetch
 from governance.audit import audit_append
 from governance.models import Workflow
 from governance.permissions import OBJECT_ROLE_PERMS, Role, roles_ensure
@@ -360,6 +361,12 @@ class TenureOIDCBackend(OIDCAuthenticationBackend):
         if not self.enabled:
             return None
         return super().authenticate(request, **kwargs)
+
+    def get_user(self, user_id: Any) -> AbstractBaseUser | None:
+        # The local backend's read: one statement, confirming a cached session's row
+        # (console.sessions), and an inactive user is nobody, as for local accounts.
+        user = session_user_fetch(user_id)
+        return user if user is not None and user.is_active else None
 
     def verify_claims(self, claims: dict[str, Any]) -> bool:
         return bool(claims.get("sub")) and bool(username_from_claims(claims))

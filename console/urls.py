@@ -8,11 +8,16 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 
 from console.api import api
+from console.login import LoginForm
 
 urlpatterns = [
     path(
         "login/",
-        login_not_required(auth_views.LoginView.as_view(redirect_authenticated_user=True)),
+        login_not_required(
+            auth_views.LoginView.as_view(
+                authentication_form=LoginForm, redirect_authenticated_user=True
+            )
+        ),
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -24,4 +29,5 @@ urlpatterns = [
     path("", include("console.ops.urls")),
     path("admin/", admin.site.urls),
 ]
+handler400 = "console.views.bad_request"
 handler404 = "console.views.page_not_found"

@@ -26,7 +26,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from governance import hooks
+from governance import hooks, hygiene
 from governance import sql as governance_sql
 from governance.audit import audit_append
 from governance.models import (
@@ -57,6 +57,7 @@ ERR_STALE = (
 
 ERR_UNKNOWN_SETTING = "“{name}” is not a workflow setting change control can change."
 ERR_BAD_SETTING = "{label}: {error}"
+ERR_UNSTORABLE = "{where}: {problem}"
 
 CAP_KEYS = ("amount", "records", "count", "total")
 
@@ -124,7 +125,8 @@ def _number(key: str, value: Any) -> Decimal:
         number = Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise ValidationError(ERR_BAD_CAP.format(key=key, value=value), code="bad_cap") from None
-    if number < 0 or not number.is_finite():
+    # Finite first: comparing NaN with zero raises InvalidOperation.
+    if not number.is_finite() or number < 0:
         raise ValidationError(ERR_BAD_CAP.format(key=key, value=value), code="bad_cap")
     return number
 
@@ -385,6 +387,16 @@ def _classify(
     return (ConfigChange.Kind.WIDEN_CAP if widen else ConfigChange.Kind.NARROW_CAP), before, after
 
 
+def _refuse_unstorable(**fields: Any) -> None:
+    """A NUL character, a lone surrogate or a non-finite number in anything requested
+    is refused with the field it is in, before it reaches a query."""
+    problem = hygiene.first_problem(fields)
+    if problem is not None:
+        where = problem.where.removeprefix("$.")
+        where = where[:1].upper() + where[1:]
+        raise ValidationError(ERR_UNSTORABLE.format(where=where, problem=problem.message))
+
+
 def config_change_request(
     *,
     workflow: Workflow,
@@ -403,6 +415,9 @@ def config_change_request(
     is refused when they are red or missing; it then waits for a second manager.
     A narrowing applies at once. Both are audited.
     """
+    _refuse_unstorable(
+        reason=reason, tool=tool, caps=caps, allowlists=allowlists, settings=settings
+    )
     with transaction.atomic():
         workflow = Workflow.objects.select_for_update(no_key=True).get(pk=workflow.pk)
         kind, before, after = _classify(

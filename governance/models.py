@@ -147,6 +147,7 @@ class Workflow(models.Model):
             ("review_workflow", "Can review the workflow's proposals and escalations"),
             ("manage_workflow", "Can change the workflow's grants, thresholds and autonomy"),
             ("operate_workflow", "Can pause and resume the workflow"),
+            ("export_workflow", "Can download every reviewer's decisions on the workflow"),
         ]
         constraints = [
             models.CheckConstraint(

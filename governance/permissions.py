@@ -18,6 +18,8 @@ VIEW = "governance.view_workflow"
 REVIEW = "governance.review_workflow"
 MANAGE = "governance.manage_workflow"
 OPERATE = "governance.operate_workflow"
+# Downloading every reviewer's decisions (CSV, JSONL): more than seeing the workflow.
+EXPORT = "governance.export_workflow"
 
 
 class Role:
@@ -34,14 +36,14 @@ GLOBAL_ROLE_PERMS: dict[str, tuple[str, ...]] = {
     Role.REVIEWER: (),
     Role.MANAGER: (),
     Role.OPS: (VIEW, OPERATE),
-    Role.ADMIN: (VIEW, REVIEW, MANAGE, OPERATE),
+    Role.ADMIN: (VIEW, REVIEW, MANAGE, OPERATE, EXPORT),
 }
 # Object permissions a role receives when granted one workflow.
 OBJECT_ROLE_PERMS: dict[str, tuple[str, ...]] = {
     Role.REVIEWER: (VIEW, REVIEW),
-    Role.MANAGER: (VIEW, MANAGE),
+    Role.MANAGER: (VIEW, MANAGE, EXPORT),
     Role.OPS: (VIEW, OPERATE),
-    Role.ADMIN: (VIEW, REVIEW, MANAGE, OPERATE),
+    Role.ADMIN: (VIEW, REVIEW, MANAGE, OPERATE, EXPORT),
 }
 
 ERR_NO_SUCH_WORKFLOW = "There is no workflow called “{slug}”."

@@ -11,9 +11,11 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import AbstractBaseUser
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.http import QueryDict
 
 from agents.models import Proposal
+from governance import hygiene
 from governance.models import Workflow
 from reviews import tools as review_tools
 from reviews.models import Decision, EscalationResolution
@@ -23,6 +25,14 @@ ERR_STALE_FORM = "This form is too old or was tampered with. Reload the page."
 ERR_ACTION_NEEDS_TOOL = "Choose the tool whose action you took, or leave the arguments empty."
 ERR_ACTION_NOT_JSON = 'Enter the arguments as a JSON object, such as {"amount": "42.00"}.'
 _SERVED_SALT = "reviews.escalation.served"
+# Where the card shows a refusal of each posted field: the reject panel shows its
+# reason's errors (the note is part of the reason), the rest go to the whole form.
+UNSTORABLE_SHOWN_UNDER = {
+    "verdict": "__all__",
+    "token": "__all__",
+    "reason": "reason",
+    "reason_text": "reason",
+}
 
 
 def served_stamp(escalation_id: int) -> str:
@@ -112,7 +122,12 @@ def decision_from_post(
     An edit parses the submitted fields against the tool's schema first (raising
     ``ArgumentsInvalid`` with the field errors); any verdict but accept and reject
     must name a proposal of this workflow before it is refused
-    (``Proposal.DoesNotExist``)."""
+    (``Proposal.DoesNotExist``). Text no record can hold (a NUL character) is a
+    ValidationError naming its field."""
+    for name, shown_under in UNSTORABLE_SHOWN_UNDER.items():
+        unstorable = hygiene.text_problem(data.get(name, ""))
+        if unstorable:
+            raise ValidationError({shown_under: [unstorable]}, code="unstorable")
     verdict = data.get("verdict", "")
     final_arguments = None
     if verdict not in (Decision.Verdict.ACCEPT, Decision.Verdict.REJECT):

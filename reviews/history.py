@@ -30,7 +30,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from agents.models import Proposal, Run, WorkItem
-from agents.services import ERR_PAYLOAD_TEXT, ERR_PAYLOAD_TOO_BIG, MAX_PAYLOAD_BYTES
+from agents.services import payload_check
 from agents.tools import registry_for
 from agents.tools.base import arguments_hash
 from governance.audit import audit_append
@@ -158,12 +158,11 @@ def _check_actions(
 
 
 def _check_payload(payload: dict[str, Any], errors: dict[str, list[str]]) -> None:
-    if "text" in payload and not isinstance(payload["text"], str):
-        errors["payload"] = [ERR_PAYLOAD_TEXT]
-        return
-    size = len(json.dumps(payload, cls=DjangoJSONEncoder).encode())
-    if size > MAX_PAYLOAD_BYTES:
-        errors["payload"] = [ERR_PAYLOAD_TOO_BIG.format(size=size, limit=MAX_PAYLOAD_BYTES)]
+    """The same limits as live work items (``agents.services.payload_check``)."""
+    try:
+        payload_check(payload)
+    except ValidationError as exc:
+        errors["payload"] = exc.messages
 
 
 def _check_time(value: datetime, now: datetime, errors: dict[str, list[str]]) -> datetime | None:

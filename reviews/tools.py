@@ -17,6 +17,8 @@ import pydantic
 from django.conf import settings
 from django.utils.formats import localize
 
+from governance import hygiene
+
 if TYPE_CHECKING:
     from governance.models import Workflow
 
@@ -249,6 +251,10 @@ def parse_submitted(
             values[item.name] = raw in ("on", "true", "1")
             continue
         raw = (raw or "").strip()
+        unstorable = hygiene.text_problem(raw)
+        if unstorable:
+            errors[item.name] = [unstorable]
+            continue
         if raw == "":
             if item.required:
                 errors[item.name] = [ERR_REQUIRED]
@@ -257,9 +263,17 @@ def parse_submitted(
             continue
         if item.kind == "json":
             try:
-                values[item.name] = json.loads(raw)
-            except ValueError:
-                errors[item.name] = [ERR_NOT_JSON]
+                parsed = hygiene.json_loads_strict(raw)
+            except ValueError as exc:
+                errors[item.name] = [
+                    hygiene.ERR_NOT_FINITE if str(exc) == hygiene.ERR_NOT_FINITE else ERR_NOT_JSON
+                ]
+                continue
+            problem = hygiene.first_problem(parsed)
+            if problem is not None:  # "\u0000" or a lone "\ud800" escaped in the JSON
+                errors[item.name] = [problem.message]
+                continue
+            values[item.name] = parsed
         elif item.kind == "integer":
             try:
                 values[item.name] = int(raw)
@@ -271,12 +285,23 @@ def parse_submitted(
     return values, errors
 
 
+def _storable(
+    arguments: dict[str, Any],
+) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
+    problem = hygiene.first_problem(arguments)
+    if problem is None:
+        return arguments, {}
+    key = str(problem.path[0]) if problem.path else "__all__"
+    return None, {key: [problem.message]}
+
+
 def validate_arguments(
     tool: Any | None, arguments: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, dict[str, list[str]]]:
     """Validate with the tool's model. Returns (normalised JSON arguments, field errors)."""
     if tool is None:
-        return arguments, {}
+        # No schema to hold them to: they must at least be storable.
+        return _storable(arguments)
     try:
         model = tool.args_model.model_validate(arguments)
     except pydantic.ValidationError as exc:
@@ -285,6 +310,10 @@ def validate_arguments(
             key = str(error["loc"][0]) if error.get("loc") else "__all__"
             errors.setdefault(key, []).append(error["msg"])
         return None, errors
+    # What the model accepts but no record can hold ("NaN" read into a float, a NUL).
+    refused = _storable(model.model_dump(by_alias=True))
+    if refused[0] is None:
+        return refused
     return model.model_dump(mode="json"), {}
 
 

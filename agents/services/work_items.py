@@ -7,42 +7,143 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from agents import queue, states
 from agents import sql as agents_sql
 from agents.models import Run, WorkItem
+from governance import hygiene
 from governance.audit import audit_append
 from governance.models import AutonomyLevel, Workflow
 
 ERR_PAYLOAD_NOT_OBJECT = "The payload must be a JSON object, not {kind}."
 ERR_PAYLOAD_TEXT = "The payload's “text” must be a string."
-ERR_PAYLOAD_TOO_BIG = "The payload is too large ({size} bytes; the limit is {limit})."
+ERR_PAYLOAD_TOO_BIG = (
+    "The payload is too large ({size} bytes; the limit, TENURE_PAYLOAD_MAX_BYTES, is {limit})."
+)
+ERR_PAYLOAD_TOO_DEEP = (
+    "The payload nests deeper than {max} levels (the limit, {setting}), at {path}."
+)
+ERR_PAYLOAD_TOO_MANY_KEYS = (
+    "An object in the payload has {count} keys (the limit, {setting}, is {max}), at {path}."
+)
+ERR_PAYLOAD_TOO_MANY_ITEMS = (
+    "A list in the payload has {count} items (the limit, {setting}, is {max}), at {path}."
+)
+ERR_PAYLOAD_UNSTORABLE = "{problem} (at {path})"
 ERR_PAYLOAD_NOT_JSON = "The payload must be JSON-serialisable: {error}"
 ERR_EXTERNAL_ID = "The external id must be 1 to 200 characters."
 ERR_SOURCE = "“{source}” is not a work-item source."
+# Defaults of the payload limits (settings TENURE_PAYLOAD_MAX_*). A payload is data for
+# the agent's prompt: nothing real nests 32 deep, and every later step (redaction,
+# the prompt, the trace) walks it, so one that does is refused at the door.
 MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_PAYLOAD_DEPTH = 32
+MAX_PAYLOAD_KEYS = 1000
+MAX_PAYLOAD_ITEMS = 10_000
 ERR_BATCH_DUPLICATE = "external_id “{external_id}” appears more than once in the batch."
 # Ids per fan-out message: a batch is at most 1000 items, so one message per request.
 FAN_OUT_CHUNK = 1000
+# How much of a key a path shows (a key is the sender's text, of any length).
+PATH_KEY_CHARS = 40
 
 
-def _validate_payload(payload: Any) -> None:
+@dataclass(frozen=True)
+class PayloadLimits:
+    max_bytes: int = MAX_PAYLOAD_BYTES
+    max_depth: int = MAX_PAYLOAD_DEPTH
+    max_keys: int = MAX_PAYLOAD_KEYS
+    max_items: int = MAX_PAYLOAD_ITEMS
+
+
+def payload_limits() -> PayloadLimits:
+    """The limits in force (settings ``TENURE_PAYLOAD_MAX_BYTES``, ``_DEPTH``, ``_KEYS``,
+    ``_ITEMS``; the defaults above when unset)."""
+    return PayloadLimits(
+        max_bytes=int(getattr(settings, "TENURE_PAYLOAD_MAX_BYTES", MAX_PAYLOAD_BYTES)),
+        max_depth=int(getattr(settings, "TENURE_PAYLOAD_MAX_DEPTH", MAX_PAYLOAD_DEPTH)),
+        max_keys=int(getattr(settings, "TENURE_PAYLOAD_MAX_KEYS", MAX_PAYLOAD_KEYS)),
+        max_items=int(getattr(settings, "TENURE_PAYLOAD_MAX_ITEMS", MAX_PAYLOAD_ITEMS)),
+    )
+
+
+def _path_of(parts: tuple[str | int, ...]) -> str:
+    out = "payload"
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier() and len(part) <= PATH_KEY_CHARS:
+            out += f".{part}"
+        else:
+            shown = part if len(part) <= PATH_KEY_CHARS else part[:PATH_KEY_CHARS] + "…"
+            out += f"[{json.dumps(shown)}]"
+    return out
+
+
+def _literal(message: str) -> str:
+    """A finished message for a ValidationError that has params: Django %-formats its
+    message with them, so a "%" in a key the sender chose must be doubled."""
+    return message.replace("%", "%%")
+
+
+def _refuse(message: str, code: str, **params: Any) -> None:
+    raise ValidationError(_literal(message.format(**params)), code=code, params=params)
+
+
+def _payload_shape_check(payload: dict[str, Any], limits: PayloadLimits) -> None:
+    """Depth, keys per object, items per list, and text and numbers a record can hold,
+    in one walk without recursion (a payload may nest thousands deep)."""
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(payload, 1, ())]
+    while stack:
+        value, depth, parts = stack.pop()
+        if isinstance(value, dict | list) and depth > limits.max_depth:
+            _refuse(ERR_PAYLOAD_TOO_DEEP, "payload_depth", max=limits.max_depth,
+                    setting="TENURE_PAYLOAD_MAX_DEPTH", path=_path_of(parts))  # fmt: skip
+        if isinstance(value, dict):
+            if len(value) > limits.max_keys:
+                _refuse(ERR_PAYLOAD_TOO_MANY_KEYS, "payload_keys", count=len(value),
+                        max=limits.max_keys, setting="TENURE_PAYLOAD_MAX_KEYS",
+                        path=_path_of(parts))  # fmt: skip
+            for key, child in value.items():
+                problem = hygiene.text_problem(key) if isinstance(key, str) else None
+                if problem:
+                    _refuse(ERR_PAYLOAD_UNSTORABLE, "payload_unstorable", problem=problem,
+                            path=_path_of((*parts, key)))  # fmt: skip
+                stack.append((child, depth + 1, (*parts, key)))
+        elif isinstance(value, list):
+            if len(value) > limits.max_items:
+                _refuse(ERR_PAYLOAD_TOO_MANY_ITEMS, "payload_items", count=len(value),
+                        max=limits.max_items, setting="TENURE_PAYLOAD_MAX_ITEMS",
+                        path=_path_of(parts))  # fmt: skip
+            stack.extend((child, depth + 1, (*parts, i)) for i, child in enumerate(value))
+        else:
+            problem = hygiene.first_problem(value)
+            if problem is not None:
+                _refuse(ERR_PAYLOAD_UNSTORABLE, "payload_unstorable", problem=problem.message,
+                        path=_path_of(parts))  # fmt: skip
+
+
+def payload_check(payload: Any, *, limits: PayloadLimits | None = None) -> None:
+    """Refuse a payload no work item should carry, with a ValidationError whose message
+    names the limit and where it was hit (``params``: the limit's setting, its value and
+    the path). Used by every way in: the API (one item and batches), history imports."""
+    limits = limits or payload_limits()
     if not isinstance(payload, dict):
         raise ValidationError(
             ERR_PAYLOAD_NOT_OBJECT.format(kind=type(payload).__name__), code="payload_not_object"
         )
     if "text" in payload and not isinstance(payload["text"], str):
         raise ValidationError(ERR_PAYLOAD_TEXT, code="payload_text")
+    _payload_shape_check(payload, limits)
     try:
         size = len(json.dumps(payload).encode())
     except (TypeError, ValueError) as exc:
         raise ValidationError(ERR_PAYLOAD_NOT_JSON.format(error=exc), code="payload_json") from exc
-    if size > MAX_PAYLOAD_BYTES:
-        raise ValidationError(
-            ERR_PAYLOAD_TOO_BIG.format(size=size, limit=MAX_PAYLOAD_BYTES), code="payload_size"
-        )
+    if size > limits.max_bytes:
+        _refuse(ERR_PAYLOAD_TOO_BIG, "payload_size", size=size, limit=limits.max_bytes,
+                setting="TENURE_PAYLOAD_MAX_BYTES", path="payload")  # fmt: skip
 
 
 def work_item_dispatch(*, work_item: WorkItem) -> None:
@@ -67,7 +168,7 @@ def work_item_create(
         raise ValidationError(ERR_EXTERNAL_ID, code="external_id")
     if source not in WorkItem.Source.values:
         raise ValidationError(ERR_SOURCE.format(source=source), code="source")
-    _validate_payload(payload)
+    payload_check(payload)
     title = (title or str(payload.get("title", "")))[:300]
     try:
         with transaction.atomic():
@@ -181,9 +282,10 @@ def work_items_create_bulk(
                 raise ValidationError(
                     ERR_BATCH_DUPLICATE.format(external_id=external_id), code="duplicate"
                 )
-            _validate_payload(new.payload)
+            payload_check(new.payload)
         except ValidationError as exc:
-            raise ValidationError(exc.messages[0], code=exc.code, params={"index": index}) from exc
+            params = {**(exc.params or {}), "index": index}
+            raise ValidationError(_literal(exc.messages[0]), code=exc.code, params=params) from exc
         seen.add(external_id)
     ids = [new.external_id.strip() for new in items]
     titles = [(new.title or str(new.payload.get("title", "")))[:300] for new in items]

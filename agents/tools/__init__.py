@@ -22,6 +22,7 @@ from agents.tools.base import (
 )
 
 if TYPE_CHECKING:
+    from agents.schema_tools import RefusedTool
     from governance.models import Workflow
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "canonical_json",
     "registry_for",
     "tool_known",
+    "tools_refused",
     "tools_register",
 ]
 
@@ -68,11 +70,14 @@ def _definition_tools(workflow: Workflow, names: set[str]) -> list[Tool]:
         from agents.schema_tools import tools_from_definitions
     except ImportError as exc:  # pragma: no cover - only while A2's module is absent
         raise ImportError(ERR_SCHEMA_TOOLS_MISSING) from exc
-    return [tool for tool in tools_from_definitions(workflow) if tool.name in names]
+    return tools_from_definitions(workflow, names=names)
 
 
 def registry_for(workflow: Workflow, *, granted: set[str] | None = None) -> dict[str, Tool]:
     """The tools this workflow's agent may call: enabled grants only.
+
+    A JSON-schema definition that cannot be enforced is left out on its own (logged;
+    ``tools_refused`` says why); the workflow's other tools keep working.
 
     A built-in name wins over a schema-registered tool of the same name, so a JSON
     definition can never swap the handler of a built-in tool. ``granted`` (the
@@ -84,6 +89,13 @@ def registry_for(workflow: Workflow, *, granted: set[str] | None = None) -> dict
     for name in granted & set(BUILTIN_TOOLS):
         tools[name] = BUILTIN_TOOLS[name]
     return tools
+
+
+def tools_refused(workflow: Workflow) -> list[RefusedTool]:
+    """The workflow's tool definitions that could not be loaded, with their reasons."""
+    from agents.schema_tools import tool_definitions_refused
+
+    return tool_definitions_refused(workflow)
 
 
 def tool_known(*, workflow: Workflow, tool: str) -> bool:

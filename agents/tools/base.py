@@ -15,9 +15,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agents.models import RiskClass
+from governance.hygiene import ERR_NOT_FINITE, first_problem
 
 if TYPE_CHECKING:
     from agents.models import Run, WorkItem
@@ -130,8 +132,26 @@ class Tool:
         }
 
     def validate(self, arguments: dict[str, Any]) -> BaseModel:
-        """Raises pydantic.ValidationError; fail closed on anything unexpected."""
-        return self.args_model.model_validate(arguments)
+        """Raises pydantic.ValidationError; fail closed on anything unexpected.
+
+        A value the model accepts but no record can hold is refused too, as a field
+        error like any other: NaN or Infinity (pydantic reads "NaN" into a float), a
+        NUL character or a lone surrogate (``governance.hygiene``)."""
+        args = self.args_model.model_validate(arguments)
+        problem = first_problem(args.model_dump(by_alias=True))
+        if problem is not None:
+            value: Any = arguments
+            with contextlib.suppress(LookupError, TypeError):
+                for part in problem.path:
+                    value = value[part]
+            kind: Any = (
+                "finite_number"
+                if problem.message == ERR_NOT_FINITE
+                else PydanticCustomError("unstorable_text", problem.message)
+            )
+            detail = InitErrorDetails(type=kind, loc=problem.path, input=value)
+            raise ValidationError.from_exception_data(self.args_model.__name__, [detail])
+        return args
 
     def policy_facts(self, args: BaseModel) -> dict[str, Any]:
         facts = default_facts(args.model_dump(mode="json"))

@@ -3,6 +3,7 @@ panels, and its configuration changes."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.contrib import messages
@@ -14,13 +15,20 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from agents.models import Escalation, Execution, Run, Step
-from agents.tools import BUILTIN_TOOLS
+from agents.tools import BUILTIN_TOOLS, tools_refused
 from evidence import metrics, selectors
 from governance import change_control
 from governance.forms import AutonomyChangeForm, PauseForm, ResumeForm
 from governance.htmx import page_or_partial, vary_on_htmx
 from governance.models import ConfigChange, Workflow
-from governance.permissions import MANAGE, OPERATE, REVIEW, access_workflow, workflows_for
+from governance.permissions import (
+    EXPORT,
+    MANAGE,
+    OPERATE,
+    REVIEW,
+    access_workflow,
+    workflows_for,
+)
 
 IN_FLIGHT_LIMIT = 20
 MSG_CHANGE_REQUESTED = (
@@ -104,10 +112,13 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "can_review": user.has_perm(REVIEW, workflow) or user.has_perm(REVIEW),
         "can_manage": user.has_perm(MANAGE, workflow) or user.has_perm(MANAGE),
         "can_operate": user.has_perm(OPERATE, workflow) or user.has_perm(OPERATE),
+        "can_export": user.has_perm(EXPORT, workflow) or user.has_perm(EXPORT),
         "pause_form": PauseForm(),
         "resume_form": ResumeForm(),
         "level_form": AutonomyChangeForm(initial={"to_level": workflow.autonomy_level}),
         "in_flight": _in_flight(workflow),
+        # Read only when the full page renders it (not on the panels' polls).
+        "refused_tools": functools.partial(tools_refused, workflow),
     }
     # Two live panels poll this page: the queue tiles and (part=in-flight) the runs.
     partial = "in-flight" if request.GET.get("part") == "in-flight" else "queue-summary"

@@ -14,6 +14,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled
 from ninja.errors import ValidationError as NinjaValidationError
 
+from governance import hygiene
+
 if TYPE_CHECKING:
     from ninja import NinjaAPI
 
@@ -136,6 +138,11 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
             401, UNAUTHENTICATED, ERR_TOKEN_MISSING, None, {"WWW-Authenticate": "Bearer"}
         )
     if status == 400 and str(exc).startswith("Cannot parse request body"):
+        cause = exc.__cause__
+        if isinstance(cause, ApiError):  # the parser refused a value it could parse
+            return _api_error(request, cause)
+        if isinstance(cause, ValueError) and str(cause) == hygiene.ERR_NOT_FINITE:
+            return error_response(400, MALFORMED_JSON, hygiene.ERR_NOT_FINITE)
         return error_response(400, MALFORMED_JSON, ERR_MALFORMED_JSON)
     return error_response(status, _CODE_FOR_STATUS.get(status, BAD_REQUEST), str(exc))
 

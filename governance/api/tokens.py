@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from governance.audit import audit_append
 from governance.models import ApiToken, Workflow
+from governance.permissions import EXPORT
 
 TOKEN_SCHEME = "tnr"  # noqa: S105 - a message or a name, not a secret
 PREFIX_BYTES = 6  # 8 url-safe characters
@@ -47,6 +48,10 @@ ERR_NO_WORKFLOWS = "Give the token at least one workflow."
 ERR_BAD_NAME = "An integration name is letters, digits, hyphens and underscores."
 ERR_ALREADY_REVOKED = "This token was already revoked."
 ERR_RATE_LIMIT = "The rate limit must be at least 1 request per minute."
+ERR_EXPORT_NOT_ALLOWED = (
+    "You may not export the decisions of “{slug}”, so a token you create cannot have "
+    "the export:read scope on it."
+)
 
 
 def token_hash(token: str) -> str:
@@ -96,6 +101,14 @@ def api_token_create(
         raise ValidationError({"workflows": [ERR_NO_WORKFLOWS]}, code="workflows")
     if rate_limit_per_minute < 1:
         raise ValidationError({"rate_limit_per_minute": [ERR_RATE_LIMIT]}, code="rate")
+    if isinstance(actor, AbstractBaseUser) and ApiToken.Verb.EXPORT_READ in verbs:
+        # A token never carries more than the person who made it: exporting decisions
+        # is a permission of its own (managers and admins). Operators on the command
+        # line (a string actor) hold the database anyway.
+        for workflow in workflows:
+            if not (actor.has_perm(EXPORT) or actor.has_perm(EXPORT, workflow)):
+                message = ERR_EXPORT_NOT_ALLOWED.format(slug=workflow.slug)
+                raise ValidationError({"verbs": [message]}, code="export")
 
     prefix = _new_prefix()
     plain = f"{TOKEN_SCHEME}_{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"

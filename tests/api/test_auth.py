@@ -7,6 +7,8 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 
 from governance.api import errors
 from governance.api.tokens import api_token_revoke
@@ -247,3 +249,17 @@ def test_the_workflow_in_scope_is_the_whole_row_as_the_orm_reads_it(
     assert found._state.adding is False
     assert _workflow_in_scope(token, "access") is None  # exists, out of scope
     assert _workflow_in_scope(token, "nope") is None
+
+
+def test_api_tokens_are_not_throttled_by_sign_in_failures(api, reviewer):
+    """Bearer tokens never pass through the sign-in backends: a locked-out address
+    still reaches the API, and bad tokens are 401s, never a lockout."""
+    browser = Client()
+    for _ in range(6):
+        browser.post(reverse("login"), {"username": reviewer.username, "password": "wrong-1"})
+    assert browser.post(reverse("login"), {"username": "rita", "password": "x"}).status_code == 429
+    for _ in range(10):
+        bad = api.get("/api/v1/proposals", headers={"Authorization": "Bearer tnr_bad_token"})
+        assert bad.status_code == 401
+    assert api.get("/api/v1/proposals").status_code == 200
+    assert AuditEvent.objects.filter(action="auth.login_failed").count() == 7

@@ -86,24 +86,24 @@ def test_api_export_needs_its_scope_and_a_known_format(workflow, api_for, api):
     assert api.get("/api/v1/workflows/refunds/export/nothing").status_code == 404
 
 
-def test_console_export_for_a_reviewer_of_the_workflow(reviewer, workflow, client_for):
+def test_console_export_for_a_manager_of_the_workflow(manager, workflow, client_for):
     _decision(workflow)
-    response = client_for(reviewer).get("/w/refunds/export/decisions.csv")
+    response = client_for(manager).get("/w/refunds/export/decisions.csv")
     assert response.status_code == 200
     assert len(list(csv.DictReader(io.StringIO(_body(response))))) == 1
-    jsonl = client_for(reviewer).get("/w/refunds/export/decisions.jsonl")
+    jsonl = client_for(manager).get("/w/refunds/export/decisions.jsonl")
     assert len(_body(jsonl).splitlines()) == 1
-    assert AuditEvent.objects.filter(action="export.decisions", actor=reviewer).count() == 2
+    assert AuditEvent.objects.filter(action="export.decisions", actor=manager).count() == 2
 
 
 def test_console_export_is_hidden_from_users_without_the_workflow(
-    roles, workflow, other_workflow, reviewer, client_for
+    roles, workflow, other_workflow, manager, client_for
 ):
     outsider = UserFactory(username="olga")
     assert client_for(outsider).get("/w/refunds/export/decisions.csv").status_code == 404
-    # A reviewer of refunds cannot export another workflow.
-    assert client_for(reviewer).get("/w/access/export/decisions.csv").status_code == 404
-    assert client_for(reviewer).get("/w/refunds/export/decisions.xlsx").status_code == 404
+    # A manager of refunds cannot export another workflow.
+    assert client_for(manager).get("/w/access/export/decisions.csv").status_code == 404
+    assert client_for(manager).get("/w/refunds/export/decisions.xlsx").status_code == 404
 
 
 def test_console_export_needs_a_login(workflow, client):

@@ -166,7 +166,7 @@ def test_a_group_removed_at_the_idp_removes_the_role_on_next_login(sso, workflow
     user = get_user_model().objects.get(username="ida")
     assert user_roles(user) == {Role.OPS, Role.MANAGER}
     assert get_perms(user, refunds) == []
-    assert set(get_perms(user, access)) == {"view_workflow", "manage_workflow"}
+    assert set(get_perms(user, access)) == {"view_workflow", "manage_workflow", "export_workflow"}
     second = AuditEvent.objects.filter(action="sso.login").order_by("id").last()
     assert second.data["roles_removed"] == ["reviewer"]
     assert second.data["roles_added"] == ["manager"]
@@ -220,14 +220,18 @@ def test_admin_and_all_workflow_grants_follow_the_idp(sso, settings, workflows):
     assert (user.is_staff, user.is_superuser) == (True, True)
     assert user_roles(user) == {Role.ADMIN, Role.MANAGER}
     for workflow in (refunds, access):
-        assert set(get_user_perms(user, workflow)) == {"view_workflow", "manage_workflow"}
+        assert set(get_user_perms(user, workflow)) == {
+            "view_workflow",
+            "manage_workflow",
+            "export_workflow",
+        }
 
     sso.login_as(ida(["all-managers"]))
     sign_in(Client(), sso)
     user = get_user_model().objects.get(username="ida")
     assert (user.is_staff, user.is_superuser) == (False, False)
     assert user_roles(user) == {Role.MANAGER}
-    assert set(get_perms(user, access)) == {"view_workflow", "manage_workflow"}
+    assert set(get_perms(user, access)) == {"view_workflow", "manage_workflow", "export_workflow"}
 
 
 def test_a_forged_state_is_refused(sso, workflows):
