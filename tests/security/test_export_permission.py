@@ -77,7 +77,7 @@ def test_the_migration_lets_todays_managers_keep_exporting(roles, workflow):
 
     from django.apps import apps
 
-    migration = import_module("governance.migrations.0006_workflow_export_permission")
+    migration = import_module("governance.migrations.0007_workflow_export_permission")
     manager = UserFactory(username="old-manager")
     assign_perm(MANAGE, manager, workflow)  # granted before the permission existed
     team = Group.objects.create(name="refund-managers")
