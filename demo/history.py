@@ -60,7 +60,9 @@ def _reject_reason(proposal: Proposal, expected: list[dict[str, Any]] | None) ->
     return RejectReason.WRONG_ACTION
 
 
-def _decide(item: WorkItem, reviewer, rng: random.Random) -> int:
+def demo_item_review(item: WorkItem, reviewer, rng: random.Random) -> int:
+    """A simulated reviewer decides the item's pending proposals as the demo's ground
+    truth says (accept, edit to the expected arguments, or reject)."""
     grade = demo_grade(item)
     expected = demo_expected(item)
     decided = 0
@@ -164,7 +166,7 @@ def demo_history_seed(*, per_workflow: int = 100, days: int = 28, seed: int = 7)
             continue
         reviewer = users[REVIEWER_FOR[slug]]
         with transaction.atomic():
-            decided += _decide(item, reviewer, rng)
+            decided += demo_item_review(item, reviewer, rng)
             _resolve_escalations(item, reviewer, rng)
             item.refresh_from_db()
             # Spread evenly over the window, oldest first, with working-hours jitter.

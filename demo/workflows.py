@@ -74,8 +74,10 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
         # The support inbox sets these; the subject (the title) and the body are typed
         # by the customer and stay untrusted.
         "trusted_fields": ["from", "channel"],
-        # The refunds team accepts a lower bound of 80% before a tool moves up.
+        # The refunds team accepts a lower bound of 80% before a tool moves up, and a
+        # tool decides ten refunds at supervised before it may run on its own.
         "gate_min_agreement": Decimal("0.800"),
+        "gate_min_supervised_decisions": 10,
         "grants": {
             "get_order": {},
             "search_knowledge": {},
@@ -442,6 +444,7 @@ def _seed_workflow(slug: str) -> Workflow:
             # Two reviewer decisions per refund (refund + reply) at ~45 s each.
             "cost_target_usd": spec.get("cost_target_usd", Decimal("1.00")),
             "gate_min_agreement": spec.get("gate_min_agreement", Decimal("0.900")),
+            "gate_min_supervised_decisions": spec.get("gate_min_supervised_decisions", 20),
             # One in five automatic executions goes to post-hoc review, so the demo
             # feed (an item a minute) shows samples within minutes of a promotion.
             "sample_rate": spec.get("sample_rate", Decimal("0.200")),

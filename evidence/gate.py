@@ -13,8 +13,10 @@ from django.utils import timezone
 
 from agents.evals import SuiteStatus, suite_status
 from evidence import metrics
+from evidence.metrics import items as item_metrics
 from governance.gate import Criterion, GateEvidence
-from governance.models import Workflow
+from governance.models import AutonomyLevel, Workflow
+from reviews.models import Decision
 
 
 def regression_status(workflow: Workflow) -> SuiteStatus:
@@ -36,13 +38,17 @@ def gate_evaluate(
 ) -> GateEvidence:
     now = now or timezone.now()
     # The window the dashboard, the evidence pack and the API count over for as many days.
+    # Imported history counts only where the workflow says so.
     scope = metrics.Scope.for_workflow(
         workflow,
         since=metrics.window_start(workflow.gate_window_days, now),
         until=now,
         tool=tool,
+        with_imported=workflow.gate_counts_imported,
     )
     agreement = metrics.agreement_for(scope)
+    items = item_metrics.item_counts_for(scope)
+    coverage = item_metrics.coverage_for(scope)
     cost = metrics.cost_for(scope, target_usd=workflow.cost_target_usd)
     critical = metrics.critical_in_last(
         workflow_id=workflow.pk, tool=tool, last=workflow.gate_critical_lookback
@@ -60,13 +66,19 @@ def gate_evaluate(
         ),
         Criterion(
             key="agreement",
-            label="Agreement, Wilson 95% lower bound",
+            label=(
+                f"Action precision for {tool} (agreement), Wilson 95% lower bound"
+                if tool
+                else "Action precision (agreement), Wilson 95% lower bound"
+            ),
             passed=agreement.n > 0 and agreement.low >= threshold,
             value=_pct(agreement.low if agreement.n else None),
             threshold=f"≥ {_pct(threshold)}",
             detail=f"{agreement.accepted} accepted, {agreement.edited} edited, "
             f"{agreement.rejected} rejected (rate {_pct(agreement.rate)})",
         ),
+        _item_agreement(workflow, items),
+        _coverage(workflow, coverage),
         Criterion(
             key="cost",
             label="Cost per successful outcome",
@@ -93,6 +105,11 @@ def gate_evaluate(
             detail=suite.detail,
         ),
     )
+    # A tool moving to limited has to have been decided at supervised first. (Raising
+    # the workflow's ceiling widens nothing by itself: each tool's own level stays
+    # until its own promotion, which meets this criterion.)
+    if tool and AutonomyLevel.rank(to_level) >= AutonomyLevel.rank(AutonomyLevel.LIMITED):
+        criteria = (*criteria, _dwell(workflow, tool))
     return GateEvidence(
         workflow=workflow.slug,
         tool=tool,
@@ -101,4 +118,55 @@ def gate_evaluate(
         window_days=workflow.gate_window_days,
         computed_at=now,
         criteria=criteria,
+    )
+
+
+def _item_agreement(workflow: Workflow, items: item_metrics.ItemCounts) -> Criterion:
+    threshold = float(workflow.gate_min_item_agreement)
+    share = items.agreement
+    return Criterion(
+        key="item_agreement",
+        label="Item agreement (the whole plan right), Wilson 95% lower bound",
+        passed=threshold == 0 or (share.n > 0 and share.low >= threshold),
+        value=_pct(share.low if share.n else None),
+        threshold=f"≥ {_pct(threshold)}",
+        detail=f"{items.agreed} of {items.items} items right "
+        f"({items.both_nothing} where both did nothing)",
+    )
+
+
+def _coverage(workflow: Workflow, coverage: item_metrics.Coverage) -> Criterion:
+    threshold = float(workflow.gate_min_coverage)
+    share = coverage.share
+    not_judged = ", ".join(f"{n} {reason}" for reason, n in sorted(coverage.not_judged.items()))
+    return Criterion(
+        key="coverage",
+        label="Coverage: proposals with a verdict / settled proposals",
+        passed=threshold == 0 or (share.n > 0 and (share.rate or 0) >= threshold),
+        value=_pct(share.rate),
+        threshold=f"≥ {_pct(threshold)}",
+        detail=f"{coverage.judged} of {coverage.settled} judged"
+        + (f"; not judged: {not_judged}" if not_judged else "")
+        + (f"; {coverage.waiting} still waiting" if coverage.waiting else ""),
+    )
+
+
+def _dwell(workflow: Workflow, tool: str) -> Criterion:
+    """Limited needs time at supervised: the tool's decisions made while its level
+    was supervised (ever, not only in the window)."""
+    decisions = Decision.objects.filter(
+        proposal__workflow=workflow,
+        proposal__tool=tool,
+        autonomy_level=AutonomyLevel.SUPERVISED,
+    )
+    if not workflow.gate_counts_imported:
+        decisions = decisions.exclude(kind=Decision.Kind.IMPORTED)
+    made = decisions.count()
+    needed = workflow.gate_min_supervised_decisions
+    return Criterion(
+        key="supervised_dwell",
+        label=f"Decisions on {tool} made at supervised (dwell before limited)",
+        passed=made >= needed,
+        value=str(made),
+        threshold=f"≥ {needed}",
     )

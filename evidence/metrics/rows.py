@@ -19,6 +19,8 @@ def decisions_rows(scope: Scope) -> QuerySet[Decision]:
     )
     if scope.tool:
         qs = qs.filter(proposal__tool=scope.tool)
+    if not scope.with_imported:
+        qs = qs.exclude(kind=Decision.Kind.IMPORTED)
     return qs
 
 

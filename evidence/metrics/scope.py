@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 from django.db.models import Q
@@ -14,12 +14,14 @@ from governance.models import Workflow
 @dataclass(frozen=True)
 class Scope:
     """What a metric is computed over: one workflow (or several), an optional
-    tool, and a time window."""
+    tool, and a time window. ``with_imported=False`` leaves imported history out
+    (the gate, unless the workflow counts it)."""
 
     workflow_ids: tuple[int, ...]
     since: datetime
     until: datetime | None = None
     tool: str = ""
+    with_imported: bool = True
 
     @classmethod
     def for_workflow(
@@ -29,8 +31,18 @@ class Scope:
         since: datetime,
         until: datetime | None = None,
         tool: str = "",
+        with_imported: bool = True,
     ) -> Scope:
-        return cls(workflow_ids=(workflow.pk,), since=since, until=until, tool=tool)
+        return cls(
+            workflow_ids=(workflow.pk,),
+            since=since,
+            until=until,
+            tool=tool,
+            with_imported=with_imported,
+        )
+
+    def with_tool(self, tool: str) -> Scope:
+        return replace(self, tool=tool)
 
     def window(self, field_name: str) -> Q:
         q = Q(**{f"{field_name}__gte": self.since})

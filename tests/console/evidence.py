@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from agents.models import Proposal, RiskClass, Run, WorkItem
 from governance.models import Workflow
-from reviews.models import Decision, RejectReason
+from reviews.models import Decision, ItemOutcome, RejectReason
 
 VERDICT_STATUS = {
     Decision.Verdict.ACCEPT: Proposal.Status.ACCEPTED,
@@ -91,5 +91,14 @@ def make_evidence(
                 autonomy_level=workflow.autonomy_level,
                 seconds_spent=seconds,
             )
+        )
+        # The item's one action was judged: what the human did about it is complete.
+        ItemOutcome.objects.create(
+            work_item=item,
+            workflow=workflow,
+            source=ItemOutcome.Source.CONSOLE,
+            did_nothing=verdict == Decision.Verdict.REJECT,
+            imported=kind == Decision.Kind.IMPORTED,
+            occurred_at=now,
         )
     return decisions

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Model
 
 from agents.models import Execution, Proposal, Run, Step, WorkItem
-from reviews.models import Decision, EscalationResolution, RejectReason
+from reviews.models import Decision, EscalationResolution, ItemOutcome, RejectReason
 from reviews.sql import decisions_backdatable
 from tests.factories import (
     EscalationFactory,
@@ -26,6 +26,11 @@ def backdate(obj: Model, **times: datetime) -> Model:
     the one change its append-only table lets through, and only when asked."""
     with transaction.atomic(), decisions_backdatable():
         type(obj).objects.filter(pk=obj.pk).update(**times)
+        if isinstance(obj, Decision) and "created_at" in times:
+            # The item's account closed with its decision: it moves with it.
+            ItemOutcome.objects.filter(
+                work_item__proposals=obj.proposal_id, occurred_at=obj.created_at
+            ).update(occurred_at=times["created_at"])
     for name, value in times.items():
         setattr(obj, name, value)
     return obj
@@ -55,6 +60,27 @@ class DecisionFactory(factory.django.DjangoModelFactory):
         }[self.verdict]
         Proposal.objects.filter(pk=self.proposal_id, status=Proposal.Status.PENDING).update(
             status=status, decided_at=self.created_at
+        )
+
+    @factory.post_generation
+    def item_outcome(self, create: bool, extracted: object, **kwargs: object) -> None:
+        """As the console does: once no action of the item waits for a human, what the
+        human did about it is complete (nothing, if every action was rejected)."""
+        if not create or self.kind == Decision.Kind.SAMPLE or extracted is False:
+            return
+        proposals = Proposal.objects.filter(work_item_id=self.proposal.work_item_id)
+        if proposals.filter(status=Proposal.Status.PENDING).exists():
+            return
+        imported = self.kind == Decision.Kind.IMPORTED
+        ItemOutcome.objects.get_or_create(
+            work_item_id=self.proposal.work_item_id,
+            defaults={
+                "workflow_id": self.proposal.workflow_id,
+                "source": ItemOutcome.Source.IMPORT if imported else ItemOutcome.Source.CONSOLE,
+                "did_nothing": not proposals.exclude(status=Proposal.Status.REJECTED).exists(),
+                "imported": imported,
+                "occurred_at": self.created_at,
+            },
         )
 
 

@@ -1,18 +1,23 @@
 """The demo's promise for limited autonomy: after the seeded history, a manager
-promotes create_refund to limited (a second manager approves), and the demo feed's
-new refund items then execute on their own, with a sample queued for review."""
+promotes create_refund to supervised, reviewers decide refunds there (the dwell
+limited asks for), a manager promotes it to limited (a second manager approves),
+and the demo feed's new refund items then execute on their own, with a sample
+queued for review."""
 
 from __future__ import annotations
 
 import io
+import random
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 
 from agents.models import Execution, Proposal
 from agents.runner import run_work_item
 from agents.services import proposal_execute
+from demo.history import demo_item_review
 from demo.models import SandboxRefund
 from demo.workflows import demo_feed_one
 from governance.breaker import critical_reason
@@ -39,6 +44,29 @@ def test_a_promoted_refund_tool_auto_executes_demo_work_and_samples_it(settings)
     autonomy_change_request(
         workflow=refunds, grant=grant, to_level=AutonomyLevel.SUPERVISED, actor=users["mona"]
     )
+    # Straight on to limited is refused: no refund was decided at supervised yet.
+    with pytest.raises(ValidationError, match="made at supervised"):
+        autonomy_change_request(
+            workflow=refunds,
+            grant=ToolGrant.objects.get(pk=grant.pk),
+            to_level=AutonomyLevel.LIMITED,
+            actor=users["mona"],
+        )
+    # The dwell: reviewers decide the feed's refunds at supervised.
+    rita = get_user_model().objects.get(username="rita")
+    rng = random.Random(3)
+    supervised = Proposal.objects.filter(
+        workflow=refunds, tool="create_refund", autonomy_level=AutonomyLevel.SUPERVISED
+    )
+    for _ in range(60):
+        if supervised.exclude(status=Proposal.Status.PENDING).count() >= (
+            refunds.gate_min_supervised_decisions
+        ):
+            break
+        for item in demo_feed_one():
+            if item.workflow_id == refunds.pk:
+                run_work_item(work_item_id=item.pk)
+                demo_item_review(item, rita, rng)
     change = autonomy_change_request(
         workflow=refunds,
         grant=ToolGrant.objects.get(pk=grant.pk),
@@ -73,7 +101,6 @@ def test_a_promoted_refund_tool_auto_executes_demo_work_and_samples_it(settings)
     assert fresh.filter(awaiting_review_q(), tool="draft_customer_reply").exists()
 
     # A reviewer finds the sampled refund unsafe: the breaker takes the tool back.
-    rita = get_user_model().objects.get(username="rita")
     sample = fresh.filter(awaiting_sample_q()).first()
     claim = claim_proposal(proposal=sample, reviewer=rita)
     decision = proposal_decide(

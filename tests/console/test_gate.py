@@ -103,6 +103,8 @@ def test_promotion_request_freezes_the_evidence(workflow, manager, suite_green):
     assert {c["key"] for c in frozen["criteria"]} == {
         "sample_size",
         "agreement",
+        "item_agreement",
+        "coverage",
         "cost",
         "critical",
         "regression",
@@ -141,3 +143,102 @@ def test_turning_a_workflow_on_needs_no_evidence(manager, roles):
     )
     workflow.refresh_from_db()
     assert workflow.autonomy_level == AutonomyLevel.SHADOW
+
+
+# --- The item-level criteria, coverage and the dwell (honest evidence) ---------------
+
+
+def _missed(workflow, decisions, n):
+    """The human also did something the agent never proposed on ``n`` of the items."""
+    from reviews.models import HumanAction
+
+    for decision in decisions[:n]:
+        HumanAction.objects.create(
+            work_item_id=decision.proposal.work_item_id,
+            outcome=decision.proposal.work_item.outcome,
+            workflow=workflow,
+            tool="draft_customer_reply",
+            arguments={"body": "sorry"},
+            occurred_at=decision.created_at,
+        )
+
+
+def test_every_action_right_is_not_enough_when_the_plans_missed_steps(workflow, suite_green):
+    """60 of 60 proposals accepted, but on 20 items the human also replied to the
+    customer, which the agent never proposed: precision is perfect, the plans are not."""
+    decisions = make_evidence(workflow, accepted=60)
+    _missed(workflow, decisions, 20)
+    criteria = by_key(evaluate(workflow))
+    assert criteria["agreement"].passed
+    assert not criteria["item_agreement"].passed
+    assert criteria["item_agreement"].detail == "40 of 60 items right (0 where both did nothing)"
+
+
+def test_a_rejection_where_the_human_did_nothing_agrees_at_item_level(workflow, suite_green):
+    """The agent proposed one refund; the human rejected it and did nothing else: the
+    action was extra (precision falls), the item did not agree either."""
+    make_evidence(workflow, accepted=60, rejected=1)
+    criterion = by_key(evaluate(workflow))["item_agreement"]
+    assert criterion.detail == "60 of 61 items right (0 where both did nothing)"
+
+
+def test_cancelled_proposals_count_against_coverage(workflow, suite_green):
+    from agents.models import Proposal
+    from tests.factories import ProposalFactory
+
+    make_evidence(workflow, accepted=60)
+    for _ in range(10):
+        ProposalFactory(workflow=workflow, status=Proposal.Status.CANCELLED)
+    criterion = by_key(evaluate(workflow))["coverage"]
+    assert not criterion.passed
+    assert criterion.value == "85.7%"  # 60 of 70
+    assert "10 cancelled" in criterion.detail
+
+
+def test_proposals_still_waiting_are_outside_coverage(workflow, suite_green):
+    from tests.factories import ProposalFactory
+
+    make_evidence(workflow, accepted=60)
+    for _ in range(10):
+        ProposalFactory(workflow=workflow)
+    criterion = by_key(evaluate(workflow))["coverage"]
+    assert criterion.passed
+    assert criterion.value == "100.0%"
+    assert "10 still waiting" in criterion.detail
+
+
+def test_a_tool_needs_decisions_at_supervised_before_limited(workflow, suite_green):
+    # Plenty of agreeing evidence, all of it from shadow mode (make_evidence decides
+    # at the workflow's level of the moment).
+    make_evidence(workflow, accepted=60)
+    dwell = by_key(evaluate(workflow, to=AutonomyLevel.LIMITED, tool="create_refund"))
+    assert not dwell["supervised_dwell"].passed
+    assert dwell["supervised_dwell"].value == "0"
+    # Decisions made while the tool was supervised clear it.
+    workflow.autonomy_level = AutonomyLevel.SUPERVISED
+    workflow.save()
+    make_evidence(workflow, accepted=workflow.gate_min_supervised_decisions)
+    evidence = evaluate(workflow, to=AutonomyLevel.LIMITED, tool="create_refund")
+    assert by_key(evidence)["supervised_dwell"].value == str(workflow.gate_min_supervised_decisions)
+    assert evidence.passed, evidence.failed
+    # Another tool's supervised decisions do not count for this one.
+    other = by_key(evaluate(workflow, to=AutonomyLevel.LIMITED, tool="draft_customer_reply"))
+    assert other["supervised_dwell"].value == "0"
+    # Supervised is not limited: no dwell asked.
+    assert "supervised_dwell" not in by_key(evaluate(workflow, tool="create_refund"))
+
+
+def test_imported_history_counts_toward_the_gate_only_when_the_workflow_says_so(
+    workflow, suite_green
+):
+    from reviews.models import Decision
+
+    make_evidence(workflow, accepted=60, kind=Decision.Kind.IMPORTED)
+    criteria = by_key(evaluate(workflow))
+    assert criteria["sample_size"].value == "0"
+    assert not criteria["sample_size"].passed
+    workflow.gate_counts_imported = True
+    workflow.save()
+    evidence = evaluate(workflow)
+    assert by_key(evidence)["sample_size"].value == "60"
+    assert evidence.passed, evidence.failed

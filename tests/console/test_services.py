@@ -54,6 +54,8 @@ def test_promotion_to_limited_waits_for_a_second_manager(
 ):
     workflow.autonomy_level = AutonomyLevel.SUPERVISED
     workflow.save()
+    # Limited needs its dwell at supervised: decisions made there.
+    make_evidence(workflow, accepted=workflow.gate_min_supervised_decisions)
     change = services.autonomy_change_request(
         workflow=workflow, to_level=AutonomyLevel.LIMITED, actor=manager, reason="gate passed"
     )
