@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from agents.evals import SuiteStatus, suite_status
 from evidence import metrics
-from evidence.metrics import items as item_metrics
 from governance.gate import Criterion, GateEvidence
 from governance.models import AutonomyLevel, Workflow
 from reviews.models import Decision
@@ -47,8 +46,8 @@ def gate_evaluate(
         with_imported=workflow.gate_counts_imported,
     )
     agreement = metrics.agreement_for(scope)
-    items = item_metrics.item_counts_for(scope)
-    coverage = item_metrics.coverage_for(scope)
+    items = metrics.item_counts_for(scope)
+    coverage = metrics.coverage_for(scope)
     cost = metrics.cost_for(scope, target_usd=workflow.cost_target_usd)
     critical = metrics.critical_in_last(
         workflow_id=workflow.pk, tool=tool, last=workflow.gate_critical_lookback
@@ -121,7 +120,7 @@ def gate_evaluate(
     )
 
 
-def _item_agreement(workflow: Workflow, items: item_metrics.ItemCounts) -> Criterion:
+def _item_agreement(workflow: Workflow, items: metrics.ItemCounts) -> Criterion:
     threshold = float(workflow.gate_min_item_agreement)
     share = items.agreement
     return Criterion(
@@ -135,7 +134,7 @@ def _item_agreement(workflow: Workflow, items: item_metrics.ItemCounts) -> Crite
     )
 
 
-def _coverage(workflow: Workflow, coverage: item_metrics.Coverage) -> Criterion:
+def _coverage(workflow: Workflow, coverage: metrics.Coverage) -> Criterion:
     threshold = float(workflow.gate_min_coverage)
     share = coverage.share
     not_judged = ", ".join(f"{n} {reason}" for reason, n in sorted(coverage.not_judged.items()))

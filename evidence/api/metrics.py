@@ -32,14 +32,16 @@ class MetricsQuery(Schema):
     "/workflows/{slug}/metrics",
     response={200: MetricsOut, **ERROR_RESPONSES},
     summary="Workflow metrics",
-    description="Agreement, cost per outcome, escalations, tool errors. Scope: `metrics:read`.",
+    description="Agreement, the item-level comparison (precision, recall, item agreement, "
+    "coverage), cost per outcome, escalations, tool errors. Scope: `metrics:read`.",
 )
 def workflow_metrics_get(
     request: HttpRequest, slug: str, query: Query[MetricsQuery]
 ) -> dict[str, Any]:
     workflow = access_workflow_api(request, slug=slug, verb=ApiToken.Verb.METRICS_READ)
     since = metrics.window_start(query.days, timezone.now())
-    m = metrics.workflow_metrics(metrics.Scope.for_workflow(workflow, since=since), workflow)
+    scope = metrics.Scope.for_workflow(workflow, since=since)
+    m = metrics.workflow_metrics(scope, workflow)
     backlog = metrics.backlog_for((workflow.pk,))[workflow.pk]
     ttsf = m.time_to_safe_fail
     return {
@@ -86,4 +88,5 @@ def workflow_metrics_get(
         "reviewer_seconds_per_decision": m.reviewer_seconds_per_decision,
         "pending_proposals": backlog.pending,
         "open_escalations": backlog.open_escalations,
+        "comparison": metrics.item_comparison_for(scope).as_json(),
     }

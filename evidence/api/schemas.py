@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from ninja import Schema
+from pydantic import Field
 
 # --- Reads ------------------------------------------------------------------------
 
@@ -113,6 +114,51 @@ class ToolErrorsOut(Schema):
     rate: float | None
 
 
+class ProportionOut(Schema):
+    successes: int
+    n: int
+    rate: float | None
+    wilson_low: float
+    wilson_high: float
+
+
+class ItemsOut(Schema):
+    items: int = Field(description="Items whose account of what the human did is complete.")
+    agreed: int = Field(description="Of them, the agent's whole plan was right.")
+    both_did_nothing: int
+    imported: int
+    agreement: ProportionOut
+
+
+class ActionsOut(Schema):
+    exact: int = Field(description="Proposed and accepted as it stood.")
+    edited: int = Field(description="Proposed and done after an edit.")
+    extra: int = Field(description="Proposed and not done (rejected).")
+    missed: int = Field(description="Done by the human, never proposed.")
+    imported: int = Field(description="Of these, from imported history.")
+    precision: ProportionOut = Field(description="exact / (exact + edited + extra).")
+    recall: ProportionOut = Field(description="exact / (exact + edited + missed).")
+    item_agreement: ItemsOut
+
+
+class CoverageOut(Schema):
+    proposed: int
+    waiting: int = Field(description="Still waiting for a human: outside the ratio.")
+    settled: int
+    judged: int
+    not_judged: dict[str, int] = Field(description="Settled without a verdict, by reason.")
+    auto_executed_unsampled: int = Field(
+        description="Executed on their own and not sampled: outside the ratio."
+    )
+    coverage: float | None = Field(description="judged / settled.")
+
+
+class ComparisonOut(ActionsOut):
+    coverage: CoverageOut
+    by_tool: dict[str, ActionsOut]
+    by_day: dict[str, ActionsOut]
+
+
 class MetricsOut(Schema):
     workflow: str
     since: datetime
@@ -137,3 +183,6 @@ class MetricsOut(Schema):
     reviewer_seconds_per_decision: float | None
     pending_proposals: int
     open_escalations: int
+    comparison: ComparisonOut = Field(
+        description="The agent's plans against what the humans did, item by item."
+    )

@@ -13,6 +13,8 @@ looks for:
 - ``rows``: the row set each metric counts (also what its drill-down lists);
 - ``definitions``: each metric once: its result type with its formula, and its
   computation from raw rows over any window;
+- ``items``: the item-level comparison of the agent's plans with what the humans
+  did (exact, edited, extra, missed; precision, recall, item agreement, coverage);
 - ``live``: every metric of a scope from raw rows, per tool, per day, and the ops
   overview;
 - ``rollups``: the ``MetricDay`` columns (``metric_days_compute``, the one
@@ -79,6 +81,16 @@ from evidence.metrics.definitions import (
     tool_errors_for,
 )
 from evidence.metrics.drilldown import ERR_BAD_FILTER, ERR_UNKNOWN_METRIC, ROW_SETS, drilldown_rows
+from evidence.metrics.items import (
+    ActionCounts,
+    Coverage,
+    ItemComparison,
+    ItemCounts,
+    Proportion,
+    coverage_for,
+    item_comparison_for,
+    item_counts_for,
+)
 from evidence.metrics.live import (
     Day,
     WorkflowMetrics,
@@ -131,6 +143,14 @@ from evidence.metrics.scope import (
 from evidence.metrics.stats import pct, ratio, wilson_interval
 
 __all__ = [
+    "ActionCounts",
+    "Coverage",
+    "ItemComparison",
+    "ItemCounts",
+    "Proportion",
+    "coverage_for",
+    "item_comparison_for",
+    "item_counts_for",
     "ALL_PARTS",
     "CRITICAL",
     "ERR_BAD_FILTER",

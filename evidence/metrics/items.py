@@ -215,6 +215,17 @@ class ItemComparison:
     by_day: dict[date, ActionCounts]
     items_by_day: dict[date, ItemCounts]
 
+    @property
+    def tool_rows(self) -> list[tuple[str, ActionCounts, ItemCounts | None]]:
+        """(tool, its actions, its items) by tool name, for the tables."""
+        return [(t, a, self.items_by_tool.get(t)) for t, a in sorted(self.by_tool.items())]
+
+    @property
+    def day_rows(self) -> list[tuple[date, ActionCounts, ItemCounts | None]]:
+        """(day, its actions, its items), the newest first."""
+        days = sorted({*self.by_day, *self.items_by_day}, reverse=True)
+        return [(d, self.by_day.get(d, ActionCounts()), self.items_by_day.get(d)) for d in days]
+
     def as_json(self) -> dict[str, Any]:
         return {
             **self.actions.as_json(),

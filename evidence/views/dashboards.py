@@ -120,6 +120,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "since": scope.since,
         "windows": (7, 30, 90),
         "m": m,
+        "comparison": metrics.item_comparison_for(scope),
         "tools": tools,
         "day_rows": day_rows,
         "links": _dashboard_links(link, m),
@@ -513,15 +514,20 @@ def evidence_pack(request: HttpRequest, slug: str) -> HttpResponse:
         return _bad_request(request, str(exc))
     scope = Scope.for_workflow(workflow, since=_since(days, timezone.now()))
     m = metrics.workflow_metrics(scope, workflow)
-    pack = evidence_pack_data(workflow, scope=scope, m=m)
+    comparison = metrics.item_comparison_for(scope)
+    pack = evidence_pack_data(workflow, scope=scope, m=m, comparison=comparison)
     if fmt == "json":
         return JsonResponse(pack, encoder=DjangoJSONEncoder, json_dumps_params={"indent": 2})
-    context = {"workflow": workflow, "pack": pack, "days": days, "m": m}
+    context = {"workflow": workflow, "pack": pack, "days": days, "m": m, "c": comparison}
     return render(request, "console/evidence/pack.html", context)
 
 
 def evidence_pack_data(
-    workflow: Workflow, *, scope: Scope, m: metrics.WorkflowMetrics
+    workflow: Workflow,
+    *,
+    scope: Scope,
+    m: metrics.WorkflowMetrics,
+    comparison: metrics.ItemComparison | None = None,
 ) -> dict[str, Any]:
     now = timezone.now()
     changes = list(
@@ -566,6 +572,10 @@ def evidence_pack_data(
                 "window_days": workflow.gate_window_days,
                 "critical_lookback": workflow.gate_critical_lookback,
                 "cost_target_usd": workflow.cost_target_usd,
+                "min_item_agreement_lower_bound": workflow.gate_min_item_agreement,
+                "min_coverage": workflow.gate_min_coverage,
+                "min_supervised_decisions_before_limited": workflow.gate_min_supervised_decisions,
+                "counts_imported_history": workflow.gate_counts_imported,
             },
             "agreement_floor": workflow.agreement_floor,
             "tool_error_budget": workflow.tool_error_budget,
@@ -586,6 +596,7 @@ def evidence_pack_data(
             "escalation_rate": m.escalation_rate,
             "tool_errors": [asdict(t) | {"rate": t.rate} for t in m.tool_errors],
         },
+        "comparison": (comparison or metrics.item_comparison_for(scope)).as_json(),
         "autonomy_history": [
             {
                 "id": c.pk,

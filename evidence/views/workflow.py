@@ -117,8 +117,14 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "resume_form": ResumeForm(),
         "level_form": AutonomyChangeForm(initial={"to_level": workflow.autonomy_level}),
         "in_flight": _in_flight(workflow),
-        # Read only when the full page renders it (not on the panels' polls).
+        # Read only when the full page renders them (not on the panels' polls).
         "refused_tools": functools.partial(tools_refused, workflow),
+        "comparison": functools.partial(
+            metrics.item_comparison_for,
+            metrics.Scope.for_workflow(
+                workflow, since=metrics.window_start(workflow.gate_window_days, now)
+            ),
+        ),
     }
     # Two live panels poll this page: the queue tiles and (part=in-flight) the runs.
     partial = "in-flight" if request.GET.get("part") == "in-flight" else "queue-summary"
