@@ -135,13 +135,15 @@ class Run(models.Model):
     agent_version = models.CharField(max_length=40, blank=True)
     prompt_version = models.CharField(max_length=40, blank=True)
     tokens_in = models.PositiveIntegerField(default=0)
+    # Database defaults too, so bulk loads that predate the column keep working.
     tokens_cached = models.PositiveIntegerField(
-        default=0, help_text="Input tokens the endpoint served from its prompt cache."
+        default=0, db_default=0, help_text="Input tokens the endpoint served from its prompt cache."
     )
     tokens_out = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
     unpriced = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="A model call had no price: its cost is the fallback price's, or unknown.",
     )
     tool_cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
@@ -194,10 +196,10 @@ class Step(models.Model):
     model = models.CharField(max_length=100, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     tokens_in = models.PositiveIntegerField(default=0)
-    tokens_cached = models.PositiveIntegerField(default=0)
+    tokens_cached = models.PositiveIntegerField(default=0, db_default=0)
     tokens_out = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=Decimal("0"))
-    unpriced = models.BooleanField(default=False)
+    unpriced = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
