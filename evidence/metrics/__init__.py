@@ -89,6 +89,7 @@ from evidence.metrics.items import (
     Proportion,
     coverage_for,
     item_comparison_for,
+    item_comparison_for_screen,
     item_counts_for,
 )
 from evidence.metrics.live import (
@@ -150,6 +151,7 @@ __all__ = [
     "Proportion",
     "coverage_for",
     "item_comparison_for",
+    "item_comparison_for_screen",
     "item_counts_for",
     "ALL_PARTS",
     "CRITICAL",

@@ -39,7 +39,19 @@ from datetime import date
 from functools import cached_property
 from typing import Any
 
-from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Q, QuerySet, Sum, When
+from django.core.cache import cache
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    When,
+)
 from django.db.models.functions import TruncDate
 
 from agents.models import Proposal
@@ -438,3 +450,50 @@ def item_comparison_for(scope: Scope) -> ItemComparison:
         by_day=dict(by_day),
         items_by_day=items_by_day,
     )
+
+
+# --- The screens' copy ------------------------------------------------------------------
+
+# How long the dashboard and the workflow page may show a comparison before they
+# count again (they also count again as soon as a decision, a missed action, an item
+# outcome or a proposal is added).
+SCREEN_TTL_SECONDS = 60
+
+
+def _fingerprint(scope: Scope) -> str:
+    """The newest row of each table the comparison reads (cheap index lookups): any
+    new one makes a new key."""
+    newest = [
+        model.objects.filter(**{field: scope.workflow_ids}).aggregate(m=Max("pk"))["m"] or 0
+        for model, field in (
+            (Decision, "proposal__workflow__in"),
+            (HumanAction, "workflow__in"),
+            (ItemOutcome, "workflow__in"),
+            (Proposal, "workflow__in"),
+        )
+    ]
+    return "-".join(map(str, newest))
+
+
+def item_comparison_for_screen(scope: Scope) -> ItemComparison:
+    """``item_comparison_for``, kept for a minute for the screens that poll and
+    reload (the dashboard, the workflow page): the comparison reads raw rows over the
+    window (it has no daily rollups yet). The gate, the evidence pack and the API
+    always count afresh."""
+    key = ":".join(
+        (
+            "evidence:comparison:v1",
+            ",".join(map(str, scope.workflow_ids)),
+            scope.since.isoformat(),
+            scope.until.isoformat() if scope.until else "",
+            scope.tool,
+            str(scope.with_imported),
+            _fingerprint(scope),
+        )
+    )
+    found = cache.get(key)
+    if isinstance(found, ItemComparison):
+        return found
+    comparison = item_comparison_for(scope)
+    cache.set(key, comparison, SCREEN_TTL_SECONDS)
+    return comparison

@@ -120,7 +120,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
         "since": scope.since,
         "windows": (7, 30, 90),
         "m": m,
-        "comparison": metrics.item_comparison_for(scope),
+        "comparison": metrics.item_comparison_for_screen(scope),
         "tools": tools,
         "day_rows": day_rows,
         "links": _dashboard_links(link, m),

@@ -120,7 +120,7 @@ def workflow_detail(request: HttpRequest, slug: str) -> HttpResponse:
         # Read only when the full page renders them (not on the panels' polls).
         "refused_tools": functools.partial(tools_refused, workflow),
         "comparison": functools.partial(
-            metrics.item_comparison_for,
+            metrics.item_comparison_for_screen,
             metrics.Scope.for_workflow(
                 workflow, since=metrics.window_start(workflow.gate_window_days, now)
             ),
