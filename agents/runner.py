@@ -45,7 +45,7 @@ from agents.models import (
     Step,
     WorkItem,
 )
-from agents.notifications import notify_escalation
+from agents.notifications import notify_approval_requests, notify_escalation
 from agents.otel import run_trace_dispatch
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
 from agents.prices import ERR_UNPRICED, price_table
@@ -581,6 +581,9 @@ class Runner:
                     "auto_execute": [p.pk for p in auto],
                 },
             )
+            # Each action that waits for an approval is posted to the chat channel.
+            auto_ids = {p.pk for p in auto}
+            notify_approval_requests(p for p in proposals if p.pk not in auto_ids)
             if auto:
                 proposals_auto_execute(proposals=auto, plan=proposals)
         return self.run
