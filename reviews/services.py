@@ -22,6 +22,7 @@ from agents import queue, states
 from agents.models import Escalation, Execution, Proposal, WorkItem
 from agents.services import PlanDispatch, plan_dispatch, work_item_retry
 from agents.tools.base import arguments_hash
+from agents.tracing import decision_dispatch
 from governance import sqlkit
 from governance.audit import audit_append
 from governance.breaker import critical_reason
@@ -281,6 +282,15 @@ def _decision_write(
             "seconds_spent": seconds_spent,
             **(audit or {}),
         },
+    )
+    decision_dispatch(
+        reviewer=reviewer,
+        proposal=proposal,
+        verdict=verdict,
+        kind=decision.kind,
+        seconds_spent=seconds_spent,
+        decided_at=now,
+        via=str((audit or {}).get("via", "")),
     )
     return decision
 
@@ -678,6 +688,17 @@ def _approval_record(
             "needed": needed,
             **({"via": via} if via else {}),
         },
+    )
+    decision_dispatch(
+        reviewer=reviewer,
+        proposal=proposal,
+        verdict=verdict,
+        kind="approval",
+        seconds_spent=seconds_spent,
+        decided_at=approval.created_at,
+        via=via,
+        approvals=1,
+        needed=needed,
     )
     return approval
 
