@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -115,8 +116,11 @@ class ExportOnEnd(SpanProcessor):
                     self.queue.task_done()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        self.queue.join()
-        return True
+        """Wait (bounded) until every span queued so far has been exported."""
+        deadline = time.monotonic() + timeout_millis / 1000
+        while self.queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self.queue.unfinished_tasks
 
     def shutdown(self) -> None:
         self.queue.put(None)

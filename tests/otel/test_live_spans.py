@@ -9,21 +9,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
 
 from agents import tracing
 from agents.models import Execution, Proposal, Run
 from agents.otel import run_trace_id
 from agents.runner import Runner, run_work_item
 from agents.services import proposal_execute
+from agents.tools.base import arguments_hash
 from governance.models import AutonomyLevel
 from governance.permissions import Role, workflow_grant_role
 from reviews.claims import claim_proposal
 from reviews.services import proposal_decide
 from tests.agents.stub_openai import (  # noqa: F401 - fixtures
+    GOOD_REFUND,
     make_item,
     make_refund_workflow,
     stub_openai_fixture,
 )
+from tests.agents.test_execute import decide, refund_plan
 from tests.factories import UserFactory
 from tests.otel.collector import Collector
 
@@ -216,3 +220,51 @@ def test_tracing_off_sends_nothing_and_starts_no_exporter(
     tracing.reset()
     whole_action("good", roles, django_capture_on_commit_callbacks)
     assert tracing.provider() is None
+
+
+def test_a_failed_execution_is_an_error_span_in_the_runs_trace(
+    collector, dispatched, django_capture_on_commit_callbacks
+):
+    refund, reply = refund_plan()
+    too_much = {**GOOD_REFUND, "amount": "500.00"}  # more than the order's total
+    Proposal.objects.filter(pk=refund.pk).update(
+        arguments=too_much, arguments_hash=arguments_hash(too_much)
+    )
+    refund.refresh_from_db()
+    decide(refund)
+    decide(reply)
+    with django_capture_on_commit_callbacks(execute=True):
+        proposal_execute(proposal_id=refund.pk)
+    execution = Execution.objects.get(proposal=refund)
+    assert execution.status == Execution.Status.FAILED
+    [span] = received(collector)
+    assert span.name == "execute_tool create_refund"
+    assert int.from_bytes(span.trace_id, "big") == run_trace_id(refund.run)
+    assert attributes(span)["tenure.execution.status"] == "failed"
+    assert attributes(span)["tenure.execution.idempotency_key"] == execution.idempotency_key
+    assert attributes(span)["error.type"] == "tool_error"
+    assert span.status.code == PbStatus.STATUS_CODE_ERROR
+    assert "500.00" in span.status.message
+
+
+def test_an_error_text_is_redacted_before_it_becomes_a_span_status(db):
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from agents.models import Step
+    from agents.otel import run_export_spans
+    from tests.factories import RunFactory
+
+    run = RunFactory(stop_reason=Run.StopReason.COMPLETED, status=Run.Status.PROPOSED)
+    Step.objects.create(
+        run=run,
+        index=1,
+        kind=Step.Kind.TOOL_CALL,
+        name="lookup_customer",
+        error="No customer cora@example.com (phone +1 415 555 0199)",
+    )
+    exporter = InMemorySpanExporter()
+    run_export_spans(run_id=run.pk, exporter=exporter)
+    [tool] = [s for s in exporter.get_finished_spans() if s.name.startswith("execute_tool")]
+    assert "cora@example.com" not in tool.status.description
+    assert "555 0199" not in tool.status.description
+    assert tool.status.description.startswith("No customer ")
