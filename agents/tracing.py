@@ -64,13 +64,15 @@ logger = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 10_000  # spans waiting for the exporter; beyond it, spans are dropped (logged)
 BATCH_LIMIT = 512
+GATHER_SECONDS = 0.02  # after a span ends, how long the exporter waits for the next ones
 
 
 class ExportOnEnd(SpanProcessor):
     """A span processor that exports each span as it ends, off the caller's thread.
 
-    ``on_end`` only queues the span; one daemon thread exports whatever is queued at
-    once (a burst leaves as one request). ``force_flush`` waits for the queue to empty.
+    ``on_end`` only queues the span; one daemon thread exports it within
+    ``GATHER_SECONDS``, with whatever else ended meanwhile (a burst leaves as one
+    request). ``force_flush`` waits (bounded) for the queue to empty.
     """
 
     def __init__(self, exporter: SpanExporter) -> None:
@@ -96,6 +98,9 @@ class ExportOnEnd(SpanProcessor):
             if first is None:
                 self.queue.task_done()
                 return
+            # A short gathering window: a burst (a run's steps) leaves as one request,
+            # and the caller is not handed the interpreter back and forth per span.
+            time.sleep(GATHER_SECONDS)
             batch = [first]
             while len(batch) < BATCH_LIMIT:
                 try:
@@ -140,6 +145,9 @@ def provider() -> TracerProvider | None:
     from agents.otel import otel_endpoint
 
     endpoint = otel_endpoint()
+    current = _state.get("provider")
+    if current is not None and _state.get("endpoint") == endpoint:
+        return current  # the usual case, without the lock
     with _lock:
         current = _state.get("provider")
         if current is not None and _state.get("endpoint") == endpoint:
@@ -181,7 +189,13 @@ def flush() -> None:
 
 def _tracer() -> Tracer | None:
     current = provider()
-    return current.get_tracer(INSTRUMENTATION_SCOPE) if current is not None else None
+    if current is None:
+        return None
+    tracer = _state.get("tracer")
+    if tracer is None or _state.get("tracer_of") is not current:
+        tracer = current.get_tracer(INSTRUMENTATION_SCOPE)
+        _state.update(tracer=tracer, tracer_of=current)
+    return tracer
 
 
 class _FixedIds:
