@@ -368,3 +368,53 @@ def test_pauses_and_resumes_notify_the_workflows_own_channel(
     assert "By rhea" in bodies[0]["blocks"][0]["text"]["text"]
     assert "By ops:otto" in bodies[1]["blocks"][0]["text"]["text"]
     assert slack.bodies("/hook") == []  # the workflow's channel, not the global webhook
+
+
+def test_an_escalation_is_posted_with_a_link_to_the_console(
+    slack, supervised, django_capture_on_commit_callbacks
+):
+    from agents.notifications import notify_escalation
+    from tests.factories import EscalationFactory
+
+    escalation = EscalationFactory(work_item__workflow=supervised, detail="Loop: <same call> x3")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notify_escalation(escalation)
+    (body,) = slack.bodies("/hook")
+    assert body["tenure"]["event"] == "escalation.created"
+    (actions,) = [b for b in body["blocks"] if b["type"] == "actions"]
+    (button,) = actions["elements"]
+    assert button["url"] == "https://tenure.example.test/w/refunds/"
+    assert "&lt;same call&gt;" in body["blocks"][0]["text"]["text"]
+
+
+def test_approval_requests_go_to_the_workflows_own_channel(
+    slack, supervised, django_capture_on_commit_callbacks
+):
+    ChatChannel.objects.create(workflow=supervised, webhook_url=slack.url + "/refunds-channel")
+    proposals = plan(
+        supervised,
+        ("create_refund", dict(GOOD_REFUND), "money"),
+        ("create_refund", {**GOOD_REFUND, "amount": "10.00"}, "money"),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notify_approval_requests(proposals) == 2
+    bodies = slack.bodies("/refunds-channel")
+    assert sorted(b["tenure"]["proposal"] for b in bodies) == sorted(p.pk for p in proposals)
+    assert slack.bodies("/hook") == []
+
+
+def test_an_approval_request_shows_the_arguments_redacted(
+    slack, supervised, django_capture_on_commit_callbacks
+):
+    reply = {"to": "cora@example.com", "subject": "Your refund", "body": "Call +1 415 555 0199"}
+    (proposal,) = plan(supervised, ("draft_customer_reply", reply, "external_message"))
+    with django_capture_on_commit_callbacks(execute=True):
+        notify_approval_requests([proposal])
+    (body,) = slack.bodies("/hook")
+    shown = json.dumps(body)
+    assert "cora@example.com" not in shown
+    assert "555 0199" not in shown
+    assert "Your refund" in shown
+    # The button still binds the decision to the real arguments.
+    (actions,) = [b for b in body["blocks"] if b["type"] == "actions"]
+    assert json.loads(actions["elements"][0]["value"])["hash"] == arguments_hash(reply)
