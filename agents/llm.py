@@ -58,6 +58,8 @@ class ModelResponse:
     tokens_cached: int = 0
     cached: bool = False
     latency_ms: int = 0
+    # Why the model stopped, as the endpoint said ("stop", "tool_calls", "length", ...).
+    finish_reason: str = ""
 
     @property
     def refused(self) -> bool:
@@ -122,6 +124,7 @@ class OpenAIClient:
             tokens_out=usage.completion_tokens if usage else 0,
             tokens_cached=(getattr(details, "cached_tokens", None) or 0) if details else 0,
             refusal=getattr(message, "refusal", None) or "",
+            finish_reason=str(response.choices[0].finish_reason or ""),
         )
 
 

@@ -4,7 +4,12 @@ Set ``TENURE_OTEL_ENDPOINT`` (an OTLP/HTTP collector, e.g.
 ``http://otel-collector:4318``) and each finished run is sent, after it
 commits, as one trace: an ``invoke_agent`` root span for the Run and a child
 span per Step, following the OpenTelemetry GenAI semantic conventions
-(``gen_ai.*``) plus ``tenure.*`` attributes.
+(``gen_ai.*``: ``gen_ai.provider.name``, ``gen_ai.response.finish_reasons``,
+``gen_ai.tool.call.id``, ...) plus ``tenure.*`` attributes.
+
+Live tracing (``agents.tracing``) sends the same spans, with the same ids, as each
+step ends, plus the run's executions and human decisions; this module rebuilds a
+finished run's spans from its rows to export it again.
 
 The spans are built from the RECORDED rows, not from live instrumentation, so a
 trace can be exported (or exported again) at any time after the run, and
@@ -31,6 +36,7 @@ from django.conf import settings
 from django.db import transaction
 
 from agents.models import Run, Step
+from agents.redaction import redact
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -129,8 +135,25 @@ def _ns(moment: datetime) -> int:
 
 
 def gen_ai_system(model: str) -> str:
-    """The provider as the GenAI conventions name it: the demo model is labelled as such."""
+    """The provider as the GenAI conventions name it (``gen_ai.provider.name``): the demo
+    model is labelled as such."""
     return DEMO_SYSTEM if model.startswith("demo-") else OPENAI_SYSTEM
+
+
+def finish_reasons(step: Step) -> list[str]:
+    """Why the model stopped (``gen_ai.response.finish_reasons``): as the endpoint said,
+    else read from what it answered (older rows, the demo model)."""
+    output = step.output if isinstance(step.output, dict) else {}
+    said = output.get("finish_reason")
+    if said:
+        return [str(said)]
+    if step.error:
+        return ["error"]
+    if output.get("tool_calls"):
+        return ["tool_calls"]
+    if output.get("refusal"):
+        return ["content_filter"]
+    return ["stop"]
 
 
 def run_attributes(run: Run) -> dict[str, Any]:
@@ -160,7 +183,7 @@ def run_attributes(run: Run) -> dict[str, Any]:
     }
     if run.model:
         attributes["gen_ai.request.model"] = run.model
-        attributes["gen_ai.system"] = gen_ai_system(run.model)
+        attributes["gen_ai.provider.name"] = gen_ai_system(run.model)
     return attributes
 
 
@@ -178,9 +201,10 @@ def step_span(step: Step) -> tuple[str, dict[str, Any]]:
         attributes.update(
             {
                 "gen_ai.operation.name": "chat",
-                "gen_ai.system": gen_ai_system(model),
+                "gen_ai.provider.name": gen_ai_system(model),
                 "gen_ai.request.model": model,
                 "gen_ai.response.model": model,
+                "gen_ai.response.finish_reasons": finish_reasons(step),
                 "gen_ai.usage.input_tokens": step.tokens_in,
                 "gen_ai.usage.output_tokens": step.tokens_out,
                 "tenure.tokens_cached": step.tokens_cached,
@@ -262,7 +286,7 @@ def run_spans(run: Run, steps: Sequence[Step]) -> list[ReadableSpan]:
         )
         if step.error:
             span.set_attribute("error.type", step.kind)
-            span.set_status(Status(StatusCode.ERROR, step.error[:500]))
+            span.set_status(Status(StatusCode.ERROR, str(redact(step.error))[:500]))
         span.end(end_time=_ns(step_end))
     root.end(end_time=_ns(end))
     provider.shutdown()
@@ -313,7 +337,9 @@ def export_run_trace(self: Any, run_id: int) -> int:
 
 
 def run_trace_dispatch(*, run: Run) -> None:
-    """Queue the run's trace export once the current transaction commits (if enabled)."""
+    """Queue the run's trace export (rebuilt from its rows) once the current transaction
+    commits (if enabled): to export a run again. The runner traces live instead
+    (``agents.tracing``)."""
     if not otel_enabled():
         return
     run_id = run.pk

@@ -45,14 +45,14 @@ from agents.models import (
     Step,
     WorkItem,
 )
-from agents.notifications import notify_escalation
-from agents.otel import run_trace_dispatch
+from agents.notifications import notify_approval_requests, notify_escalation
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
 from agents.prices import ERR_UNPRICED, price_table
 from agents.principals import principal_for
 from agents.redaction import redact
 from agents.services.plans import proposals_auto_execute
 from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
+from agents.tracing import run_root_dispatch, step_emit
 from governance import sql as governance_sql
 from governance import sqlkit
 from governance.audit import audit_append
@@ -171,6 +171,7 @@ class Runner:
             trusted_fields=self.workflow.trusted_fields or (),
         )
         self.models_used: list[str] = []
+        self.tool_call_id = ""  # the model's id of the call being handled (for its spans)
         self.spend_read_at: float | None = None  # when the workflow's spend was last read
         self.state = RunState(messages=prompts.initial_messages(self.item))
 
@@ -183,6 +184,8 @@ class Runner:
         step = Step(run=self.run, index=self.step_index, kind=kind, name=name, **fields)
         self.trace.append(step)
         self.unsaved.append(step)
+        # Its span leaves now, not when the run ends (if tracing is on).
+        step_emit(run=self.run, step=step, tool_call_id=self.tool_call_id)
         return step
 
     def flush_steps(self) -> None:
@@ -332,8 +335,10 @@ class Runner:
                 "content": response.content,
                 "refusal": response.refusal,
                 "tool_calls": [
-                    {"name": c.name, "arguments": c.arguments} for c in response.tool_calls
+                    {"id": c.id, "name": c.name, "arguments": c.arguments}
+                    for c in response.tool_calls
                 ],
+                "finish_reason": response.finish_reason,
             },
             model=model,
             cached=response.cached,
@@ -353,7 +358,11 @@ class Runner:
             prompts.assistant_tool_calls_message(response.content, response.tool_calls)
         )
         for call in response.tool_calls:
-            output = self.handle_call(call.name, call.arguments)
+            self.tool_call_id = call.id
+            try:
+                output = self.handle_call(call.name, call.arguments)
+            finally:
+                self.tool_call_id = ""
             self.state.messages.append(
                 prompts.tool_result_message(call_id=call.id, name=call.name, output=output)
             )
@@ -519,8 +528,8 @@ class Runner:
             ):
                 return Run.objects.get(pk=self.run.pk)
             self.flush_steps()
-            # Sent to the OTLP collector once this transaction commits (if enabled).
-            run_trace_dispatch(run=self.run)
+            # The run's root span ends once this commits (its steps went out already).
+            run_root_dispatch(run=self.run)
             proposals = []
             for sequence, cand in enumerate(self.state.candidates, start=1):
                 proposals.append(
@@ -581,6 +590,9 @@ class Runner:
                     "auto_execute": [p.pk for p in auto],
                 },
             )
+            # Each action that waits for an approval is posted to the chat channel.
+            auto_ids = {p.pk for p in auto}
+            notify_approval_requests(p for p in proposals if p.pk not in auto_ids)
             if auto:
                 proposals_auto_execute(proposals=auto, plan=proposals)
         return self.run
@@ -631,7 +643,7 @@ class Runner:
             ):
                 return Run.objects.get(pk=self.run.pk)
             self.flush_steps()
-            run_trace_dispatch(run=self.run)
+            run_root_dispatch(run=self.run)
             escalation = Escalation.objects.create(
                 workflow=self.workflow,
                 work_item=self.item,

@@ -388,6 +388,20 @@ TENURE_OIDC_LABEL = os.environ.get("TENURE_OIDC_LABEL", "Sign in with SSO")
 AUTHENTICATION_BACKENDS.insert(1, "console.sso.TenureOIDCBackend")
 TEMPLATES[0]["OPTIONS"]["context_processors"].append("console.sso.sso_context")
 
+# --- Chat (Slack) -------------------------------------------------------------
+# Approval requests go to TENURE_WEBHOOK_URL (or a workflow's ChatChannel); the
+# buttons come back to /integrations/slack/actions, verified with the Slack app's
+# signing secret. Empty: the endpoint answers 404.
+TENURE_SLACK_SIGNING_SECRET = os.environ.get("TENURE_SLACK_SIGNING_SECRET", "")
+# Where a click's response_url may point (the reply is posted there).
+TENURE_SLACK_RESPONSE_URL_PREFIXES = tuple(
+    p.strip()
+    for p in os.environ.get("TENURE_SLACK_RESPONSE_URL_PREFIXES", "https://hooks.slack.com/").split(
+        ","
+    )
+    if p.strip()
+)
+
 # --- OpenTelemetry ------------------------------------------------------------
 # An OTLP/HTTP collector (e.g. http://otel-collector:4318); empty: no export.
 # Headers for a hosted backend: the standard OTEL_EXPORTER_OTLP_HEADERS variable.

@@ -21,12 +21,20 @@ from governance.models import (
     AuditChain,
     AuditEvent,
     AutonomyChange,
+    ChatChannel,
+    ChatIdentity,
     ConfigChange,
     ModelPrice,
     ToolGrant,
     Workflow,
 )
-from governance.services import workflow_details_update
+from governance.services import (
+    chat_channel_delete,
+    chat_channel_save,
+    chat_identity_delete,
+    chat_identity_save,
+    workflow_details_update,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -143,3 +151,42 @@ class AuditEventAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["action", "chain"]
     search_fields = ["object_id", "actor_label"]
+
+
+@admin.register(ChatIdentity)
+class ChatIdentityAdmin(admin.ModelAdmin):
+    """Which Tenure user a chat account acts as (decisions from chat buttons). Every
+    link, change and unlink is audited."""
+
+    list_display = ["external_user_id", "platform", "user", "created_at"]
+    list_filter = ["platform"]
+    search_fields = ["external_user_id", "user__username"]
+    raw_id_fields = ["user"]
+
+    def save_model(self, request: HttpRequest, obj: ChatIdentity, form: Any, change: bool) -> None:
+        chat_identity_save(identity=obj, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: ChatIdentity) -> None:
+        chat_identity_delete(identity=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for identity in queryset:
+            chat_identity_delete(identity=identity, actor=request.user)
+
+
+@admin.register(ChatChannel)
+class ChatChannelAdmin(admin.ModelAdmin):
+    """A workflow's own incoming-webhook URL for its notices and approval requests."""
+
+    list_display = ["workflow", "updated_at"]
+    raw_id_fields = ["workflow"]
+
+    def save_model(self, request: HttpRequest, obj: ChatChannel, form: Any, change: bool) -> None:
+        chat_channel_save(channel=obj, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: ChatChannel) -> None:
+        chat_channel_delete(channel=obj, actor=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        for channel in queryset:
+            chat_channel_delete(channel=channel, actor=request.user)

@@ -534,3 +534,44 @@ class ModelPrice(models.Model):
     def __str__(self) -> str:
         prices = (self.input_per_mtok, self.cached_input_per_mtok, self.output_per_mtok)
         return f"{self.model}: " + "/".join(str(p) for p in prices)
+
+
+class ChatIdentity(models.Model):
+    """Which Tenure user a chat account is (admin-managed): a decision made from a chat
+    message counts as this user's, under their permissions, or not at all."""
+
+    class Platform(models.TextChoices):
+        SLACK = "slack", "Slack"
+
+    platform = models.CharField(max_length=20, choices=Platform.choices, default=Platform.SLACK)
+    external_user_id = models.CharField(
+        max_length=64, help_text="The chat platform's user id (Slack: U0123ABCD)."
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_identities"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "chat identities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform", "external_user_id"], name="chatidentity_unique_account"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.external_user_id} → {self.user_id}"
+
+
+class ChatChannel(models.Model):
+    """A workflow's own chat channel (an incoming-webhook URL), instead of the global
+    ``TENURE_WEBHOOK_URL``. Admin-managed and audited (the audit keeps the URL's
+    host, not the URL: an incoming-webhook URL is a secret)."""
+
+    workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE, related_name="chat_channel")
+    webhook_url = models.URLField(max_length=500)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"chat channel of workflow {self.workflow_id}"

@@ -1,7 +1,9 @@
 """Outbound notifications: signed, Slack-compatible JSON webhooks.
 
-Escalations, demotions, pauses and approvals waiting past their SLA are posted
-to one webhook (``TENURE_WEBHOOK_URL``). Each request is signed like Slack's own
+Escalations, approval requests (with approve / reject buttons, answered through
+``reviews.chat``), demotions, pauses, resumes and approvals waiting past their SLA
+are posted to the workflow's chat channel (``ChatChannel``, admin-managed) or else
+to the global webhook (``TENURE_WEBHOOK_URL``). Each request is signed like Slack's own
 requests: ``X-Tenure-Signature: v1=<hex hmac-sha256 of "v1:<timestamp>:<body>">``
 with ``TENURE_WEBHOOK_SECRET``, plus ``X-Tenure-Timestamp`` so a receiver can
 refuse replays, and an ``Idempotency-Key`` so a retried delivery is recognised.
@@ -31,7 +33,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from governance.models import AutonomyChange, Workflow
+from governance.models import AutonomyChange, ChatChannel, Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class Event:
     ESCALATION = "escalation.created"
     DEMOTION = "autonomy.demoted"
     PAUSE = "workflow.paused"
+    RESUME = "workflow.resumed"
+    APPROVAL_REQUEST = "approval.requested"
     SLA_BREACH = "approval.sla_breached"
 
 
@@ -60,7 +64,12 @@ def _setting(name: str, default: str = "") -> str:
     return str(getattr(settings, name, os.environ.get(name, default)) or "")
 
 
-def webhook_url() -> str:
+def webhook_url(workflow: Workflow | None = None) -> str:
+    """The workflow's own chat channel when it has one, else the global webhook."""
+    if workflow is not None:
+        channel = ChatChannel.objects.filter(workflow_id=workflow.pk).only("webhook_url").first()
+        if channel is not None and channel.webhook_url:
+            return channel.webhook_url
     return _setting("TENURE_WEBHOOK_URL")
 
 
@@ -137,9 +146,15 @@ def escape(text: str) -> str:
 # --- Delivery ---------------------------------------------------------------------------
 
 
-def deliver(payload: dict[str, Any], *, event_id: str, client: httpx.Client | None = None) -> int:
+def deliver(
+    payload: dict[str, Any],
+    *,
+    event_id: str,
+    client: httpx.Client | None = None,
+    url: str | None = None,
+) -> int:
     """POST one signed payload. Raises Retryable/PermanentDeliveryError on failure."""
-    url, secret = webhook_url(), webhook_secret()
+    url, secret = url or webhook_url(), webhook_secret()
     if not url:
         return 0
     body = json.dumps(payload, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
@@ -175,8 +190,10 @@ def deliver(payload: dict[str, Any], *, event_id: str, client: httpx.Client | No
     acks_late=True,
     max_retries=MAX_RETRIES,
 )
-def send_webhook(self, payload: dict[str, Any], event_id: str) -> int:
+def send_webhook(self, payload: dict[str, Any], event_id: str, url: str | None = None) -> int:
     try:
+        if url:
+            return deliver(payload, event_id=event_id, url=url)
         return deliver(payload, event_id=event_id)
     except RetryableDeliveryError as exc:
         # 10 s, 20 s, 40 s ... capped at 10 minutes.
@@ -188,13 +205,27 @@ def send_webhook(self, payload: dict[str, Any], event_id: str) -> int:
         return 0
 
 
-def enqueue(payload: dict[str, Any], event_id: str) -> bool:
-    if not webhook_url():
+def enqueue(
+    payload: dict[str, Any],
+    event_id: str,
+    *,
+    workflow: Workflow | None = None,
+    url: str | None = None,
+) -> bool:
+    """Send the payload once the current transaction commits (to ``url``, else the
+    workflow's channel when it has one). False when no webhook is configured."""
+    url = url or webhook_url(workflow)
+    if not url:
         return False
+    # The global URL is read again by the worker (it is a setting); a channel's is passed.
+    channel_url = url if url != webhook_url() else None
 
     def send() -> None:
         try:
-            send_webhook.delay(payload, event_id)
+            if channel_url:
+                send_webhook.delay(payload, event_id, channel_url)
+            else:
+                send_webhook.delay(payload, event_id)
         except Exception:  # noqa: BLE001 - a broker outage must not fail the change
             logger.warning("broker unavailable: webhook %s not sent", event_id)
 
@@ -217,7 +248,7 @@ def notify_demotion(change: AutonomyChange) -> bool:
         lines=[f"{target.capitalize()} by {escape(who)}", escape(change.reason[:300])],
         path=reverse("evidence-pack", args=[workflow.slug]),
     )
-    return enqueue(payload, f"autonomy-change-{change.pk}")
+    return enqueue(payload, f"autonomy-change-{change.pk}", workflow=workflow)
 
 
 def notify_pause(workflow: Workflow, *, actor_label: str, reason: str) -> bool:
@@ -231,4 +262,18 @@ def notify_pause(workflow: Workflow, *, actor_label: str, reason: str) -> bool:
         lines=[f"By {escape(actor_label)}", escape(reason[:300])],
         path=reverse("workflow-detail", args=[workflow.slug]),
     )
-    return enqueue(payload, event_id)
+    return enqueue(payload, event_id, workflow=workflow)
+
+
+def notify_resume(workflow: Workflow, *, actor_label: str, reason: str) -> bool:
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%S%f")
+    event_id = f"resume-{workflow.pk}-{stamp}"
+    payload = build_payload(
+        event=Event.RESUME,
+        event_id=event_id,
+        workflow=workflow,
+        title="Resumed: held work starts again",
+        lines=[f"By {escape(actor_label)}", escape(reason[:300])],
+        path=reverse("workflow-detail", args=[workflow.slug]),
+    )
+    return enqueue(payload, event_id, workflow=workflow)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -13,7 +14,14 @@ from governance import hooks, notifications
 from governance import sql as governance_sql
 from governance.audit import audit_append
 from governance.gate import GateEvidence, gate_applies, gate_evaluate
-from governance.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
+from governance.models import (
+    AutonomyChange,
+    AutonomyLevel,
+    ChatChannel,
+    ChatIdentity,
+    ToolGrant,
+    Workflow,
+)
 
 ERR_SAME_LEVEL = "The workflow is already at {level}."
 ERR_SKIPS_A_STEP = (
@@ -255,7 +263,16 @@ def workflow_pause(
             obj=workflow,
             data={"reason": reason},
         )
+        notifications.notify_pause(workflow, actor_label=_actor_label(actor), reason=reason)
     return workflow
+
+
+def _actor_label(actor: AbstractBaseUser | str | None) -> str:
+    if actor is None:
+        return "system"
+    if isinstance(actor, str):
+        return actor
+    return actor.get_username()
 
 
 def workflow_resume(
@@ -284,6 +301,7 @@ def workflow_resume(
             obj=workflow,
             data={"reason": reason},
         )
+        notifications.notify_resume(workflow, actor_label=_actor_label(actor), reason=reason)
     return workflow
 
 
@@ -334,3 +352,64 @@ def workflow_details_update(
             data={"changed": changed},
         )
     return current
+
+
+def chat_identity_save(
+    *, identity: ChatIdentity, actor: AbstractBaseUser | str | None
+) -> ChatIdentity:
+    """Link (or relink) a chat account to a Tenure user: decisions from that account
+    become that user's. Audited."""
+    with transaction.atomic():
+        created = identity.pk is None
+        identity.full_clean()
+        identity.save()
+        audit_append(
+            action="chat.identity_linked" if created else "chat.identity_changed",
+            actor=actor,
+            obj=identity,
+            data={
+                "platform": identity.platform,
+                "external_user_id": identity.external_user_id,
+                "user": identity.user_id,
+            },
+        )
+    return identity
+
+
+def chat_identity_delete(*, identity: ChatIdentity, actor: AbstractBaseUser | str | None) -> None:
+    with transaction.atomic():
+        audit_append(
+            action="chat.identity_unlinked",
+            actor=actor,
+            obj=identity,
+            data={
+                "platform": identity.platform,
+                "external_user_id": identity.external_user_id,
+                "user": identity.user_id,
+            },
+        )
+        identity.delete()
+
+
+def chat_channel_save(*, channel: ChatChannel, actor: AbstractBaseUser | str | None) -> ChatChannel:
+    """Set a workflow's own chat channel. Audited with the URL's host only (an
+    incoming-webhook URL is a secret)."""
+    with transaction.atomic():
+        channel.full_clean()
+        channel.save()
+        audit_append(
+            action="chat.channel_set",
+            actor=actor,
+            workflow=channel.workflow,
+            obj=channel,
+            data={"host": urlsplit(channel.webhook_url).hostname or ""},
+        )
+    return channel
+
+
+def chat_channel_delete(*, channel: ChatChannel, actor: AbstractBaseUser | str | None) -> None:
+    with transaction.atomic():
+        audit_append(
+            action="chat.channel_removed", actor=actor, workflow=channel.workflow, obj=channel
+        )
+        channel.delete()

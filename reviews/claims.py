@@ -182,9 +182,12 @@ def _claim_queue_head(
 
 
 @transaction.atomic
-def claim_proposal(*, reviewer: AbstractBaseUser, proposal: Proposal) -> Claim | None:
+def claim_proposal(
+    *, reviewer: AbstractBaseUser, proposal: Proposal, keep_others: bool = False
+) -> Claim | None:
     """Claim one chosen proposal (opened from the list). Returns the reviewer's
-    claim, or None when it is decided or another reviewer holds it."""
+    claim, or None when it is decided or another reviewer holds it. ``keep_others``
+    (a decision from chat) leaves the card the reviewer holds in the console alone."""
     now = timezone.now()
     if not Proposal.objects.filter(claimable_q(), pk=proposal.pk).exists():
         return None
@@ -192,7 +195,7 @@ def claim_proposal(*, reviewer: AbstractBaseUser, proposal: Proposal) -> Claim |
     if held is not None:
         return claim_renew(claim=held, now=now)
     claim = _claim_upsert(proposal_id=proposal.pk, reviewer_id=reviewer.pk, now=now)
-    if claim is not None:
+    if claim is not None and not keep_others:
         # One card at a time: opening another item gives back the others.
         Claim.objects.filter(reviewer=reviewer).exclude(pk=claim.pk).delete()
     return claim

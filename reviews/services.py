@@ -22,6 +22,7 @@ from agents import queue, states
 from agents.models import Escalation, Execution, Proposal, WorkItem
 from agents.services import PlanDispatch, plan_dispatch, work_item_retry
 from agents.tools.base import arguments_hash
+from agents.tracing import decision_dispatch
 from governance import sqlkit
 from governance.audit import audit_append
 from governance.breaker import critical_reason
@@ -282,6 +283,15 @@ def _decision_write(
             **(audit or {}),
         },
     )
+    decision_dispatch(
+        reviewer=reviewer,
+        proposal=proposal,
+        verdict=verdict,
+        kind=decision.kind,
+        seconds_spent=seconds_spent,
+        decided_at=now,
+        via=str((audit or {}).get("via", "")),
+    )
     return decision
 
 
@@ -298,6 +308,7 @@ def _proposal_decide(
     workflow: Workflow | None = None,
     shown_proposal_id: Any = None,
     shown_arguments_hash: str | None = None,
+    via: str = "",
 ) -> Decision | Approval:
     """Record a reviewer's decision on a proposal they hold a claim on.
 
@@ -308,6 +319,9 @@ def _proposal_decide(
     tool's model, writes the Decision (one per proposal, enforced by the
     database), releases the claim, audits, and lets the plan dispatcher act.
     ``seconds_spent`` defaults to the time since the claim was taken, capped.
+
+    ``via`` names where the decision was made when it was not the console (``slack``):
+    the audit event says so; the decision is the same.
 
     An executed action sampled for post-hoc review gets a ``SAMPLE`` decision:
     nothing executes, and it feeds the circuit breaker's sampled agreement. An
@@ -371,6 +385,7 @@ def _proposal_decide(
                     reason_text=reason_text,
                     seconds_spent=seconds_spent,
                     needed=needed,
+                    via=via,
                 )
             first = prior[0]
             if verdict == Decision.Verdict.EDIT and arguments_hash(final) != (
@@ -401,7 +416,11 @@ def _proposal_decide(
         level=level,
         seconds_spent=seconds_spent,
         now=now,
-        audit={"approvers": approvers} if approvers else None,
+        audit={
+            **({"approvers": approvers} if approvers else {}),
+            **({"via": via} if via else {}),
+        }
+        or None,
     )
     if not sample:
         dispatch = plan_dispatch(run_id=proposal.run_id)
@@ -642,6 +661,7 @@ def _approval_record(
     reason_text: str,
     seconds_spent: int,
     needed: int,
+    via: str = "",
 ) -> Approval:
     """The first of two approvals: recorded; the proposal stays pending, unclaimed
     (the decision released the claim)."""
@@ -666,7 +686,19 @@ def _approval_record(
             "final_arguments_hash": approval.final_arguments_hash,
             "approvals": Approval.objects.filter(proposal=proposal).count(),
             "needed": needed,
+            **({"via": via} if via else {}),
         },
+    )
+    decision_dispatch(
+        reviewer=reviewer,
+        proposal=proposal,
+        verdict=verdict,
+        kind="approval",
+        seconds_spent=seconds_spent,
+        decided_at=approval.created_at,
+        via=via,
+        approvals=1,
+        needed=needed,
     )
     return approval
 

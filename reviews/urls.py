@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django.urls import path
 
-from reviews import views
+from reviews import chat_views, views
 
 urlpatterns = [
+    path("integrations/slack/actions", chat_views.slack_actions, name="slack-actions"),
     path("queue/", views.queue_all, name="review-queue-all"),
     path("queue/counts/", views.queue_all_counts, name="review-queue-all-counts"),
     path("escalations/", views.escalations_all, name="review-escalations-all"),

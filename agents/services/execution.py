@@ -31,6 +31,7 @@ from agents.services.plans import (
     _plan_settled,
 )
 from agents.tools import ToolContext, ToolError, TransientToolError, arguments_hash, registry_for
+from agents.tracing import execution_dispatch
 from governance import sql as governance_sql
 from governance.audit import audit_append
 from governance.models import ToolGrant, Workflow
@@ -111,6 +112,7 @@ def _fail(proposal: Proposal, execution: Execution | None, error: str) -> None:
                 error=execution.error,
                 finished_at=execution.finished_at,
             )
+            execution_dispatch(execution=execution, proposal=proposal)
         proposal.status = Proposal.Status.EXECUTION_FAILED
         states.proposal_move(proposal.pk, to=Proposal.Status.EXECUTION_FAILED)
         states.plan_rest_cancel(run_id=proposal.run_id, after=proposal.sequence)
@@ -454,6 +456,7 @@ def _record_success(
             "auto": execution.auto,
         },
     )
+    execution_dispatch(execution=execution, proposal=proposal)
     # A one-action plan is the proposal itself, and it has just run.
     if proposal.plan_size == 1:
         proposals = [proposal]

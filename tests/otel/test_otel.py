@@ -102,7 +102,8 @@ def test_spans_follow_the_genai_conventions_with_recorded_times(run):
     attrs = root.attributes
     assert attrs["gen_ai.operation.name"] == "invoke_agent"
     assert attrs["gen_ai.request.model"] == "gpt-4o-mini"
-    assert attrs["gen_ai.system"] == "openai"
+    assert attrs["gen_ai.provider.name"] == "openai"
+    assert "gen_ai.system" not in attrs
     assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (1500, 200)
     assert attrs["tenure.workflow"] == "refunds"
     assert attrs["tenure.run.id"] == run.pk
@@ -178,7 +179,9 @@ def test_the_demo_model_is_labelled_as_such(db):
     )
     exporter = InMemorySpanExporter()
     run_export_spans(run_id=run.pk, exporter=exporter)
-    assert {s.attributes["gen_ai.system"] for s in exporter.get_finished_spans()} == {"tenure.demo"}
+    assert {s.attributes["gen_ai.provider.name"] for s in exporter.get_finished_spans()} == {
+        "tenure.demo"
+    }
 
 
 # --- over the wire ------------------------------------------------------------------
