@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from agents.models import RiskClass
+from governance import hygiene
 
 SPEC_VERSION = 1
 ToolKind = Literal["builtin", "http", "mcp", "query_template"]
@@ -46,6 +47,12 @@ ERR_YAML = "{source}: not valid YAML: {error}"
 ERR_NOT_MAPPING = "{source}: a spec is a YAML mapping (name: value lines)"
 ERR_SCHEMA_FILE = "{source}: {where}: {problem}"
 ERR_INVALID = "{source}: the spec is invalid:\n{errors}"
+ERR_UNSTORABLE = "{source}: {where}: {problem}"
+ERR_TOO_LARGE = "{source}: a spec is at most {limit} bytes"
+ERR_MCP_CAPS = (
+    "caps of an MCP tool are set on its grant, once the gateway has imported it from its server"
+)
+MAX_SPEC_BYTES = 1_000_000
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
@@ -167,6 +174,8 @@ class ToolSpec(_Strict):
                 raise ValueError(ERR_SCHEMA_SOURCE)
             if self.parameters is None and self.schema_file is None:
                 raise ValueError(ERR_KIND_NEEDS.format(kind="http", field="parameters"))
+        if self.kind == "mcp" and self.caps.model_dump(exclude_none=True):
+            raise ValueError(ERR_MCP_CAPS)
         if self.kind == "query_template" and self.risk not in (None, RiskClass.READ):
             raise ValueError(ERR_TEMPLATE_RISK)
         return self
@@ -309,12 +318,19 @@ def errors_text(error: ValidationError) -> str:
 def spec_parse(text: str, *, source: str = "spec", base_dir: Path | None = None) -> WorkflowSpec:
     """Parse and validate a spec's YAML text. ``schema_file`` paths are read relative
     to ``base_dir`` and inlined as the tool's parameters."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+        raise SpecError(ERR_TOO_LARGE.format(source=source, limit=MAX_SPEC_BYTES))
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise SpecError(ERR_YAML.format(source=source, error=error)) from None
     if not isinstance(data, dict):
         raise SpecError(ERR_NOT_MAPPING.format(source=source))
+    # A NUL character, a lone surrogate or a non-finite number no column can hold.
+    problem = hygiene.first_problem(data)
+    if problem is not None:
+        where = problem.where.removeprefix("$.").removeprefix("$")
+        raise SpecError(ERR_UNSTORABLE.format(source=source, where=where, problem=problem.message))
     try:
         spec = WorkflowSpec.model_validate(data)
     except ValidationError as error:

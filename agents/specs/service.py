@@ -400,6 +400,16 @@ def _credentials_sync(workflow: Workflow, secrets: dict[str, str], actor: Any) -
     return lines
 
 
+def _granted_by_spec(target: dict) -> dict[str, dict[str, Any]]:
+    """The tools whose grants the spec holds. An MCP tool's grant is the gateway's: it
+    grants what it imports from the server, and a spec neither adds nor removes it."""
+    return {t["name"]: t for t in target["tools"] if t["kind"] != "mcp"}
+
+
+def _mcp(target: dict) -> set[str]:
+    return {t["name"] for t in target["tools"] if t["kind"] == "mcp"}
+
+
 def _grant_state(workflow: Workflow) -> dict[str, ToolGrant]:
     return {g.tool: g for g in ToolGrant.objects.select_for_update().filter(workflow=workflow)}
 
@@ -459,7 +469,7 @@ def _apply_direct(workflow: Workflow | None, target: dict, current: dict, actor:
                 lines.append(f"applied: settings {', '.join(sorted(changed))}")
         lines += _definitions_sync(workflow, target, actor, prune=True)
         grants = _grant_state(workflow)
-        wanted_tools = {t["name"]: t for t in target["tools"] if t["kind"] != "mcp"}
+        wanted_tools = _granted_by_spec(target)
         for name, tool in sorted(wanted_tools.items()):
             grant, caps = grants.get(name), tool.get("caps", {})
             if grant is None or not grant.enabled:
@@ -497,7 +507,7 @@ def _apply_direct(workflow: Workflow | None, target: dict, current: dict, actor:
                 grant.save(update_fields=["caps", "updated_at"])
                 lines.append(f"applied: tool {name} caps {_show(caps)}")
         for name, grant in sorted(grants.items()):
-            if grant.enabled and name not in wanted_tools:
+            if grant.enabled and name not in wanted_tools and name not in _mcp(target):
                 config_change_record_applied(
                     workflow=workflow,
                     kind=ConfigChange.Kind.REMOVE_TOOL,
@@ -574,7 +584,7 @@ def _apply_live(workflow: Workflow, target: dict, current: dict, actor: Any,
     with transaction.atomic():
         result.lines += _definitions_sync(workflow, target, actor, prune=False)
     grants = {g.tool: g for g in ToolGrant.objects.filter(workflow=workflow)}
-    wanted_tools = {t["name"]: t for t in target["tools"] if t["kind"] != "mcp"}
+    wanted_tools = _granted_by_spec(target)
     for name, tool in sorted(wanted_tools.items()):
         grant, caps = grants.get(name), tool.get("caps", {})
         after = {"tool": name, "caps": caps}
@@ -585,7 +595,7 @@ def _apply_live(workflow: Workflow, target: dict, current: dict, actor: Any,
                 result, f"tool {name} caps", tool=name, after_key=after, actor=actor, caps=caps
             )
     for name, grant in sorted(grants.items()):
-        if grant.enabled and name not in wanted_tools:
+        if grant.enabled and name not in wanted_tools and name not in _mcp(target):
             _request(result, f"remove tool {name}", tool=name, actor=actor, remove=True)
     with transaction.atomic():
         result.lines += _access_sync(workflow, target, current, actor)

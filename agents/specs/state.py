@@ -70,6 +70,7 @@ ERR_NO_BUILTIN = "tools[{index}]: there is no built-in tool called {name!r}"
 ERR_BUILTIN_RISK = (
     "tools[{index}].risk: the built-in tool {name!r} is {actual!r}; a spec cannot change it"
 )
+ERR_TAKEN = "tools[{index}].name: a built-in tool is called {name!r}; choose another name"
 ERR_TOOL_SCHEMA = "tools[{index}].parameters: {error}"
 ERR_TEMPLATE = "tools[{index}].sql: {error}"
 
@@ -155,6 +156,8 @@ def state_from_db(workflow: Workflow) -> dict[str, Any]:
     for grant in workflow.grants.filter(enabled=True).order_by("tool"):
         name = grant.tool
         entry: dict[str, Any] = {"name": name}
+        if (declared.get(name) or {}).get("kind") == "mcp":
+            continue  # the gateway's grant of an MCP tool: listed below, once
         if name in BUILTIN_TOOLS:
             entry |= {"kind": "builtin", "risk": str(BUILTIN_TOOLS[name].risk_class)}
         elif name in definitions:
@@ -207,6 +210,8 @@ def _tool_from_spec(index: int, tool: ToolSpec) -> dict[str, Any]:
     entry: dict[str, Any] = tool.model_dump(
         mode="json", exclude={"caps", "limits", "arguments", "level", "schema_file"}
     )
+    if tool.kind != "builtin" and tool.name in BUILTIN_TOOLS:
+        raise SpecError(ERR_TAKEN.format(index=index, name=tool.name))
     if tool.kind == "builtin":
         builtin = BUILTIN_TOOLS.get(tool.name)
         if builtin is None:

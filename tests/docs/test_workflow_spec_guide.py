@@ -41,7 +41,7 @@ def test_the_documented_spec_plans_and_applies(roles, monkeypatch):
     }
     assert {g.autonomy_level for g in grants} == {AutonomyLevel.SHADOW}
     assert workflow.policy["tools"]["refund_invoice"]["arguments"]["amount"]["role"] == "money"
-    assert workflow.policy["tools"]["merge_contacts"]["server"] == "crm"
+    assert workflow.policy["tools"]["crm_merge_contacts"]["server"] == "crm"
     assert set(registry_for(workflow)) == {"lookup_invoice", "refund_invoice", "invoices_over"}
-    assert "merge_contacts" in spec_export("billing")
+    assert "crm_merge_contacts" in spec_export("billing")
     assert spec_plan(spec).text().endswith("No changes.")

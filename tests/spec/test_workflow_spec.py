@@ -526,3 +526,38 @@ def test_a_schema_file_supplies_an_http_tools_parameters(people, tmp_path):
     spec_file.write_text(text.replace("tools.json", "missing.json"))
     with pytest.raises(SpecError, match=r"tools\[1\]\.schema_file: .*No such file"):
         schema.spec_load(spec_file)
+
+
+def test_unstorable_text_and_oversized_specs_are_refused_with_where():
+    text = SPEC.replace("name: Billing disputes", 'name: "Billing\\0disputes"')
+    assert "spec: name: " in _problems(text)
+    assert "spec: a spec is at most" in _problems("x" * (schema.MAX_SPEC_BYTES + 1))
+
+
+def test_an_mcp_tools_grant_is_the_gateways(people):
+    from governance.change_control import config_change_record_applied
+
+    alice = people[0]
+    text = (
+        SPEC.replace(
+            "credentials:\n",
+            "mcp_servers:\n  crm: {url: 'http://127.0.0.1:9/mcp'}\ncredentials:\n",
+        )
+        + "  - name: crm_dedupe\n    kind: mcp\n    server: crm\n    risk: write\n"
+    )
+    assert schema.ERR_MCP_CAPS in _problems(text + "    caps: {amount: 5}\n")
+    taken = text.replace("name: crm_dedupe", "name: merge_contacts")
+    with pytest.raises(SpecError, match="a built-in tool is called 'merge_contacts'"):
+        spec_apply(spec_parse(taken), actor=alice)
+    workflow = spec_apply(spec_parse(text), actor=alice).workflow
+    assert not ToolGrant.objects.filter(workflow=workflow, tool="crm_dedupe").exists()
+    # The gateway grants what it imports; applying the spec again leaves that grant be.
+    with transaction.atomic():
+        config_change_record_applied(
+            workflow=workflow, kind=ConfigChange.Kind.ADD_TOOL, tool="crm_dedupe", actor=None
+        )
+        ToolGrant.objects.create(workflow=workflow, tool="crm_dedupe")
+    assert spec_apply(spec_parse(text), actor=alice).lines == []
+    assert ToolGrant.objects.get(workflow=workflow, tool="crm_dedupe").enabled
+    exported = spec_export("billing")
+    assert exported.count("name: crm_dedupe") == 1
