@@ -152,3 +152,9 @@ def test_a_file_and_a_paste_together_are_refused(client_for, workflow, manager):
     upload = SimpleUploadedFile("tools.json", b"\xff\xfe\x00bad")
     response = client_for(manager).post(_url(workflow), _form(schemas="", file=upload))
     assert views.ERR_NOT_TEXT in response.content.decode()
+
+
+def test_the_workflow_page_links_managers_to_the_import(client_for, workflow, manager, reviewer):
+    detail = reverse("workflow-detail", args=[workflow.slug])
+    assert _url(workflow) in client_for(manager).get(detail).content.decode()
+    assert _url(workflow) not in client_for(reviewer).get(detail).content.decode()
