@@ -329,40 +329,46 @@ def _owner(state: dict) -> AbstractBaseUser | None:
     return User.objects.get(**{User.USERNAME_FIELD: name}) if name else None
 
 
-def _definitions_sync(workflow: Workflow, target: dict, actor: Any, *, prune: bool) -> list[str]:
+def _definition_save(workflow: Workflow, tool: dict[str, Any], actor: Any) -> bool:
+    """Save an HTTP tool's definition (audited); False when it is already as declared."""
+    name = tool["name"]
+    values = {
+        "description": tool.get("description", ""),
+        "parameters": tool.get("parameters") or {},
+        "risk_class": tool["risk"],
+        "endpoint_url": tool["endpoint"],
+        "credential_name": tool.get("credential", ""),
+        "untrusted_output": bool(tool.get("untrusted_output")),
+    }
+    current = ToolDefinition.objects.filter(workflow=workflow, name=name).first()
+    if current is not None and all(getattr(current, k) == v for k, v in values.items()):
+        return False
+    ToolDefinition.objects.update_or_create(workflow=workflow, name=name, defaults=values)
+    audit_append(
+        action="tool_definition.saved",
+        actor=actor,
+        workflow=workflow,
+        data={"name": name, "risk_class": tool["risk"], "endpoint": tool["endpoint"]},
+    )
+    return True
+
+
+def _definitions_sync(workflow: Workflow, target: dict, actor: Any) -> list[str]:
+    """Every HTTP tool's definition as declared; the others' deleted (not live only)."""
     lines = []
     wanted = {tool["name"]: tool for tool in target["tools"] if tool["kind"] == "http"}
-    existing = {d.name: d for d in ToolDefinition.objects.filter(workflow=workflow)}
-    for name, tool in wanted.items():
-        values = {
-            "description": tool.get("description", ""),
-            "parameters": tool.get("parameters") or {},
-            "risk_class": tool["risk"],
-            "endpoint_url": tool["endpoint"],
-            "credential_name": tool.get("credential", ""),
-            "untrusted_output": bool(tool.get("untrusted_output")),
-        }
-        current = existing.get(name)
-        if current is not None and all(getattr(current, k) == v for k, v in values.items()):
-            continue
-        ToolDefinition.objects.update_or_create(workflow=workflow, name=name, defaults=values)
+    for name, tool in sorted(wanted.items()):
+        if _definition_save(workflow, tool, actor):
+            lines.append(f"applied: tool {name}'s definition saved")
+    for definition in ToolDefinition.objects.filter(workflow=workflow).exclude(name__in=wanted):
+        definition.delete()
         audit_append(
-            action="tool_definition.saved",
+            action="tool_definition.deleted",
             actor=actor,
             workflow=workflow,
-            data={"name": name, "risk_class": tool["risk"], "endpoint": tool["endpoint"]},
+            data={"name": definition.name},
         )
-        lines.append(f"applied: tool {name}'s definition saved")
-    if prune:
-        for name in sorted(set(existing) - set(wanted)):
-            existing[name].delete()
-            audit_append(
-                action="tool_definition.deleted",
-                actor=actor,
-                workflow=workflow,
-                data={"name": name},
-            )
-            lines.append(f"applied: tool {name}'s definition deleted")
+        lines.append(f"applied: tool {definition.name}'s definition deleted")
     return lines
 
 
@@ -467,7 +473,7 @@ def _apply_direct(workflow: Workflow | None, target: dict, current: dict, actor:
                     setattr(workflow, name, value)
                 workflow.save(update_fields=[*changed, "updated_at"])
                 lines.append(f"applied: settings {', '.join(sorted(changed))}")
-        lines += _definitions_sync(workflow, target, actor, prune=True)
+        lines += _definitions_sync(workflow, target, actor)
         grants = _grant_state(workflow)
         wanted_tools = _granted_by_spec(target)
         for name, tool in sorted(wanted_tools.items()):
@@ -534,13 +540,19 @@ def _pending(workflow: Workflow, *, tool: str, after: dict[str, Any]) -> ConfigC
 
 
 def _request(result: ApplyResult, what: str, *, tool: str = "", after_key: dict | None = None,
-             **kwargs: Any) -> None:  # fmt: skip
+             definition: dict[str, Any] | None = None, **kwargs: Any) -> None:  # fmt: skip
     workflow = result.workflow
     if after_key is not None and (waiting := _pending(workflow, tool=tool, after=after_key)):
         result.lines.append(f"waiting: {what} (change #{waiting.pk} already waits for approval)")
         return
     try:
-        change = config_change_request(workflow=workflow, tool=tool, reason=REASON_LIVE, **kwargs)
+        # A new HTTP tool's definition is kept only with its grant's request.
+        with transaction.atomic():
+            if definition is not None:
+                _definition_save(workflow, definition, kwargs["actor"])
+            change = config_change_request(
+                workflow=workflow, tool=tool, reason=REASON_LIVE, **kwargs
+            )
     except ValidationError as error:
         result.refused += 1
         result.lines.append(f"refused: {what}: {' '.join(error.messages)}")
@@ -581,15 +593,15 @@ def _apply_live(workflow: Workflow, target: dict, current: dict, actor: Any,
             actor=actor,
             settings=changed,
         )
-    with transaction.atomic():
-        result.lines += _definitions_sync(workflow, target, actor, prune=False)
     grants = {g.tool: g for g in ToolGrant.objects.filter(workflow=workflow)}
     wanted_tools = _granted_by_spec(target)
     for name, tool in sorted(wanted_tools.items()):
         grant, caps = grants.get(name), tool.get("caps", {})
         after = {"tool": name, "caps": caps}
         if grant is None or not grant.enabled:
-            _request(result, f"add tool {name}", tool=name, after_key=after, actor=actor, caps=caps)
+            definition = tool if tool["kind"] == "http" else None
+            _request(result, f"add tool {name}", tool=name, after_key=after, actor=actor,
+                     caps=caps, definition=definition)  # fmt: skip
         elif grant.caps != caps:
             _request(
                 result, f"tool {name} caps", tool=name, after_key=after, actor=actor, caps=caps

@@ -561,3 +561,25 @@ def test_an_mcp_tools_grant_is_the_gateways(people):
     assert ToolGrant.objects.get(workflow=workflow, tool="crm_dedupe").enabled
     exported = spec_export("billing")
     assert exported.count("name: crm_dedupe") == 1
+
+
+def test_on_a_live_workflow_a_new_tool_refused_by_change_control_leaves_nothing(people, tmp_path):
+    from agents.evals import ERR_NO_CHANGE_SUITE
+
+    alice = people[0]
+    workflow = spec_apply(spec_parse(SPEC), actor=alice).workflow
+    WorkItemFactory(workflow=workflow)
+    added = SPEC + (
+        "  - name: close_ticket\n    kind: http\n    risk: write\n"
+        "    endpoint: https://billing.example.com/tools\n    parameters: {type: object}\n"
+    )
+    spec_file = tmp_path / "billing.yaml"
+    spec_file.write_text(added)
+    with pytest.raises(CommandError, match=r"1 change\(s\) were refused"):
+        call_command("workflow", "apply", str(spec_file), "--user", "alice", stdout=StringIO())
+    result = spec_apply(spec_parse(added), actor=alice)
+    assert result.refused == 1
+    assert result.lines == [
+        "refused: add tool close_ticket: " + ERR_NO_CHANGE_SUITE.format(workflow=workflow.name)
+    ]
+    assert not ToolDefinition.objects.filter(workflow=workflow, name="close_ticket").exists()
