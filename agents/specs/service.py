@@ -37,6 +37,7 @@ from agents.specs.state import (
 )
 from governance.audit import audit_append
 from governance.change_control import (
+    caps_widen,
     config_change_record_applied,
     config_change_request,
     settings_clean,
@@ -188,8 +189,11 @@ def _tool_changes(before: dict, after: dict, live: bool) -> list[PlannedChange]:
                 note = ""
                 if live and key in CONTRACT_FIELDS:
                     note = "refused while live: remove, then add back"
+                elif live and key == "caps":
+                    widen = caps_widen(old[name].get(key) or {}, tool.get(key) or {})
+                    note = SETTING_NOTE_WIDEN if widen else SETTING_NOTE_NARROW
                 elif live:
-                    note = "a change request"
+                    note = SETTING_NOTE_WIDEN  # limits and argument roles are policy
                 changes.append(
                     PlannedChange(
                         "~", f"tool {name} {key}", old[name].get(key), tool.get(key), note
@@ -497,8 +501,6 @@ def _apply_direct(workflow: Workflow | None, target: dict, current: dict, actor:
                     grant.save(update_fields=["enabled", "caps", "updated_at"])
                 lines.append(f"applied: tool {name} granted in shadow mode")
             elif grant.caps != caps:
-                from governance.change_control import caps_widen
-
                 widen = caps_widen(grant.caps, caps)
                 config_change_record_applied(
                     workflow=workflow,

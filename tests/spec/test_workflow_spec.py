@@ -328,6 +328,8 @@ def test_on_a_live_workflow_loosening_becomes_a_change_request_and_tightening_ap
     plan = spec_plan(spec_parse(wider)).text()
     assert "is live" in plan
     assert "~ setting max_tokens: 100000 -> 50000  (tightens: applies at once)" in plan
+    assert "~ tool create_refund caps: " in plan
+    assert "(loosens: a change request, waits for a second manager)" in plan
     result = spec_apply(spec_parse(wider), actor=mona)
     assert result.lines[0].startswith("applied: settings max_tokens (change #")
     assert result.lines[1].startswith("requested: tool create_refund caps (change #")
