@@ -76,7 +76,9 @@ class PlannedChange:
     note: str = ""
 
     def line(self) -> str:
-        if self.symbol == "~":
+        if self.symbol == "~" and self.before is None and self.after is None:
+            text = f"~ {self.what}"
+        elif self.symbol == "~":
             text = f"~ {self.what}: {_show(self.before)} -> {_show(self.after)}"
         elif self.symbol == "+":
             text = f"+ {self.what}" + (f": {_show(self.after)}" if self.after is not None else "")
@@ -282,9 +284,12 @@ def spec_plan(spec: WorkflowSpec) -> Plan:
             plan.changes.append(PlannedChange("~", f"credential {name}", note=f"refused: {error}"))
             continue
         if name in _rotations(workflow, {name: secret}):
-            plan.changes.append(
-                PlannedChange("~", f"credential {name} secret", note="stored encrypted (rotated)")
+            stored = (
+                workflow is not None
+                and ConnectorCredential.objects.filter(workflow=workflow, name=name).exists()
             )
+            note = "rotated: stored encrypted" if stored else "stored encrypted"
+            plan.changes.append(PlannedChange("~", f"credential {name} secret", note=note))
     return plan
 
 

@@ -113,11 +113,21 @@ def _policy_state(policy: dict[str, Any]) -> dict[str, Any]:
         if allowlists.get(key) is not None
     }
     state["caps"] = {
-        tool: _numbers(caps) for tool, caps in sorted((policy.get("caps") or {}).items())
+        tool: _sorted(_numbers(caps)) for tool, caps in sorted((policy.get("caps") or {}).items())
     }
     if policy.get("two_approvers") is not None:
-        state["two_approvers"] = policy["two_approvers"]
+        state["two_approvers"] = _sorted(policy["two_approvers"])
     return state
+
+
+def _sorted(value: Any) -> Any:
+    """Mappings with their keys sorted, all the way down: the database's JSON keeps
+    keys in its own order (PostgreSQL's jsonb by length), a file in the author's."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
 
 
 def _tool_state(entry: dict[str, Any]) -> dict[str, Any]:
@@ -126,10 +136,10 @@ def _tool_state(entry: dict[str, Any]) -> dict[str, Any]:
     for key in TOOL_FIELDS:
         value = entry.get(key)
         if value not in (None, "", False, {}):
-            state[key] = value
+            state[key] = _sorted(value)
     for key in ("caps", "limits", "arguments"):
         if entry.get(key):
-            state[key] = entry[key]
+            state[key] = _sorted(entry[key])
     return state
 
 
@@ -199,8 +209,8 @@ def state_from_db(workflow: Workflow) -> dict[str, Any]:
         "trusted_fields": sorted(workflow.trusted_fields or []),
         "policy": _policy_state(policy),
         "access": _access_from_db(workflow),
-        "credentials": dict(sorted((policy.get("credentials") or {}).items())),
-        "mcp_servers": dict(sorted((policy.get("mcp_servers") or {}).items())),
+        "credentials": _sorted(policy.get("credentials") or {}),
+        "mcp_servers": _sorted(policy.get("mcp_servers") or {}),
         "tools": tools,
     }
     return state
