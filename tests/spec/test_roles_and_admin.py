@@ -106,3 +106,20 @@ def test_createadmin_without_input_names_what_is_missing(monkeypatch):
         call_command("createadmin", "--username", "dan", "--email", "d@example.com", "--no-input")
     with pytest.raises(CommandError, match="is not an email address"):
         call_command("createadmin", "--username", "dan", "--email", "nope", "--no-input")
+
+
+def test_role_groups_come_back_after_a_flush_without_losing_extra_permissions():
+    from django.contrib.auth.models import Permission
+
+    from governance.apps import role_groups_keep
+
+    ops = Group.objects.get(name=Role.OPS)
+    extra = Permission.objects.get(codename="review_workflow")
+    ops.permissions.add(extra)
+    Group.objects.filter(name=Role.MANAGER).delete()
+    role_groups_keep(using="default")
+    assert Group.objects.filter(name__in=Role.ALL).count() == 4
+    assert _perms(Group.objects.get(name=Role.OPS)) == {
+        *GLOBAL_ROLE_PERMS[Role.OPS],
+        extra.content_type.app_label + ".review_workflow",
+    }
