@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from evidence.views import dashboards, evals, exports, promotion, workflow
+from evidence.views import dashboards, evals, exports, promotion, tools, workflow
 
 urlpatterns = [
     path("", workflow.home, name="home"),
     path("nav/counts/", workflow.nav_counts, name="nav-counts"),
     path("w/<slug:slug>/", workflow.workflow_detail, name="workflow-detail"),
     path("w/<slug:slug>/changes/", workflow.config_changes, name="workflow-changes"),
+    path("w/<slug:slug>/tools/import/", tools.tool_import, name="tool-import"),
     path("w/<slug:slug>/promote/", promotion.promotion_page, name="workflow-promote"),
     path("ops/", dashboards.ops_overview, name="ops-overview"),
     path("w/<slug:slug>/dashboard/", dashboards.dashboard, name="evidence-dashboard"),

@@ -601,3 +601,42 @@ def model_price_set(
         )
         transaction.on_commit(prices_version_bump)
     return change
+
+
+# --- before a workflow is live ---------------------------------------------------------
+
+
+def config_change_record_applied(
+    *,
+    workflow: Workflow,
+    kind: str,
+    actor: AbstractBaseUser | None,
+    tool: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str = "",
+) -> ConfigChange:
+    """Record, audit and name (for the database's guard) a change applied at once to a
+    workflow that is not live yet: no work item has arrived and nothing is above
+    shadow, so nothing it changes can act. The caller writes the change in the same
+    transaction. A live workflow's changes go through ``config_change_request``."""
+    change = ConfigChange.objects.create(
+        workflow=workflow,
+        kind=kind,
+        status=ConfigChange.Status.APPLIED,
+        tool=tool,
+        before=before or {},
+        after=after or {},
+        requested_by=actor,
+        reason=reason,
+        decided_at=timezone.now(),
+    )
+    governance_sql.change_mark(config=change.pk)
+    audit_append(
+        action=f"config.{kind}.applied",
+        actor=actor,
+        workflow=workflow,
+        obj=change,
+        data={"tool": tool, "before": change.before, "after": change.after, "reason": reason},
+    )
+    return change

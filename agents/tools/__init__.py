@@ -4,7 +4,8 @@ Built-in tools are Python tools registered at start-up (``tools_register``): the
 knowledge search here, and whatever an installed app ships (the demo registers its
 sandbox tools from ``demo.apps``). A workflow may only call tools it has an enabled
 ``ToolGrant`` for. Tools registered from JSON schemas (``ToolDefinition`` rows,
-built by ``agents.schema_tools``) join the same registry, under the same rule.
+built by ``agents.schema_tools``) and the workflow's read-only query templates
+(``agents.tools.query_templates``) join the same registry, under the same rule.
 """
 
 from __future__ import annotations
@@ -85,7 +86,12 @@ def registry_for(workflow: Workflow, *, granted: set[str] | None = None) -> dict
     """
     if granted is None:
         granted = set(workflow.grants.filter(enabled=True).values_list("tool", flat=True))
-    tools = {tool.name: tool for tool in _definition_tools(workflow, granted - set(BUILTIN_TOOLS))}
+    from agents.tools.query_templates import template_tools
+
+    others = granted - set(BUILTIN_TOOLS)
+    # A query template never replaces a schema tool or a built-in of the same name.
+    tools = {tool.name: tool for tool in template_tools(workflow, others)}
+    tools.update({tool.name: tool for tool in _definition_tools(workflow, others)})
     for name in granted & set(BUILTIN_TOOLS):
         tools[name] = BUILTIN_TOOLS[name]
     return tools
