@@ -33,7 +33,7 @@ def test_role_groups_exist_after_migrate_with_their_global_permissions():
 
 
 def test_role_groups_migration_is_idempotent_and_keeps_members():
-    migration = import_module("governance.migrations.0008_spec_role_groups")
+    migration = import_module("governance.migrations.0009_spec_role_groups")
     Group.objects.filter(name=Role.OPS).delete()
     user = get_user_model().objects.create_user(username="otto")
     Group.objects.get(name=Role.REVIEWER).user_set.add(user)

@@ -45,7 +45,7 @@ def role_groups_create(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("governance", "0007_workflow_export_permission"),
+        ("governance", "0008_chat_chat_identity"),
         ("contenttypes", "0002_remove_content_type_name"),
         ("auth", "0012_alter_user_first_name_max_length"),
     ]
