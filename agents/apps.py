@@ -1,3 +1,5 @@
+"""Registers the runtime's hooks (tool known, on resume) with governance at start-up."""
+
 from __future__ import annotations
 
 from typing import Any

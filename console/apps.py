@@ -1,3 +1,5 @@
+"""The project's app config: no models of its own."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig

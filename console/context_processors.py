@@ -1,3 +1,5 @@
+"""Template context every page gets (the signed-in user's roles, the build)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,0 +1,3 @@
+"""The demo: a model that needs no endpoint, three workflows, their sandboxes, seed and
+feed. Nothing in the runtime imports it.
+"""

@@ -1,3 +1,5 @@
+"""Registers the demo's model client, tools and regressed agent variant at start-up."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig

@@ -1,0 +1,3 @@
+"""The top of the stack: metrics and rollups, dashboards, explain, the evidence pack,
+exports and the read API.
+"""

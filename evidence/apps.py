@@ -1,3 +1,5 @@
+"""Registers the gate's evidence and the breaker's numbers with governance at start-up."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig

@@ -1,3 +1,5 @@
+"""The governance app config; after migrations it makes sure the role groups exist."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,3 +1,5 @@
+"""Forms of the governance pages: pause, resume, promotion and settings changes."""
+
 from __future__ import annotations
 
 from django import forms

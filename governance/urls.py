@@ -1,3 +1,5 @@
+"""URLs of the governance pages: changes, promotion, prices, audit."""
+
 from __future__ import annotations
 
 from django.urls import path

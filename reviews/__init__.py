@@ -1,0 +1,3 @@
+"""What humans did: claims, decisions, approvals, item outcomes, reports, imported history,
+the queues.
+"""

@@ -1,3 +1,5 @@
+"""The reviews app config."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig

@@ -1,3 +1,5 @@
+"""URLs of the queues, cards, escalations and chat actions."""
+
 from __future__ import annotations
 
 from django.urls import path

@@ -1,0 +1,1 @@
+"""The ops overview and the kill switch pages."""

@@ -1,3 +1,5 @@
+"""URLs of the ops pages."""
+
 from __future__ import annotations
 
 from django.urls import path

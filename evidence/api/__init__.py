@@ -1,0 +1,1 @@
+"""The read side of the integration API: metrics, reads, exports."""

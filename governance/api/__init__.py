@@ -1,0 +1,1 @@
+"""The integration API's shared parts: tokens, auth, errors, rate limits."""

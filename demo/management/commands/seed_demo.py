@@ -1,3 +1,5 @@
+"""`manage.py seed_demo`: the demo workflows, items, history, suites, promotions and logins."""
+
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand
