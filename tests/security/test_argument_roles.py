@@ -349,3 +349,33 @@ def test_the_demo_refund_tool_declares_its_roles():
     assert roles.money == ("$.amount",)
     assert roles.subject == ("$.order_number",)
     assert BUILTIN_TOOLS["draft_customer_reply"].roles.recipient == ("$.to",)
+
+
+# --- The promotion gate ------------------------------------------------------------------
+
+
+def test_the_gate_refuses_limited_to_a_money_tool_without_a_declared_amount(monkeypatch):
+    from evidence.gate import ERR_MONEY_UNDECLARED, gate_evaluate
+
+    tool = money_tool("book_trip", BookingArgs)
+    monkeypatch.setitem(BUILTIN_TOOLS, tool.name, tool)
+    workflow = WorkflowFactory(autonomy_level=AutonomyLevel.SUPERVISED)
+    ToolGrant.objects.create(workflow=workflow, tool=tool.name, autonomy_level="supervised")
+    gate = gate_evaluate(
+        workflow=workflow, tool=tool.name, from_level="supervised", to_level="limited"
+    )
+    assert not gate.passed
+    [failed] = [c for c in gate.criteria if c.key == "money_declared"]
+    assert failed.detail == ERR_MONEY_UNDECLARED.format(tool="book_trip")
+    # Declared in the workflow's policy: the criterion is met (no longer listed).
+    workflow.policy = {"roles": {"book_trip": {"money": ["$.items[*].price"]}}}
+    workflow.save()
+    gate = gate_evaluate(
+        workflow=workflow, tool=tool.name, from_level="supervised", to_level="limited"
+    )
+    assert "money_declared" not in {c.key for c in gate.criteria}
+    # To supervised it does not apply.
+    gate = gate_evaluate(
+        workflow=workflow, tool=tool.name, from_level="shadow", to_level="supervised"
+    )
+    assert "money_declared" not in {c.key for c in gate.criteria}
