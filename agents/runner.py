@@ -386,6 +386,7 @@ class Runner:
             )
         try:
             args = tool.validate(arguments)
+            self.money_validate(tool, args)
         except ValidationError as exc:
             errors = [
                 {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
@@ -423,6 +424,17 @@ class Runner:
             )
         )
         return {"status": "proposed", "verdict": verdict.verdict, "note": PROPOSED_NOTE}
+
+    def money_validate(self, tool: Tool, args: BaseModel) -> None:
+        """Money roles the workflow's policy declares (an imported tool's) are checked
+        at validation too: NaN, Infinity, zero and negatives go back to the model."""
+        policy = self.workflow.policy if isinstance(self.workflow.policy, dict) else {}
+        try:
+            roles = roles_for(tool, policy)
+        except ValueError:
+            return  # a bad role path: the policy fails closed on it
+        if roles.money and roles != tool.roles:
+            tool.money_validate(args.model_dump(mode="json"), roles)
 
     def provenance_for(
         self, tool: Tool, arguments: dict[str, Any]
@@ -681,6 +693,7 @@ class Runner:
                 {
                     "tool": c.tool.name,
                     "arguments": c.arguments,
+                    "provenance": c.provenance,
                     "verdict": c.verdict.verdict,
                     "rule": c.verdict.rule,
                 }

@@ -379,3 +379,30 @@ def test_the_gate_refuses_limited_to_a_money_tool_without_a_declared_amount(monk
         workflow=workflow, tool=tool.name, from_level="shadow", to_level="supervised"
     )
     assert "money_declared" not in {c.key for c in gate.criteria}
+
+
+def test_a_nan_amount_for_an_imported_tool_goes_back_to_the_model_then_escalates(
+    stub_openai, monkeypatch
+):
+    from agents.models import Escalation, Run
+
+    tool = money_tool("pay_text", TextAmountArgs)  # roles declared only in the policy
+    monkeypatch.setitem(BUILTIN_TOOLS, tool.name, tool)
+    monkeypatch.setitem(
+        SCRIPTS,
+        "nan_amount",
+        [
+            {"calls": [call("pay_text", {"amount": "NaN"})]},
+            {"calls": [call("pay_text", {"amount": "Infinity"})]},
+            final(0.95),
+        ],
+    )
+    workflow = make_refund_workflow(level=AutonomyLevel.LIMITED, tools=("pay_text",))
+    workflow.policy = {**workflow.policy, "roles": {"pay_text": {"money": ["$.amount"]}}}
+    workflow.save()
+    run = run_work_item(work_item_id=make_item(workflow, "nan_amount").pk)
+    assert run.stop_reason == Run.StopReason.INVALID_ARGUMENTS
+    escalation = run.escalations.get()
+    assert escalation.reason == Escalation.Reason.INVALID_ARGUMENTS
+    assert "not a finite amount of money" in escalation.detail
+    assert not run.proposals.exists()
