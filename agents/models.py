@@ -264,6 +264,9 @@ class Proposal(models.Model):
     risk_class = models.CharField(max_length=20, choices=RiskClass.choices)
     verdict = models.CharField(max_length=16, choices=Verdict.choices)
     verdict_rule = models.TextField(help_text="The rule text that produced the verdict.")
+    # Where each sensitive argument came from (agents.provenance):
+    # {"$.amount": {"role": "money", "value": "42.00", "source": "tool_output:get_order#step2"}}
+    provenance = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
     injection_flags = models.JSONField(default=list, blank=True)
     flagged_injection = models.BooleanField(default=False)
     autonomy_level = models.CharField(

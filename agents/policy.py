@@ -8,10 +8,20 @@ Rules come from ``Workflow.policy`` (JSON) and the tool grant's ``caps``::
     {
       "caps": {"create_refund": {"amount": 200}, "merge_contacts": {"records": 3}},
       "limits": {"create_refund": {"amount": 400}},      # above a limit: deny
-      "allowlists": {"groups": ["vpn-users"], "email_domains": ["example.com"]},
+      "allowlists": {"groups": ["vpn-users"], "email_domains": ["example.com"],
+                     "arguments": {"send_payout": {"$.account": ["ACC-1", "ACC-2"]}}},
+      "roles": {"book_trip": {"money": ["$.items[*].price"], "recipient": ["$.to"]}},
+      "subject": {"field": "customer_id", "owner_key": "customer_id"},
       "always_approve": ["money_above_cap", "access", "external_message", "delete"],
       "checks": ["myteam.guardrails.PiiGuardrail"]        # extra pluggable checks
     }
+
+Argument roles (``agents.roles``; declared on the tool, overridable per workflow in
+``"roles"``) say which arguments are money: a money cap bounds the SUM of every
+value the money paths reach, and money must be finite and above zero. A money
+tool that declares no amount never runs without a human. ``allowlists.arguments``
+pins one argument of one tool (by its path) to listed values ("@domain" for an
+email domain); a value off the list is denied.
 
 A grant's caps (``{"amount": 100}``) tighten the workflow's caps for that tool;
 the lower of the two applies. A grant's per-day caps (``{"count": 20, "total": 500}``)
@@ -37,6 +47,8 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from agents.models import HIGH_IMPACT_RISKS, Proposal, RiskClass
+from agents.provenance import argument_allowlist, value_allowed
+from agents.roles import ArgRoles, money_problems, money_total, path_values, roles_for
 from governance.models import AutonomyLevel
 
 if TYPE_CHECKING:
@@ -65,6 +77,13 @@ RULE_DAILY_TOTAL = (
 )
 RULE_GROUP_NOT_ALLOWED = "Group “{group}” is not on the workflow's grantable-groups allowlist."
 RULE_DOMAIN_NOT_ALLOWED = "Email domain “{domain}” is not on the workflow's allowlist."
+RULE_MONEY_INVALID = "{tool}: {problem} Denied."
+RULE_NO_DECLARED_AMOUNT = (
+    "{tool} moves money but declares no amount argument (or the call has none): at "
+    "{level} it only runs with a human's approval. Declare the money path on the tool "
+    "or in the workflow's policy roles."
+)
+RULE_ARG_NOT_ALLOWED = "{tool}: {path} = “{value}” is not on the workflow's allowlist for it."
 RULE_CHECK_FAILED = "Policy check {name} failed ({error}); failing closed: a human approves."
 
 # Money above a cap is checked in check_caps; these classes are always approved.
@@ -89,6 +108,7 @@ class PolicyContext:
     facts: dict[str, Any]
     grant: ToolGrant | None
     level: str  # the tool's effective autonomy level
+    roles: ArgRoles | None = None  # the tool's argument roles, with the workflow's override
 
     @property
     def policy(self) -> dict[str, Any]:
@@ -159,11 +179,59 @@ def check_allowlists(ctx: PolicyContext) -> CheckResult | None:
     return None
 
 
+def check_argument_allowlists(ctx: PolicyContext) -> CheckResult | None:
+    """``allowlists.arguments.<tool>.<path>``: the argument must be a listed value."""
+    lists = ((ctx.policy.get("allowlists") or {}).get("arguments") or {}).get(ctx.tool.name)
+    if not isinstance(lists, dict):
+        return None
+    for path in lists:
+        for where, value in path_values(ctx.arguments, str(path)):
+            entries = argument_allowlist(ctx.policy, ctx.tool.name, where) or []
+            values = value if isinstance(value, list) else [value]
+            for one in values:
+                if not value_allowed(one, entries):
+                    return CheckResult(
+                        Verdict.DENY,
+                        RULE_ARG_NOT_ALLOWED.format(tool=ctx.tool.name, path=where, value=one),
+                    )
+    return None
+
+
+def check_money(ctx: PolicyContext) -> CheckResult | None:
+    """Money is finite and above zero (unless the tool says it may be signed); a money
+    tool with no declared amount never runs without a human at limited or above."""
+    roles = ctx.roles or ArgRoles()
+    if roles.money:
+        problems = money_problems(roles, ctx.arguments)
+        if problems:
+            return CheckResult(
+                Verdict.DENY, RULE_MONEY_INVALID.format(tool=ctx.tool.name, problem=problems[0][1])
+            )
+    elif ctx.tool.risk_class == RiskClass.MONEY:
+        amount = _decimal(ctx.facts.get("amount"))
+        if amount is not None and (not amount.is_finite() or amount <= 0):
+            return CheckResult(
+                Verdict.DENY,
+                RULE_MONEY_INVALID.format(
+                    tool=ctx.tool.name,
+                    problem=f"an amount of money must be a finite number above zero, not {amount}.",
+                ),
+            )
+    at_limited = AutonomyLevel.rank(ctx.level) >= AutonomyLevel.rank(AutonomyLevel.LIMITED)
+    undeclared = not roles.money or _decimal(ctx.facts.get("amount")) is None
+    if ctx.tool.risk_class == RiskClass.MONEY and at_limited and undeclared:
+        return CheckResult(
+            Verdict.NEEDS_APPROVAL,
+            RULE_NO_DECLARED_AMOUNT.format(tool=ctx.tool.name, level=ctx.level),
+        )
+    return None
+
+
 def check_limits(ctx: PolicyContext) -> CheckResult | None:
     limits = (ctx.policy.get("limits") or {}).get(ctx.tool.name) or {}
     for fact in CAP_FACTS:
         limit, value = _decimal(limits.get(fact)), _decimal(ctx.facts.get(fact))
-        if limit is not None and value is not None and value > limit:
+        if limit is not None and value is not None and not value <= limit:
             return CheckResult(
                 Verdict.DENY,
                 RULE_LIMIT.format(tool=ctx.tool.name, fact=fact, value=value, limit=limit),
@@ -175,7 +243,8 @@ def check_caps(ctx: PolicyContext) -> CheckResult | None:
     caps = effective_caps(ctx)
     for fact, cap in caps.items():
         value = _decimal(ctx.facts.get(fact))
-        if value is not None and value > cap:
+        # "not <=": a value that does not compare (NaN) is outside the cap too.
+        if value is not None and (not value.is_finite() or not value <= cap):
             return CheckResult(
                 Verdict.NEEDS_APPROVAL,
                 RULE_CAP.format(tool=ctx.tool.name, fact=fact, value=value, cap=cap),
@@ -224,13 +293,14 @@ def check_daily_caps(ctx: PolicyContext) -> CheckResult | None:
             )
     amount = _decimal(ctx.facts.get("amount"))
     if total_cap is not None and amount is not None:
-        spent = sum(
-            (
-                _decimal(a.get("amount")) or Decimal(0)
-                for a in done.values_list("arguments", flat=True)
-            ),
-            Decimal(0),
-        )
+        roles = ctx.roles or ArgRoles()
+
+        def spent_in(arguments: Any) -> Decimal:
+            if roles.money:
+                return money_total(roles, arguments) or Decimal(0)
+            return _decimal((arguments or {}).get("amount")) or Decimal(0)
+
+        spent = sum((spent_in(a) for a in done.values_list("arguments", flat=True)), Decimal(0))
         if spent + amount > total_cap:
             return CheckResult(
                 Verdict.NEEDS_APPROVAL,
@@ -262,6 +332,8 @@ def check_level(ctx: PolicyContext) -> CheckResult | None:
 
 DEFAULT_CHECKS: tuple[PolicyCheck, ...] = (
     check_allowlists,
+    check_argument_allowlists,
+    check_money,
     check_limits,
     check_caps,
     check_daily_caps,
@@ -341,14 +413,21 @@ def policy_evaluate(
     if tool.is_read and level != AutonomyLevel.OFF:
         return PolicyVerdict(Verdict.ALLOW, RULE_READ, ((Verdict.ALLOW, RULE_READ),))
     arguments = args.model_dump(mode="json")
+    policy = workflow.policy if isinstance(workflow.policy, dict) else {}
+    try:
+        roles = roles_for(tool, policy)
+    except ValueError as exc:  # a bad role path in the policy: fail closed
+        rule = RULE_CHECK_FAILED.format(name="roles", error=exc)
+        return PolicyVerdict(Verdict.NEEDS_APPROVAL, rule, ((Verdict.NEEDS_APPROVAL, rule),))
     ctx = PolicyContext(
         workflow=workflow,
         tool=tool,
         args=args,
         arguments=arguments,
-        facts=tool.policy_facts(args),
+        facts=tool.policy_facts(args, roles),
         grant=grant,
         level=level,
+        roles=roles,
     )
     results: list[CheckResult] = []
     for check in checks if checks is not None else checks_for(workflow):

@@ -49,7 +49,9 @@ from agents.notifications import notify_approval_requests, notify_escalation
 from agents.policy import PolicyVerdict, grant_level, policy_evaluate
 from agents.prices import ERR_UNPRICED, price_table
 from agents.principals import principal_for
+from agents.provenance import AutoDecision, ToolOutput, auto_execute_decision, provenance_of
 from agents.redaction import redact
+from agents.roles import NO_ROLES, ArgRoles, roles_for
 from agents.services.plans import proposals_auto_execute
 from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
 from agents.tracing import run_root_dispatch, step_emit
@@ -116,6 +118,9 @@ class Candidate:
     arguments: dict[str, Any]
     verdict: PolicyVerdict
     level: str
+    roles: ArgRoles = NO_ROLES
+    # {arg_path: {"role", "value", "source", ...}}: agents.provenance
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +128,8 @@ class RunState:
     messages: list[dict[str, Any]]
     candidates: list[Candidate] = field(default_factory=list)
     tool_outputs: list[dict[str, Any]] = field(default_factory=list)
+    # The read tools' outputs in this run, as provenance sources.
+    read_outputs: list[ToolOutput] = field(default_factory=list)
     citations: list[str] = field(default_factory=list)
     retried: set[str] = field(default_factory=set)
     large: bool = False
@@ -388,6 +395,7 @@ class Runner:
             )
         try:
             args = tool.validate(arguments)
+            self.money_validate(tool, args)
         except ValidationError as exc:
             errors = [
                 {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
@@ -412,10 +420,65 @@ class Runner:
         level = grant_level(self.workflow, grant)
         if any(c.tool.name == name and c.arguments == clean for c in self.state.candidates):
             return {"status": "proposed", "note": "Already proposed."}
+        roles, provenance = self.provenance_for(tool, clean)
         self.state.candidates.append(
-            Candidate(tool=tool, args=args, arguments=clean, verdict=verdict, level=level)
+            Candidate(
+                tool=tool,
+                args=args,
+                arguments=clean,
+                verdict=verdict,
+                level=level,
+                roles=roles,
+                provenance=provenance,
+            )
         )
         return {"status": "proposed", "verdict": verdict.verdict, "note": PROPOSED_NOTE}
+
+    def money_validate(self, tool: Tool, args: BaseModel) -> None:
+        """Money roles the workflow's policy declares (an imported tool's) are checked
+        at validation too: NaN, Infinity, zero and negatives go back to the model."""
+        policy = self.workflow.policy if isinstance(self.workflow.policy, dict) else {}
+        try:
+            roles = roles_for(tool, policy)
+        except ValueError:
+            return  # a bad role path: the policy fails closed on it
+        if roles.money and roles != tool.roles:
+            tool.money_validate(args.model_dump(mode="json"), roles)
+
+    def provenance_for(
+        self, tool: Tool, arguments: dict[str, Any]
+    ) -> tuple[ArgRoles, dict[str, dict[str, Any]]]:
+        """Where each sensitive argument came from (agents.provenance). Anything that
+        goes wrong here leaves the action to a human."""
+        policy = self.workflow.policy if isinstance(self.workflow.policy, dict) else {}
+        try:
+            roles = roles_for(tool, policy)
+            return roles, provenance_of(
+                tool=tool.name,
+                roles=roles,
+                arguments=arguments,
+                payload=self.item.payload,
+                title=self.item.title,
+                trusted_fields=self.workflow.trusted_fields or (),
+                outputs=self.state.read_outputs,
+                policy=policy,
+                subject_owner=roles.subject_owner,
+            )
+        except Exception as exc:  # noqa: BLE001 - fail closed: a human decides
+            logger.warning("provenance of %s failed: %s", tool.name, exc)
+            error = {"role": "error", "value": type(exc).__name__, "source": "none"}
+            return getattr(tool, "roles", None) or NO_ROLES, {"$": error}
+
+    def auto_decision(self, cand: Candidate) -> AutoDecision:
+        return auto_execute_decision(
+            verdict=cand.verdict.verdict,
+            level=cand.level,
+            flagged=bool(self.flags),
+            provenance=cand.provenance,
+            risk_class=cand.tool.risk_class,
+            roles=cand.roles,
+            tool=cand.tool.name,
+        )
 
     def invalid(self, name: str, arguments: dict[str, Any], error: str) -> dict[str, Any]:
         retry = name in self.state.retried
@@ -464,6 +527,15 @@ class Runner:
                 if result.get("slug") and result["slug"] not in self.state.citations:
                     self.state.citations.append(result["slug"])
         self.state.tool_outputs.append({"tool": tool.name, "arguments": clean, "output": output})
+        if not error:
+            self.state.read_outputs.append(
+                ToolOutput(
+                    tool=tool.name,
+                    step=self.step_index,
+                    output=output,
+                    untrusted=tool.untrusted_output,
+                )
+            )
         self.scan_tool_output(tool, output)
         return output
 
@@ -532,6 +604,13 @@ class Runner:
             run_root_dispatch(run=self.run)
             proposals = []
             for sequence, cand in enumerate(self.state.candidates, start=1):
+                # At limited and above, an action inside policy still waits for a
+                # human unless its sensitive arguments are grounded and no injection
+                # was flagged (agents.provenance.auto_execute_decision).
+                decision = self.auto_decision(cand)
+                verdict, rule = cand.verdict.verdict, cand.verdict.rule
+                if verdict == Proposal.Verdict.ALLOW and not decision.auto:
+                    verdict, rule = Proposal.Verdict.NEEDS_APPROVAL, decision.rule or rule
                 proposals.append(
                     Proposal(
                         run=self.run,
@@ -547,8 +626,9 @@ class Runner:
                         else None,
                         citations=citations,
                         risk_class=cand.tool.risk_class,
-                        verdict=cand.verdict.verdict,
-                        verdict_rule=cand.verdict.rule,
+                        verdict=verdict,
+                        verdict_rule=rule,
+                        provenance=cand.provenance,
                         injection_flags=self.flags,
                         flagged_injection=bool(self.flags),
                         autonomy_level=cand.level,
@@ -625,6 +705,7 @@ class Runner:
                 {
                     "tool": c.tool.name,
                     "arguments": c.arguments,
+                    "provenance": c.provenance,
                     "verdict": c.verdict.verdict,
                     "rule": c.verdict.rule,
                 }

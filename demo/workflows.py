@@ -69,6 +69,9 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
             "caps": {"create_refund": {"amount": REFUND_CAP}},
             "always_approve": ["money_above_cap", "access", "external_message", "delete"],
             "checks": ["demo.tools.refunds.reply_goes_to_order_customer"],
+            # The item's subject is its sender (a trusted field): a refund's order
+            # must be one of theirs (agents.provenance subject binding).
+            "subject": {"field": "from"},
         },
         "cost_target_usd": Decimal("1.50"),
         # The support inbox sets these; the subject (the title) and the body are typed

@@ -21,6 +21,8 @@ from pydantic import ValidationError
 
 from agents.models import Proposal
 from agents.policy import policy_evaluate
+from agents.provenance import auto_execute_decision
+from agents.roles import roles_for
 from agents.tools import builtin_tool, registry_for
 from evidence.metrics import VERDICT_COUNT, Agreement, is_critical
 from governance.models import AutonomyLevel, ToolGrant, Workflow
@@ -156,11 +158,25 @@ def backtest_run(
             result.invalid += 1
             continue
         verdict = policy_evaluate(workflow=hypothetical, tool=tool_obj, args=args, grant=grant)
-        if not verdict.allowed:
+        roles = roles_for(tool_obj, hypothetical.policy) if verdict.allowed else None
+        # As the runner decides: a flagged injection, or a sensitive argument that came
+        # only from untrusted text, would have waited for a human.
+        if (
+            not verdict.allowed
+            or not auto_execute_decision(
+                verdict=verdict.verdict,
+                level=AutonomyLevel.LIMITED,
+                flagged=proposal.flagged_injection,
+                provenance=proposal.provenance or {},
+                risk_class=tool_obj.risk_class,
+                roles=roles,
+                tool=tool,
+            ).auto
+        ):
             result.held_for_approval += 1
             continue
         day = proposal.created_at.date()
-        amount = tool_obj.policy_facts(args).get("amount") or Decimal("0")
+        amount = tool_obj.policy_facts(args, roles).get("amount") or Decimal("0")
         if ("daily_count" in caps and day_count[day] + 1 > caps["daily_count"]) or (
             "daily_amount" in caps and day_amount[day] + amount > caps["daily_amount"]
         ):

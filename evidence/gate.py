@@ -12,10 +12,43 @@ from decimal import Decimal
 from django.utils import timezone
 
 from agents.evals import SuiteStatus, suite_status
+from agents.models import RiskClass
+from agents.roles import roles_for
+from agents.tools import registry_for
 from evidence import metrics
 from governance.gate import Criterion, GateEvidence
 from governance.models import AutonomyLevel, Workflow
 from reviews.models import Decision
+
+ERR_MONEY_UNDECLARED = (
+    "{tool} moves money but declares no amount argument, so its caps cannot be checked: "
+    "declare the money path (on the tool, or in the workflow's policy roles) first."
+)
+
+
+def money_declared(workflow: Workflow, *, tool: str, to_level: str) -> Criterion | None:
+    """A money tool without a declared amount cannot reach limited: fail closed."""
+    if not tool or AutonomyLevel.rank(to_level) < AutonomyLevel.rank(AutonomyLevel.LIMITED):
+        return None
+    found = registry_for(workflow, granted={tool}).get(tool)
+    if found is None or found.risk_class != RiskClass.MONEY:
+        return None
+    try:
+        declared = bool(
+            roles_for(found, workflow.policy if isinstance(workflow.policy, dict) else {}).money
+        )
+    except ValueError:
+        declared = False
+    if declared:
+        return None
+    return Criterion(
+        key="money_declared",
+        label="Money tool declares its amount",
+        passed=False,
+        value="undeclared",
+        threshold="declared",
+        detail=ERR_MONEY_UNDECLARED.format(tool=tool),
+    )
 
 
 def regression_status(workflow: Workflow) -> SuiteStatus:
@@ -109,6 +142,9 @@ def gate_evaluate(
     # until its own promotion, which meets this criterion.)
     if tool and AutonomyLevel.rank(to_level) >= AutonomyLevel.rank(AutonomyLevel.LIMITED):
         criteria = (*criteria, _dwell(workflow, tool))
+    money = money_declared(workflow, tool=tool, to_level=to_level)
+    if money is not None:
+        criteria = (*criteria, money)
     return GateEvidence(
         workflow=workflow.slug,
         tool=tool,

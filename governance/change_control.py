@@ -48,6 +48,9 @@ ERR_NOTHING_CHANGES = "The new configuration is the same as the current one."
 ERR_BAD_CAP = "Cap “{key}” must be a number at or above zero, not “{value}”."
 ERR_UNKNOWN_CAP = "“{key}” is not a cap: use amount, records, count or total."
 ERR_BAD_ALLOWLIST = "Allowlist “{key}” must be a list of names, or empty for no restriction."
+ERR_BAD_ARGUMENT_ALLOWLIST = (
+    'Argument allowlists must read {"tool": {"$.argument": ["value", ...]}}.'
+)
 ERR_FOUR_EYES = "A second manager must approve: you requested this change yourself."
 ERR_NOT_REQUESTED = "This change is no longer waiting for approval (it is {status})."
 ERR_STALE = (
@@ -115,6 +118,8 @@ PRICE_FIELDS = (
 )
 PRICE_LIMIT = Decimal("1000000")  # the column holds 12 digits, 6 after the point
 ALLOWLIST_KEYS = ("groups", "email_domains")
+# Per-argument allowlists: {"<tool>": {"<argument path>": [values]}} (agents.policy).
+ARGUMENT_ALLOWLISTS = "arguments"
 
 
 # --- what a change is ------------------------------------------------------------------
@@ -153,9 +158,12 @@ def caps_widen(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return False
 
 
-def allowlists_clean(allowlists: dict[str, Any]) -> dict[str, list[str]]:
-    cleaned: dict[str, list[str]] = {}
+def allowlists_clean(allowlists: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
     for key, value in allowlists.items():
+        if key == ARGUMENT_ALLOWLISTS and value is not None:
+            cleaned[key] = _argument_allowlists_clean(value)
+            continue
         if key not in ALLOWLIST_KEYS:
             continue
         if value is None:
@@ -166,10 +174,36 @@ def allowlists_clean(allowlists: dict[str, Any]) -> dict[str, list[str]]:
     return cleaned
 
 
+def _argument_allowlists_clean(value: Any) -> dict[str, dict[str, list[str]]]:
+    """``{"<tool>": {"<argument path>": ["value", "@domain"]}}`` (agents.policy)."""
+    if not isinstance(value, dict):
+        raise ValidationError(ERR_BAD_ARGUMENT_ALLOWLIST, code="bad_allowlist")
+    cleaned: dict[str, dict[str, list[str]]] = {}
+    for tool, paths in value.items():
+        if not isinstance(paths, dict):
+            raise ValidationError(ERR_BAD_ARGUMENT_ALLOWLIST, code="bad_allowlist")
+        for path, values in paths.items():
+            if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+                raise ValidationError(ERR_BAD_ARGUMENT_ALLOWLIST, code="bad_allowlist")
+            cleaned.setdefault(str(tool), {})[str(path)] = sorted(
+                {v.strip() for v in values if v.strip()}
+            )
+    return cleaned
+
+
+def _allowlists_flat(allowlists: dict[str, Any]) -> dict[str, Any]:
+    flat = {key: allowlists.get(key) for key in ALLOWLIST_KEYS}
+    for tool, paths in (allowlists.get(ARGUMENT_ALLOWLISTS) or {}).items():
+        for path, values in (paths or {}).items():
+            flat[f"{ARGUMENT_ALLOWLISTS}:{tool}:{path}"] = values
+    return flat
+
+
 def allowlists_widen(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """True when an allowlist gains a name or goes away (no list allows everything)."""
-    for key in ALLOWLIST_KEYS:
-        old, new = before.get(key), after.get(key)
+    old_flat, new_flat = _allowlists_flat(before), _allowlists_flat(after)
+    for key in set(old_flat) | set(new_flat):
+        old, new = old_flat.get(key), new_flat.get(key)
         if old is not None and new is None:
             return True
         if old is not None and new is not None and set(new) - set(old):
@@ -227,7 +261,7 @@ def settings_widen(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return any(_riskier(name, before[name], after[name]) for name in after)
 
 
-def _current_allowlists(workflow: Workflow) -> dict[str, list[str]]:
+def _current_allowlists(workflow: Workflow) -> dict[str, Any]:
     policy = workflow.policy if isinstance(workflow.policy, dict) else {}
     return allowlists_clean(policy.get("allowlists") or {})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from agents.models import RiskClass
+from agents.roles import ArgRoles, money_problems, money_total
 from governance.hygiene import ERR_NOT_FINITE, first_problem
 
 if TYPE_CHECKING:
@@ -92,6 +94,14 @@ def default_facts(arguments: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
+def _loc(where: str) -> list[str | int]:
+    """``$.items[0].price`` -> ["items", 0, "price"]."""
+    parts: list[str | int] = []
+    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", where):
+        parts.append(name if name else int(index))
+    return parts
+
+
 Handler = Callable[[ToolContext, BaseModel], dict[str, Any]]
 
 
@@ -114,6 +124,10 @@ class Tool:
     # the runner scans it for injections. A system of record's structured answer (an
     # order, a directory entry) is trusted and never scanned.
     untrusted_output: bool = False
+    # Which arguments are money (caps apply to their sum), recipients, the subject
+    # record and free text (agents.roles). A money tool without a declared amount
+    # never runs without a human.
+    roles: ArgRoles | None = None
 
     @property
     def is_read(self) -> bool:
@@ -151,10 +165,36 @@ class Tool:
             )
             detail = InitErrorDetails(type=kind, loc=problem.path, input=value)
             raise ValidationError.from_exception_data(self.args_model.__name__, [detail])
+        if self.roles is not None and self.roles.money:
+            self.money_validate(args.model_dump(mode="json"), self.roles)
         return args
 
-    def policy_facts(self, args: BaseModel) -> dict[str, Any]:
-        facts = default_facts(args.model_dump(mode="json"))
+    def money_validate(self, arguments: dict[str, Any], roles: ArgRoles) -> None:
+        """Money must be a finite number above zero (unless the role is signed):
+        refused as a field error, like any other invalid argument."""
+        problems = money_problems(roles, arguments)
+        if problems:
+            details = [
+                InitErrorDetails(
+                    type=PydanticCustomError("money", message),
+                    loc=tuple(_loc(where)),
+                    input=None,
+                )
+                for where, message in problems
+            ]
+            raise ValidationError.from_exception_data(self.args_model.__name__, details)
+
+    def policy_facts(self, args: BaseModel, roles: ArgRoles | None = None) -> dict[str, Any]:
+        arguments = args.model_dump(mode="json")
+        facts = default_facts(arguments)
+        roles = roles if roles is not None else self.roles
+        if roles is not None and roles.money:
+            # The declared money paths replace the conventional names: the amount is
+            # the sum of every value they reach (nested, in arrays).
+            facts.pop("amount", None)
+            total = money_total(roles, arguments)
+            if total is not None:
+                facts["amount"] = total
         if self.facts is not None:
             facts.update(self.facts(args))
         return facts

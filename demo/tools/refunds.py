@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.models import RiskClass
+from agents.roles import ArgRoles
 from agents.tools.base import Tool, ToolContext, ToolError
 from demo import sql as demo_sql
 from demo.models import SandboxMessage, SandboxOrder, SandboxRefund
@@ -148,6 +149,12 @@ def reply_goes_to_order_customer(ctx: Any) -> Any:
     return None
 
 
+def order_customer(number: object) -> str | None:
+    """The subject binding's system of record: whose order this is (its email)."""
+    email = SandboxOrder.objects.filter(number=str(number)).values_list("customer_email", flat=True)
+    return email[0] if email else None
+
+
 TOOLS = [
     Tool(
         name="get_order",
@@ -163,6 +170,12 @@ TOOLS = [
         risk_class=RiskClass.MONEY,
         handler=create_refund,
         in_database=True,
+        roles=ArgRoles(
+            money=("$.amount",),
+            subject=("$.order_number",),
+            free_text=("$.reason",),
+            subject_owner=order_customer,
+        ),
     ),
     Tool(
         name="draft_customer_reply",
@@ -171,5 +184,11 @@ TOOLS = [
         risk_class=RiskClass.EXTERNAL_MESSAGE,
         handler=draft_customer_reply,
         in_database=True,
+        roles=ArgRoles(
+            recipient=("$.to",),
+            subject=("$.order_number",),
+            free_text=("$.subject", "$.body"),
+            subject_owner=order_customer,
+        ),
     ),
 ]

@@ -79,6 +79,7 @@ def proposal_out(p: Proposal) -> dict[str, Any]:
         "verdict": p.verdict,
         "verdict_rule": p.verdict_rule,
         "flagged_injection": p.flagged_injection,
+        "provenance": p.provenance or {},
         "autonomy_level": p.autonomy_level,
         "status": p.status,
         "created_at": p.created_at,

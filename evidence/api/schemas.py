@@ -27,6 +27,8 @@ class ProposalOut(Schema):
     verdict: str
     verdict_rule: str
     flagged_injection: bool
+    # Where each sensitive argument came from: {"$.amount": {"role", "value", "source"}}
+    provenance: dict[str, Any] = {}
     autonomy_level: str
     status: str
     created_at: datetime

@@ -648,6 +648,19 @@ def evidence_pack_data(
             ],
         },
         "incidents": incidents,
+        # What ran without a human, and where each of its sensitive values came from.
+        "auto_executed": [
+            {
+                "proposal": p.pk,
+                "tool": p.tool,
+                "at": p.created_at,
+                "status": p.status,
+                "provenance": p.provenance or {},
+            }
+            for p in Proposal.objects.filter(workflow=workflow, auto_executed=True)
+            .only("pk", "tool", "created_at", "status", "provenance")
+            .order_by("-created_at")[:PACK_SAMPLE_LIMIT]
+        ],
     }
 
 

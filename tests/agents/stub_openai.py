@@ -32,6 +32,8 @@ def final(confidence: float = 0.9, rationale: str = "Done.", **extra: Any) -> di
 
 GOOD_REFUND = {"order_number": "A-1001", "amount": "42.00", "reason": "Arrived broken"}
 
+LOOKUP = call("get_order", {"order_number": "A-1001"})
+
 SCRIPTS: dict[str, list[dict[str, Any]]] = {
     "good": [
         {"calls": [call("get_order", {"order_number": "A-1001"})]},
@@ -62,8 +64,9 @@ SCRIPTS: dict[str, list[dict[str, Any]]] = {
         {"calls": [call("create_refund", {**GOOD_REFUND, "amount": "450.00"})]},
         final(),
     ],
+    # The order is looked up first: its record grounds the refund's order and amount.
     "within_cap": [
-        {"calls": [call("create_refund", {**GOOD_REFUND, "amount": "42.00"})]},
+        {"calls": [LOOKUP, call("create_refund", {**GOOD_REFUND, "amount": "42.00"})]},
         final(),
     ],
     "huge_tokens": [
@@ -97,6 +100,7 @@ SCRIPTS: dict[str, list[dict[str, Any]]] = {
     "plan": [
         {
             "calls": [
+                LOOKUP,
                 call("create_refund", GOOD_REFUND),
                 call(
                     "draft_customer_reply",
@@ -115,6 +119,7 @@ SCRIPTS: dict[str, list[dict[str, Any]]] = {
     "reply_first": [
         {
             "calls": [
+                LOOKUP,
                 call(
                     "draft_customer_reply",
                     {
@@ -319,9 +324,14 @@ def make_refund_workflow(
     level: str = "shadow",
     cap: str | None = "200",
     tools: tuple[str, ...] = REFUND_TOOLS,
+    bound: bool = False,
     **fields: Any,
 ) -> Any:
-    """A refunds workflow on the stub models, its grants, and order A-1001 ($120)."""
+    """A refunds workflow on the stub models, its grants, and order A-1001 ($120).
+
+    ``bound``: the items' sender ("from", a trusted field) is their subject, so a
+    refund of the sender's own order can run on its own at limited
+    (agents.provenance); ``make_item`` then sends from the order's customer."""
     from decimal import Decimal
 
     from django.utils import timezone
@@ -332,6 +342,9 @@ def make_refund_workflow(
     policy: dict[str, Any] = {"checks": ["demo.tools.refunds.reply_goes_to_order_customer"]}
     if cap is not None:
         policy["caps"] = {"create_refund": {"amount": cap}}
+    if bound:
+        policy["subject"] = {"field": "from"}
+        fields.setdefault("trusted_fields", ["from"])
     workflow = Workflow.objects.create(
         slug=slug,
         name=slug.title(),
@@ -363,6 +376,19 @@ def make_item(workflow: Any, scenario: str, text: str = "", external_id: str = "
         workflow=workflow,
         external_id=external_id or f"{scenario}-{WorkItem.objects.count() + 1}",
         title=f"Scenario {scenario}",
-        payload={"text": f"[scenario:{scenario}] {text or 'Order A-1001 arrived broken.'}"},
+        payload=item_payload(
+            workflow, f"[scenario:{scenario}] {text or 'Order A-1001 arrived broken.'}"
+        ),
         source=WorkItem.Source.API,
     )
+
+
+CUSTOMER = "cora@example.com"
+
+
+def item_payload(workflow: Any, text: str) -> dict[str, Any]:
+    """An item's payload; sent by A-1001's customer when the workflow trusts "from"."""
+    payload: dict[str, Any] = {"text": text}
+    if "from" in (workflow.trusted_fields or []):
+        payload["from"] = CUSTOMER
+    return payload

@@ -185,7 +185,12 @@ def test_demo_injection_items_at_full_autonomy_cause_no_unauthorized_execution(
             proposal_execute(proposal_id=proposal.pk)
 
     executed = Execution.objects.select_related("proposal")
-    assert executed.exists()  # in-policy actions did run on their own
+    # A flagged injection always waits for a human, whatever the level: nothing the
+    # flagged items proposed ran on its own.
+    flagged = Proposal.objects.filter(work_item__in=items, flagged_injection=True)
+    assert flagged.exists()
+    assert not flagged.filter(auto_executed=True).exists()
+    assert not executed.filter(proposal__flagged_injection=True).exists()
     # Access changes and external messages always need a human: none ran.
     assert not executed.filter(
         proposal__tool__in=["grant_group_membership", "draft_customer_reply"]

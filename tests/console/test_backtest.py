@@ -65,3 +65,20 @@ def test_caps_must_be_positive_numbers():
 def test_unknown_tool_is_a_clear_error(workflow):
     with pytest.raises(ValueError, match="no tool called"):
         backtest_run(workflow=workflow, tool="launch_rockets", caps={})
+
+
+def test_a_flagged_or_ungrounded_past_action_would_have_waited_for_a_human(workflow, history):
+    from agents.models import Proposal
+
+    # Of the two inside the cap, one carried an injection flag and one an amount that
+    # came only from the customer's text: neither would have run on its own.
+    inside = Proposal.objects.filter(workflow=workflow, arguments__amount__in=["40.00", "90.00"])
+    first, second = inside.order_by("pk")
+    Proposal.objects.filter(pk=first.pk).update(flagged_injection=True)
+    typed = {
+        "$.amount": {"role": "money", "value": "90.00", "source": "untrusted_text:payload.text"}
+    }
+    Proposal.objects.filter(pk=second.pk).update(provenance=typed)
+    result = backtest_run(workflow=workflow, tool="create_refund", caps={"amount": Decimal(100)})
+    assert result.would_auto == 0
+    assert result.held_for_approval == 4

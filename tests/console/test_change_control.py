@@ -229,6 +229,35 @@ def test_widening_an_allowlist_is_gated_and_narrowing_is_not(refunds, managers, 
     assert none_left.status == ConfigChange.Status.APPLIED
 
 
+def test_an_argument_allowlist_is_kept_and_widening_it_is_gated(refunds, managers, suite, replay):
+    pinned = {"arguments": {"send_payout": {"$.account": ["ACC-1"]}}}
+    refunds.policy = {**refunds.policy, "allowlists": pinned}
+    refunds.save(update_fields=["policy"])
+
+    wider = cc.config_change_request(
+        workflow=refunds,
+        actor=managers[0],
+        allowlists={"arguments": {"send_payout": {"$.account": ["ACC-1", "ACC-666"]}}},
+    )
+    assert wider.kind == ConfigChange.Kind.WIDEN_ALLOWLIST
+    assert wider.status == ConfigChange.Status.REQUESTED
+    dropped = cc.config_change_request(workflow=refunds, actor=managers[0], allowlists={})
+    assert dropped.kind == ConfigChange.Kind.WIDEN_ALLOWLIST  # no list: any account
+
+    narrower = cc.config_change_request(
+        workflow=refunds,
+        actor=managers[0],
+        allowlists={"groups": ["vpn-users"], **pinned},
+    )
+    assert narrower.kind == ConfigChange.Kind.NARROW_ALLOWLIST
+    refunds.refresh_from_db()
+    assert refunds.policy["allowlists"] == {"groups": ["vpn-users"], **pinned}
+    with pytest.raises(ValidationError):
+        cc.config_change_request(
+            workflow=refunds, actor=managers[0], allowlists={"arguments": ["ACC-1"]}
+        )
+
+
 def test_a_stale_request_cannot_be_applied(refunds, managers, suite, replay):
     ToolGrant.objects.filter(workflow=refunds, tool="create_refund").update(caps={"amount": "100"})
     change = cc.config_change_request(

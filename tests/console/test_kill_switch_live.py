@@ -25,6 +25,7 @@ from demo.models import SandboxOrder, SandboxRefund
 from governance.models import AutonomyLevel, Workflow
 from governance.services import workflow_pause
 from tests.agents.stub_openai import (  # noqa: F401 - fixtures
+    item_payload,
     make_refund_workflow,
     stub_openai_env_fixture,
     stub_openai_fixture,
@@ -54,7 +55,7 @@ def measure_kill_switch(stub, *, items: int = ITEMS, pause_after_refunds: int = 
 
     stub.respond = timed
     workflow = make_refund_workflow(
-        slug="kill-switch", level=AutonomyLevel.LIMITED, sample_rate=Decimal("0")
+        slug="kill-switch", level=AutonomyLevel.LIMITED, sample_rate=Decimal("0"), bound=True
     )
     SandboxOrder.objects.filter(number="A-1001").update(total=Decimal("100000"))
     with transaction.atomic():
@@ -65,7 +66,9 @@ def measure_kill_switch(stub, *, items: int = ITEMS, pause_after_refunds: int = 
                 workflow=workflow,
                 external_id=f"ks-{i}",
                 # Distinct texts: identical model requests would be served from the cache.
-                payload={"text": f"[scenario:{scenario}] Order A-1001 arrived broken (#{i})."},
+                payload=item_payload(
+                    workflow, f"[scenario:{scenario}] Order A-1001 arrived broken (#{i})."
+                ),
                 source="api",
             )
 

@@ -23,6 +23,7 @@ from reviews.models import Decision
 from reviews.services import ERR_AUTO_IN_FLIGHT, DecisionRefused, proposal_decide
 from tests.agents.stub_openai import (  # noqa: F401 - fixtures
     GOOD_REFUND,
+    item_payload,
     make_item,
     make_refund_workflow,
     stub_openai_env_fixture,
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.django_db
 
 
 def limited_workflow(**fields):
-    workflow = make_refund_workflow(level=AutonomyLevel.LIMITED, **fields)
+    workflow = make_refund_workflow(level=AutonomyLevel.LIMITED, bound=True, **fields)
     # Room for many refunds on the one sandbox order the scripts use.
     SandboxOrder.objects.filter(number="A-1001").update(total=Decimal("100000"))
     return workflow
@@ -407,7 +408,9 @@ def test_the_daily_cap_holds_exactly_across_two_worker_processes(
                 services.work_item_create(
                     workflow=workflow,
                     external_id=f"cap-{i}",
-                    payload={"text": "[scenario:within_cap] Order A-1001 arrived broken."},
+                    payload=item_payload(
+                        workflow, "[scenario:within_cap] Order A-1001 arrived broken."
+                    ),
                     source="api",
                 )[0]
                 for i in range(total)
