@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('agents', '0007_prices_and_untrusted_outputs'),
+        ('agents', '0008_run_step_database_defaults'),
     ]
 
     operations = [
