@@ -26,7 +26,10 @@ PUBLIC = {
     "prometheus-metrics",
     "oidc_authentication_init",
     "oidc_authentication_callback",
+    "slack-actions",  # Slack's signed webhook: a signature, not a session (tests/chat)
 }
+# Endpoints called by other systems with their own proof, not by a signed-in browser.
+WEBHOOKS = {"slack-actions"}
 SKIP = {"docs-asset", "api-root"}  # file assets and the API's catch-all 404
 
 
@@ -123,6 +126,7 @@ def world_build(roles, monkeypatch) -> World:
         "eval-add-escalation": {"escalation_id": escalation.pk},
         "workflow-export": {**slug, "kind": "decisions", "fmt": "csv"},
         "workflow-changes": slug,
+        "tool-import": slug,
         "config-change-decide": {**slug, "change_id": config_change.pk},
         "work_item_post": slug,
         "work_item_batch_post": slug,
