@@ -73,10 +73,29 @@ def json_safe(value: Any, *, max_depth: int = MAX_DEPTH) -> Any:
     except (TypeError, ValueError, RecursionError):
         return _walk(value, 0, max_depth)
     # Nesting needs at least as many brackets as levels: counting them (in C) spares
-    # the usual shallow value the walk.
-    if _NEEDS_WALK.search(text) or text.count("[") + text.count("{") > max_depth:
+    # the usual small value any look at its shape; a large one has its containers
+    # (not its leaves) looked at once.
+    if _NEEDS_WALK.search(text) or (
+        text.count("[") + text.count("{") > max_depth and _too_deep(loaded, max_depth)
+    ):
         return _walk(loaded, 0, max_depth)
     return loaded
+
+
+def _too_deep(value: Any, max_depth: int) -> bool:
+    """Whether the containers of a decoded value (dicts and lists only) nest deeper
+    than ``max_depth``: level by level, no recursion, each container seen once."""
+    level = [value]
+    for _ in range(max_depth):
+        below = []
+        for container in level:
+            for child in container.values() if type(container) is dict else container:
+                if type(child) is dict or type(child) is list:
+                    below.append(child)
+        if not below:
+            return False
+        level = below
+    return True
 
 
 def error_text(exc: BaseException, *, limit: int = 1000) -> str:
