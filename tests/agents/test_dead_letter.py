@@ -140,6 +140,34 @@ def test_a_run_whose_redaction_crashes_is_tried_three_times_then_dead_lettered(
     assert Run.objects.filter(work_item=item).count() == 1
 
 
+def test_the_escalation_page_shows_the_dead_letter(stub_openai, monkeypatch, roles, client_for):
+    from django.urls import reverse
+
+    from governance.permissions import Role, workflow_grant_role
+    from tests.factories import UserFactory
+
+    _redaction_breaks_on_model_output(monkeypatch)
+    workflow = make_refund_workflow()
+    item = make_item(workflow, "good")
+    for _ in range(3):
+        run_work_item(work_item_id=item.pk)
+    escalation = Escalation.objects.get(work_item=item)
+    reviewer = UserFactory(username="rhea")
+    reviewer.groups.add(roles[Role.REVIEWER])
+    workflow_grant_role(user=reviewer, workflow=workflow, role=Role.REVIEWER)
+
+    page = client_for(reviewer).get(
+        reverse("review-escalation", args=[workflow.slug, escalation.pk])
+    )
+
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "Run crashed on every attempt (dead letter)" in body
+    assert "started 3 times" in body
+    assert "RecursionError" in body
+    assert "TENURE_RUN_MAX_ATTEMPTS=3" in body
+
+
 def test_the_sweeper_does_not_resend_a_dead_lettered_item(stub_openai, monkeypatch, sent_tasks):
     """Before: the sweeper re-sent the crashing item every two minutes, without end,
     paying the model each time."""
