@@ -733,13 +733,13 @@ def run_claim(*, work_item_id: int) -> Run | None:
                     lease=None,
                 )
                 return None
-            # Its worker died, or it crashed: start the same run again from a clean trace.
+            # Its worker died, or it crashed: start the same run again from a clean
+            # trace. Its spend is kept: what a crashed attempt spent was written when
+            # it was released (a dead worker's attempt wrote nothing), and the
+            # workflow's daily budget counts every attempt.
             run.steps.all().delete()
-            run.tokens_in = run.tokens_cached = run.tokens_out = 0
             run.tool_calls = run.retries = 0
             run.cache_hits = run.cache_misses = 0
-            run.cost_usd = Decimal("0")
-            run.unpriced = False
         elif run is None:
             run = Run(work_item=item, attempt=1)
         run.starts += 1
@@ -871,8 +871,14 @@ def run_crashed(*, run: Run, exc: BaseException, runner: Runner | None) -> Run:
     crashes = [*(run.state or {}).get("crashes", []), crash]
     if run.starts < max_attempts():
         state = json_safe({"lease": None, "crashes": crashes})
+        # What this attempt spent so far is written with the release (the next
+        # attempt adds to it).
+        spend = {
+            name: getattr(run, name)
+            for name in ("tokens_in", "tokens_cached", "tokens_out", "cost_usd", "unpriced")
+        }
         if states.run_move(
-            run.pk, to=Run.Status.RUNNING, lease=lease, started_at=None, state=state
+            run.pk, to=Run.Status.RUNNING, lease=lease, started_at=None, state=state, **spend
         ):
             run.state, run.started_at = state, None
             run.retry_in = crash_retry_in(run.starts)  # read by the task

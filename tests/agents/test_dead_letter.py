@@ -104,8 +104,9 @@ def test_a_run_whose_redaction_crashes_is_tried_three_times_then_dead_lettered(
     item = make_item(workflow, "good")
 
     first = run_work_item(work_item_id=item.pk)
-    # Released for another attempt: no lease, no start time, the error kept.
+    # Released for another attempt: no lease, no start time, the error and spend kept.
     assert first.status == Run.Status.RUNNING
+    assert Run.objects.get(pk=first.pk).tokens_in == 350
     assert first.retry_in > 0
     assert first.started_at is None
     assert first.state["crashes"][0]["error_class"] == "RecursionError"
@@ -133,8 +134,10 @@ def test_a_run_whose_redaction_crashes_is_tried_three_times_then_dead_lettered(
     assert dead["error_message"] == "maximum recursion depth exceeded"
     assert [e["attempt"] for e in dead["errors"]] == [1, 2, 3]
     assert AuditEvent.objects.filter(action="agent.run.escalated", object_id=str(third.pk)).exists()
-    # One model call per attempt, and none after the last.
+    # One model call per attempt, and none after the last; every attempt's spend counts.
     assert len(stub_openai.requests) == 3
+    assert third.tokens_in == 3 * 350
+    assert Run.objects.get(pk=third.pk).cost_usd > 0
     assert run_work_item(work_item_id=item.pk) is None
     assert len(stub_openai.requests) == 3
     assert Run.objects.filter(work_item=item).count() == 1
