@@ -82,6 +82,43 @@ def test_a_nan_amount_from_the_model_ends_as_an_escalation_not_running(stub_open
     assert validation.input["amount"] == "NaN"
 
 
+def test_a_nan_in_any_tool_argument_ends_the_item(stub_openai, monkeypatch):
+    """A declared tool's number: validation refuses the NaN, and its record (the
+    validation step, which PostgreSQL refused before) no longer fails on it."""
+    from agents.models import RiskClass, ToolDefinition
+    from governance.models import ToolGrant
+
+    monkeypatch.setitem(
+        SCRIPTS,
+        "nan_weight",
+        [{"calls": [call("record_weight", '{"order_number": "A-1001", "weight": NaN}')]}, final()],
+    )
+    workflow = make_refund_workflow()
+    ToolDefinition.objects.create(
+        workflow=workflow,
+        name="record_weight",
+        description="Record a parcel's weight.",
+        parameters={
+            "type": "object",
+            "properties": {"order_number": {"type": "string"}, "weight": {"type": "number"}},
+            "required": ["order_number", "weight"],
+        },
+        risk_class=RiskClass.WRITE,
+        endpoint_url="http://127.0.0.1:9/weight",
+    )
+    ToolGrant.objects.create(workflow=workflow, tool="record_weight", autonomy_level="shadow")
+    item = make_item(workflow, "nan_weight")
+
+    for _ in range(3):
+        run_work_item(work_item_id=item.pk)
+        item.refresh_from_db()
+        if item.status != WorkItem.Status.RUNNING:
+            break
+
+    assert item.status == WorkItem.Status.ESCALATED
+    assert not Run.objects.filter(work_item=item, status=Run.Status.RUNNING).exists()
+
+
 def _redaction_breaks_on_model_output(monkeypatch) -> None:
     from agents import runner as runner_module
 
