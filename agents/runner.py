@@ -756,10 +756,15 @@ def run_claim(*, work_item_id: int) -> Run | None:
 
 
 def _crash_record(run: Run, exc: BaseException) -> dict[str, Any]:
+    """One attempt's error, redacted (a database error quotes the value it refused)."""
+    try:
+        message = redact(error_text(exc))
+    except Exception:  # noqa: BLE001 - redaction may be what crashed: the class alone then
+        message = ""
     return {
         "attempt": run.starts,
         "error_class": type(exc).__name__,
-        "error_message": error_text(exc),
+        "error_message": message,
         "at": timezone.now().isoformat(),
     }
 
