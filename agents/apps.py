@@ -19,11 +19,13 @@ class AgentsConfig(AppConfig):
 
     def ready(self) -> None:
         from agents import evals, services
+        from agents.always_approve import approval_always
         from agents.tools import tool_known
         from governance import hooks
 
         hooks.register("suite_check", evals.suite_check)
         hooks.register("tool_known", tool_known)
+        hooks.register("approval_always", approval_always)
         hooks.register("on_resume", services.resume_dispatch)
         checks.register(fallback_price_check)
 

@@ -112,6 +112,7 @@ class Run(models.Model):
         MODEL_ERROR = "model_error", "Model error"
         REFUSAL = "refusal", "Model refused"
         UNPRICED_MODEL = "unpriced_model", "Model has no price"
+        CRASHED = "crashed", "Crashed on every attempt (dead letter)"
 
     BUDGET_REASONS = (
         StopReason.BUDGET_TOOL_CALLS,
@@ -124,6 +125,11 @@ class Run(models.Model):
 
     work_item = models.ForeignKey(WorkItem, on_delete=models.CASCADE, related_name="runs")
     attempt = models.PositiveSmallIntegerField(default=1)
+    starts = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Times a worker took this run up (its first start and each restart after "
+        "a crash or a lost worker); at TENURE_RUN_MAX_ATTEMPTS it ends as a dead letter.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     stop_reason = models.CharField(max_length=24, choices=StopReason.choices, blank=True)
     autonomy_level = models.CharField(
@@ -319,6 +325,7 @@ class Escalation(models.Model):
         MODEL_ERROR = "model_error", "Model error"
         HARD_CASE = "hard_case", "Agent could not decide"
         EXECUTION_FAILED = "execution_failed", "Execution failed"
+        DEAD_LETTER = "dead_letter", "Run crashed on every attempt (dead letter)"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"

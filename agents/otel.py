@@ -225,7 +225,10 @@ def step_span(step: Step) -> tuple[str, dict[str, Any]]:
 
 
 def _run_failed(run: Run) -> bool:
-    return run.status == Run.Status.FAILED or run.stop_reason == Run.StopReason.MODEL_ERROR
+    return run.status == Run.Status.FAILED or run.stop_reason in (
+        Run.StopReason.MODEL_ERROR,
+        Run.StopReason.CRASHED,
+    )
 
 
 # --- building and exporting -------------------------------------------------------

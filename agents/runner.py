@@ -18,6 +18,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
@@ -27,6 +28,7 @@ from agents import prompts, states
 from agents import sql as agents_sql
 from agents.budgets import BudgetTripped, RunBudget, workflow_spend_today
 from agents.injection import flags_merge, injection_scan, work_item_flags
+from agents.jsonsafe import error_text, json_safe
 from agents.llm import (
     LOW_CONFIDENCE,
     ModelClient,
@@ -53,7 +55,7 @@ from agents.provenance import AutoDecision, ToolOutput, auto_execute_decision, p
 from agents.redaction import redact
 from agents.roles import NO_ROLES, ArgRoles, roles_for
 from agents.services.plans import proposals_auto_execute
-from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
+from agents.tools import Tool, ToolContext, ToolError, arguments_hash, registry_for
 from agents.tracing import run_root_dispatch, step_emit
 from governance import sql as governance_sql
 from governance import sqlkit
@@ -72,6 +74,15 @@ ERR_REFUSED = "The model refused the work item."
 ERR_LOW_CONFIDENCE = "The agent's confidence ({confidence}) is below {floor}: a human decides."
 ERR_READ_TOOL_FAILED = "{tool} failed: {error}"
 PROPOSED_NOTE = "Recorded as a proposal for human review; not executed."
+ERR_DEAD_LETTER = (
+    "Dead letter: the run did not finish in {attempts} attempt(s) (TENURE_RUN_MAX_ATTEMPTS="
+    "{max_attempts}); last error {error_class}: {error_message}"
+)
+ERR_WORKER_LOST = "The worker running this item stopped before the run ended (killed or restarted)."
+WORKER_LOST = "WorkerLost"
+# A crashed run is tried again after this many seconds, doubling each time (capped).
+CRASH_RETRY_SECONDS = 15
+CRASH_RETRY_MAX_SECONDS = 300
 # A RUNNING run older than its budget plus this grace is presumed dead and restarted.
 STALE_GRACE_SECONDS = 60
 READ_CACHE_PREFIX = "tenure:tool:v1:"
@@ -105,10 +116,12 @@ class RunStopped(Exception):  # a stop, not a bug
         *,
         policy: str = "",
         budget: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.stop_reason, self.reason, self.detail = stop_reason, reason, detail
         self.policy, self.budget = policy, budget or {}
+        self.extra = extra or {}  # more of the packet (a dead letter's errors)
 
 
 @dataclass
@@ -187,7 +200,9 @@ class Runner:
         self.step_index += 1
         for key in ("input", "output"):
             if key in fields:
-                fields[key] = redact(json.loads(canonical_json(fields[key])))
+                # What PostgreSQL refuses (NaN, NUL) or a walk cannot survive (deep
+                # nesting) never reaches the trace: a run never fails on its own record.
+                fields[key] = redact(json_safe(fields[key]))
         step = Step(run=self.run, index=self.step_index, kind=kind, name=name, **fields)
         self.trace.append(step)
         self.unsaved.append(step)
@@ -554,13 +569,15 @@ class Runner:
             self.run.model = (
                 self.large_model if self.large_model in self.models_used else self.small
             )
-        self.run.state = {
-            **self.run.state,
-            "budget": self.budget.snapshot(),
-            "final": self.state.final,
-            "injection_flags": self.flags,
-            "models": sorted(set(self.models_used)),
-        }
+        self.run.state = json_safe(
+            {
+                **self.run.state,
+                "budget": self.budget.snapshot(),
+                "final": self.state.final,
+                "injection_flags": self.flags,
+                "models": sorted(set(self.models_used)),
+            }
+        )
 
     def _save_if_still_mine(self, *, status: str, stop_reason: str) -> bool:
         """Write the finished run only if this worker still holds it (RUNNING, same
@@ -717,6 +734,7 @@ class Runner:
                 "final": self.state.final,
             },
             "injection_flags": self.flags,
+            **stop.extra,
         }
         with transaction.atomic():
             if not self._save_if_still_mine(
@@ -730,8 +748,8 @@ class Runner:
                 work_item=self.item,
                 run=self.run,
                 reason=stop.reason,
-                detail=stop.detail[:5000],
-                packet=redact(json.loads(canonical_json(packet))),
+                detail=json_safe(stop.detail[:5000]),
+                packet=redact(json_safe(packet)),
             )
             notify_escalation(escalation)
             self.item.status = WorkItem.Status.ESCALATED
@@ -751,9 +769,24 @@ class Runner:
         return self.run
 
 
+def max_attempts() -> int:
+    """How many times a run is started before it ends as a dead letter (at least once)."""
+    return max(1, int(getattr(settings, "TENURE_RUN_MAX_ATTEMPTS", 3)))
+
+
+def crash_retry_in(starts: int) -> int:
+    """Seconds before a crashed run's next attempt: doubling, capped."""
+    return min(CRASH_RETRY_MAX_SECONDS, CRASH_RETRY_SECONDS * 2 ** max(0, starts - 1))
+
+
 def run_claim(*, work_item_id: int) -> Run | None:
-    """Start (or restart a dead) run for a work item, or return None when there is
-    nothing to do. Idempotent: redelivery never makes a second run."""
+    """Start (or restart a dead or crashed) run for a work item, or return None when
+    there is nothing to do. Idempotent: redelivery never makes a second run.
+
+    Each start is counted on the run (``starts``, in the claim's own transaction, so a
+    worker killed mid-run counts too); a run that has had its
+    ``TENURE_RUN_MAX_ATTEMPTS`` starts is not started again but ends as a dead letter,
+    so no sweep re-sends it, and pays the model for it, forever."""
     with transaction.atomic():
         item = agents_sql.item_to_claim(work_item_id)
         if item is None:
@@ -772,26 +805,42 @@ def run_claim(*, work_item_id: int) -> Run | None:
             return None
         now = timezone.now()
         lease = uuid.uuid4().hex
+        crashes: list[dict[str, Any]] = []
         if run is not None and run.status == Run.Status.RUNNING:
             stale_after = timedelta(seconds=item.workflow.max_seconds + STALE_GRACE_SECONDS)
             if run.started_at and run.started_at > now - stale_after:
                 # Another worker is on it, or its worker just died: look again once
                 # the run would be stale.
                 raise RunBusy(int(stale_after.total_seconds()))
-            # Its worker died: start the same run again from a clean trace.
+            crashes = list((run.state or {}).get("crashes", []))
+            if run.starts >= max_attempts():
+                # Its worker died (or its crash could not be recorded) on the last
+                # attempt: it is not started again.
+                run.work_item = item
+                last = crashes[-1] if crashes else {}
+                run_dead_letter(
+                    run=run,
+                    crashes=crashes,
+                    error_class=last.get("error_class", WORKER_LOST),
+                    error_message=last.get("error_message", ERR_WORKER_LOST),
+                    lease=None,
+                )
+                return None
+            # Its worker died, or it crashed: start the same run again from a clean
+            # trace. Its spend is kept: what a crashed attempt spent was written when
+            # it was released (a dead worker's attempt wrote nothing), and the
+            # workflow's daily budget counts every attempt.
             run.steps.all().delete()
-            run.tokens_in = run.tokens_cached = run.tokens_out = 0
             run.tool_calls = run.retries = 0
             run.cache_hits = run.cache_misses = 0
-            run.cost_usd = Decimal("0")
-            run.unpriced = False
         elif run is None:
             run = Run(work_item=item, attempt=1)
+        run.starts += 1
         run.autonomy_level = item.workflow.autonomy_level
         run.started_at = now
         run.agent_version = prompts.AGENT_VERSION
         run.prompt_version = prompts.PROMPT_VERSION
-        run.state = {"lease": lease}
+        run.state = {"lease": lease, **({"crashes": crashes} if crashes else {})}
         # The claim commits relaxed: lost in a server crash, the item is sent again.
         states.run_start(run, durable=False)
         item.status = WorkItem.Status.RUNNING
@@ -799,21 +848,193 @@ def run_claim(*, work_item_id: int) -> Run | None:
     return run
 
 
+def _crash_record(run: Run, exc: BaseException) -> dict[str, Any]:
+    """One attempt's error, redacted (a database error quotes the value it refused)."""
+    try:
+        message = redact(error_text(exc))
+    except Exception:  # noqa: BLE001 - redaction may be what crashed: the class alone then
+        message = ""
+    return {
+        "attempt": run.starts,
+        "error_class": type(exc).__name__,
+        "error_message": message,
+        "at": timezone.now().isoformat(),
+    }
+
+
+def _dead_letter_packet(
+    *, run: Run, crashes: list[dict[str, Any]], error_class: str, error_message: str
+) -> dict[str, Any]:
+    return {
+        "reason": Escalation.Reason.DEAD_LETTER.label,
+        "error_class": error_class,
+        "error_message": error_message,
+        "attempts": run.starts,
+        "max_attempts": max_attempts(),
+        "errors": crashes,
+    }
+
+
+def run_dead_letter(
+    *,
+    run: Run,
+    crashes: list[dict[str, Any]],
+    error_class: str,
+    error_message: str,
+    lease: str | None,
+) -> bool:
+    """End a run that cannot finish as an escalation with its errors (a dead letter),
+    writing as little as possible: no trace, no payload, nothing a crash may have come
+    from. With ``lease``, only while that lease still holds the run. Returns whether
+    it was written (False: another writer ended or took the run meanwhile)."""
+    item = run.work_item
+    workflow = item.workflow
+    dead = _dead_letter_packet(
+        run=run, crashes=crashes, error_class=error_class, error_message=error_message
+    )
+    detail = ERR_DEAD_LETTER.format(
+        attempts=run.starts,
+        max_attempts=max_attempts(),
+        error_class=error_class,
+        error_message=error_message,
+    )
+    packet: dict[str, Any] = {
+        "work_item": {"id": item.pk, "external_id": item.external_id, "title": item.title},
+        "stop_reason": Run.StopReason.CRASHED,
+        "detail": detail,
+        "dead_letter": dead,
+    }
+    try:
+        packet, detail = redact(json_safe(packet)), redact(json_safe(detail))
+    except Exception:  # the last resort must not fail on what redaction failed on
+        logger.exception("dead letter of run %s: redaction failed; error text left out", run.pk)
+        dead = {**dead, "error_message": "", "errors": [{"error_class": error_class}]}
+        detail = ERR_DEAD_LETTER.format(
+            attempts=run.starts,
+            max_attempts=max_attempts(),
+            error_class=error_class,
+            error_message="(left out: it could not be redacted)",
+        )
+        packet = json_safe(
+            {
+                "work_item": {"id": item.pk, "external_id": item.external_id},
+                "stop_reason": Run.StopReason.CRASHED,
+                "detail": detail,
+                "dead_letter": dead,
+            }
+        )
+    with transaction.atomic():
+        state = json_safe({**(run.state or {}), "lease": None, "crashes": crashes})
+        if not states.run_move(
+            run.pk,
+            to=Run.Status.ESCALATED,
+            lease=lease,
+            stop_reason=Run.StopReason.CRASHED,
+            finished_at=timezone.now(),
+            state=state,
+        ):
+            return False
+        escalation = Escalation.objects.create(
+            workflow=workflow,
+            work_item=item,
+            run=run,
+            reason=Escalation.Reason.DEAD_LETTER,
+            detail=detail[:5000],
+            packet=packet,
+        )
+        notify_escalation(escalation)
+        states.work_item_move(item.pk, to=WorkItem.Status.ESCALATED)
+        audit_append(
+            action="agent.run.dead_lettered",
+            actor=principal_for(workflow),
+            workflow=workflow,
+            obj=run,
+            data={
+                "work_item": item.external_id,
+                "escalation": escalation.pk,
+                "error_class": error_class,
+                "attempts": run.starts,
+            },
+        )
+    run.status, run.stop_reason = Run.Status.ESCALATED, Run.StopReason.CRASHED
+    return True
+
+
+def run_crashed(*, run: Run, exc: BaseException, runner: Runner | None) -> Run:
+    """What a crash leaves: the run released for another attempt (its status stays
+    RUNNING, with no lease and no start time, so the next claim takes it at once), or,
+    on its last attempt, a dead letter. The error is recorded on the run either way."""
+    lease = (run.state or {}).get("lease")
+    crash = _crash_record(run, exc)
+    crashes = [*(run.state or {}).get("crashes", []), crash]
+    if run.starts < max_attempts():
+        state = json_safe({"lease": None, "crashes": crashes})
+        # What this attempt spent so far is written with the release (the next
+        # attempt adds to it).
+        spend = {
+            name: getattr(run, name)
+            for name in ("tokens_in", "tokens_cached", "tokens_out", "cost_usd", "unpriced")
+        }
+        if states.run_move(
+            run.pk, to=Run.Status.RUNNING, lease=lease, started_at=None, state=state, **spend
+        ):
+            run.state, run.started_at = state, None
+            run.retry_in = crash_retry_in(run.starts)  # read by the task
+            return run
+        return Run.objects.get(pk=run.pk)
+    dead = _dead_letter_packet(
+        run=run,
+        crashes=crashes,
+        error_class=crash["error_class"],
+        error_message=crash["error_message"],
+    )
+    if runner is not None:
+        # The full escalation first: the trace so far and what was proposed help the
+        # person who picks it up; it holds nothing that failed to store (json_safe).
+        try:
+            runner.run.state = {**runner.run.state, "crashes": crashes}
+            runner.step(
+                Step.Kind.NOTE, "crash", error=f"{crash['error_class']}: {crash['error_message']}"
+            )
+            return runner.escalate(
+                RunStopped(
+                    Run.StopReason.CRASHED,
+                    Escalation.Reason.DEAD_LETTER,
+                    ERR_DEAD_LETTER.format(
+                        attempts=run.starts,
+                        max_attempts=max_attempts(),
+                        error_class=crash["error_class"],
+                        error_message=crash["error_message"],
+                    ),
+                    extra={"dead_letter": dead},
+                )
+            )
+        except Exception:  # the crash handler falls back to the smallest record
+            logger.exception("run %s: the full escalation failed; writing the dead letter", run.pk)
+    try:
+        run_dead_letter(
+            run=run,
+            crashes=crashes,
+            error_class=crash["error_class"],
+            error_message=crash["error_message"],
+            lease=lease,
+        )
+    except Exception:  # the next claim ends it (its starts are used up)
+        logger.exception("run %s: the dead letter failed; the next claim writes it", run.pk)
+    return Run.objects.get(pk=run.pk)
+
+
 def run_work_item(*, work_item_id: int, client: ModelClient | None = None) -> Run | None:
-    """Run the agent on one work item to proposals or an escalation."""
+    """Run the agent on one work item to proposals or an escalation. A run that
+    crashes is left for another attempt (``run.retry_in`` says when; the task and the
+    sweeper send it) or, on its last attempt, ends as a dead letter."""
     run = run_claim(work_item_id=work_item_id)
     if run is None:
         return None
-    runner = Runner(run, client=client)
+    runner: Runner | None = None
     try:
+        runner = Runner(run, client=client)
         return runner.execute()
     except Exception as exc:
         logger.exception("run %s crashed", run.pk)
-        runner.step(Step.Kind.NOTE, "crash", error=f"{type(exc).__name__}: {exc}"[:2000])
-        return runner.escalate(
-            RunStopped(
-                Run.StopReason.MODEL_ERROR,
-                Escalation.Reason.MODEL_ERROR,
-                f"Runner error: {type(exc).__name__}",
-            )
-        )
+        return run_crashed(run=run, exc=exc, runner=runner)

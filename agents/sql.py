@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from agents.models import Execution, Proposal, Run, WorkItem
 from governance import sqlkit
-from governance.models import ToolGrant, Workflow
+from governance.models import AutonomyLevel, ToolGrant, Workflow
 
 
 def _decision_model() -> Any:
@@ -135,13 +135,49 @@ def proposal_to_execute(proposal_id: int) -> Proposal | None:
     return proposal
 
 
+# The levels at which an approved action executes (``plans._executable``).
+_RUNNING_LEVELS = (AutonomyLevel.SUPERVISED, AutonomyLevel.LIMITED, AutonomyLevel.AUTONOMOUS)
+
+
+@cache
+def _earlier_action_waiting_sql() -> str:
+    decision = _decision_model()
+    runs = ", ".join(["%s"] * len(_RUNNING_LEVELS))
+    return (
+        f"SELECT 1 FROM {sqlkit.table(Proposal)} p"  # noqa: S608 - names from the models, values bound
+        f" LEFT JOIN {sqlkit.table(decision)} d ON d.proposal_id = p.id"
+        f" LEFT JOIN {sqlkit.table(ToolGrant)} g"
+        " ON g.workflow_id = p.workflow_id AND g.tool = p.tool"
+        f" JOIN {sqlkit.table(Workflow)} w ON w.id = p.workflow_id"
+        " WHERE p.run_id = %s AND p.sequence < %s AND (p.status IN (%s, %s, %s)"
+        " OR (p.status IN (%s, %s)"
+        f" AND d.autonomy_level IN ({runs}) AND g.enabled AND g.autonomy_level IN ({runs})"
+        f" AND w.autonomy_level IN ({runs}))) LIMIT 1"
+    )
+
+
 def earlier_action_waiting(*, run_id: int, sequence: int) -> bool:
-    """Whether an action before ``sequence`` in the plan has not executed yet."""
+    """Whether an action before ``sequence`` in the plan may still run (or stopped
+    the plan): one pending (a human's decision, or an automatic action not run yet),
+    one approved to run and not run yet, or one that failed or was cancelled. An
+    executed or rejected action, and one accepted at shadow (it records what the
+    human did and never executes), hold nothing after it."""
+    levels = [str(level) for level in _RUNNING_LEVELS]
     return bool(
         sqlkit.fetch(
-            f"SELECT 1 FROM {sqlkit.table(Proposal)} WHERE run_id = %s AND sequence < %s"  # noqa: S608 - names from the model, values bound
-            " AND status <> %s LIMIT 1",
-            [run_id, sequence, Proposal.Status.EXECUTED],
+            _earlier_action_waiting_sql(),
+            [
+                run_id,
+                sequence,
+                Proposal.Status.PENDING,
+                Proposal.Status.CANCELLED,
+                Proposal.Status.EXECUTION_FAILED,
+                Proposal.Status.ACCEPTED,
+                Proposal.Status.EDITED,
+                *levels,
+                *levels,
+                *levels,
+            ],
         )
     )
 

@@ -29,15 +29,30 @@ def worker_heartbeat() -> str:
     return now
 
 
-@shared_task(name="agents.run_agent", bind=True, acks_late=True, ignore_result=True, max_retries=3)
+# Retries wait for a busy run or follow a crashed one; the run counts its own starts
+# (TENURE_RUN_MAX_ATTEMPTS), and the sweeper re-sends what outlives these retries.
+RUN_AGENT_MAX_RETRIES = 8
+
+
+@shared_task(
+    name="agents.run_agent",
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    max_retries=RUN_AGENT_MAX_RETRIES,
+)
 def run_agent(self, work_item_id: int) -> int | None:
     """Run the agent on a work item. Redelivery is harmless: an item that already
     has a finished run is left alone; one that a worker is running is looked at
-    again once that run would be stale (its worker may have died)."""
+    again once that run would be stale (its worker may have died). A run that
+    crashed is tried again after a pause, until it ends (at worst as a dead letter)."""
     try:
         run = run_work_item(work_item_id=work_item_id)
     except RunBusy as busy:
         raise self.retry(countdown=busy.retry_in) from busy
+    retry_in = getattr(run, "retry_in", None)
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in)
     return run.pk if run is not None else None
 
 

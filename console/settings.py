@@ -354,6 +354,9 @@ TENURE_PAYLOAD_MAX_BYTES = int(os.environ.get("TENURE_PAYLOAD_MAX_BYTES", str(64
 TENURE_PAYLOAD_MAX_DEPTH = int(os.environ.get("TENURE_PAYLOAD_MAX_DEPTH", "32"))
 TENURE_PAYLOAD_MAX_KEYS = int(os.environ.get("TENURE_PAYLOAD_MAX_KEYS", "1000"))
 TENURE_PAYLOAD_MAX_ITEMS = int(os.environ.get("TENURE_PAYLOAD_MAX_ITEMS", "10000"))
+# How many times a run is started (its first start, then each retry after a crash or
+# a lost worker) before it ends as an escalation with the error ("dead letter").
+TENURE_RUN_MAX_ATTEMPTS = max(1, int(os.environ.get("TENURE_RUN_MAX_ATTEMPTS", "3")))
 # The readiness check fails when no worker has reported for this many seconds.
 TENURE_HEARTBEAT_MAX_AGE = int(os.environ.get("TENURE_HEARTBEAT_MAX_AGE", "120"))
 # Extra policy checks for every workflow (dotted paths), e.g. an external guardrail.

@@ -14,6 +14,7 @@ fails closed (no evidence: no promotion).
 | ``suite_check`` | agents | the regression suites replayed against a new configuration |
 | ``tool_known`` | agents | whether a tool exists for a workflow (built-in or declared) |
 | ``on_resume`` | agents | what a resume restarts (held plans, waiting items), after commit |
+| ``approval_always`` | agents | why a tool waits for a human (or runs) whatever its level, or "" |
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 ERR_NOT_REGISTERED = "No app registered the “{name}” hook; governance refuses rather than guess."
 
-SINGLE = ("gate_evidence", "breaker_reasons", "suite_check", "tool_known")
+SINGLE = ("gate_evidence", "breaker_reasons", "suite_check", "tool_known", "approval_always")
 MANY = ("on_resume",)
 
 _single: dict[str, Callable[..., Any]] = {}

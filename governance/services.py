@@ -22,6 +22,7 @@ from governance.models import (
     ToolGrant,
     Workflow,
 )
+from governance.moot import promotion_moot
 
 ERR_SAME_LEVEL = "The workflow is already at {level}."
 ERR_SKIPS_A_STEP = (
@@ -162,6 +163,11 @@ def autonomy_change_request(
                 )
             # The evidence the manager saw is frozen into the change.
             evidence = {**(evidence or {}), "gate": gate.as_json()}
+        if kind == AutonomyChange.Kind.PROMOTION and (
+            moot := promotion_moot(workflow=workflow, to_level=to_level, grant=grant)
+        ):
+            # Said on the promotion page before; the change carries the same words.
+            evidence = {**(evidence or {}), "moot": moot}
         change = AutonomyChange.objects.create(
             workflow=workflow,
             grant=grant,

@@ -98,6 +98,8 @@ def workflow_change_level(request: HttpRequest, slug: str) -> HttpResponse:
     except ValidationError as exc:
         messages.error(request, exc.messages[0])
     else:
+        if change.evidence.get("moot"):
+            messages.warning(request, change.evidence["moot"])
         if change.status == AutonomyChange.Status.APPLIED:
             messages.success(request, f"{workflow.name} is now {change.get_to_level_display()}.")
         else:

@@ -13,6 +13,7 @@ from evidence.backtest import backtest_run, caps_parse
 from governance import services
 from governance.gate import gate_applies, gate_evaluate
 from governance.models import AutonomyChange, AutonomyLevel, ToolGrant, Workflow
+from governance.moot import promotion_moot
 from governance.permissions import MANAGE, access_workflow
 
 ERR_TOP_OF_LADDER = "{target} is already at the top of the ladder."
@@ -74,6 +75,8 @@ def promotion_page(request: HttpRequest, slug: str) -> HttpResponse:
             except ValidationError as exc:
                 messages.error(request, exc.messages[0])
             else:
+                if change.evidence.get("moot"):
+                    messages.warning(request, change.evidence["moot"])
                 if change.status == AutonomyChange.Status.APPLIED:
                     messages.success(request, f"Promoted to {change.get_to_level_display()}.")
                 else:
@@ -109,6 +112,8 @@ def promotion_page(request: HttpRequest, slug: str) -> HttpResponse:
         "current": AutonomyLevel(current),
         "target": AutonomyLevel(target) if target else None,
         "evidence": evidence,
+        # Said before the request: a promotion the policy makes moot changes nothing.
+        "moot": promotion_moot(workflow=workflow, to_level=target, grant=grant) if target else "",
         "request_form": request_form,
         "backtest_form": backtest_form,
         "backtest": backtest,

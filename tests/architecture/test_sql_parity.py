@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from agents import sql as agents_sql
@@ -90,7 +90,8 @@ def world():
                         reviewer=reviewer,
                         verdict={"edited": "edit", "rejected": "reject"}.get(status, "accept"),
                         reason="other" if status == Proposal.Status.REJECTED else "",
-                        autonomy_level=AutonomyLevel.SUPERVISED,
+                        # A shadow acceptance records what the human did; it never runs.
+                        autonomy_level=rng.choice([AutonomyLevel.SHADOW, AutonomyLevel.SUPERVISED]),
                     )
                 if status in (Proposal.Status.EXECUTED, Proposal.Status.EXECUTION_FAILED):
                     Execution.objects.create(
@@ -229,22 +230,45 @@ def _has_decision(proposal: Proposal) -> bool:
 
 
 def test_the_execution_reads_match_the_orm(world):
+    unblocked = 0  # an earlier action not executed that holds nothing after it
     for proposal in Proposal.objects.all():
         found = agents_sql.proposal_to_execute(proposal.pk)
         assert _fields(found) == _fields(proposal)
         assert _fields(found.work_item) == _fields(proposal.work_item)
         assert found.plan_size == Proposal.objects.filter(run_id=proposal.run_id).count()
+        running = [AutonomyLevel.SUPERVISED, AutonomyLevel.LIMITED, AutonomyLevel.AUTONOMOUS]
+        runnable_grant = ToolGrant.objects.filter(
+            workflow=OuterRef("workflow"), tool=OuterRef("tool"), enabled=True,
+            autonomy_level__in=running,
+        )  # fmt: skip
         waiting = (
             Proposal.objects.filter(run_id=proposal.run_id, sequence__lt=proposal.sequence)
-            .exclude(status=Proposal.Status.EXECUTED)
+            .filter(
+                Q(
+                    status__in=[
+                        Proposal.Status.PENDING,
+                        Proposal.Status.CANCELLED,
+                        Proposal.Status.EXECUTION_FAILED,
+                    ]
+                )
+                | Q(
+                    Exists(runnable_grant),
+                    status__in=[Proposal.Status.ACCEPTED, Proposal.Status.EDITED],
+                    decision__autonomy_level__in=running,
+                    workflow__autonomy_level__in=running,
+                )
+            )
             .exists()
         )
         assert (
             agents_sql.earlier_action_waiting(run_id=proposal.run_id, sequence=proposal.sequence)
             is waiting
         )
+        earlier = Proposal.objects.filter(run_id=proposal.run_id, sequence__lt=proposal.sequence)
+        unblocked += not waiting and earlier.exclude(status=Proposal.Status.EXECUTED).exists()
         human = Proposal.objects.filter(run_id=proposal.run_id).awaiting_review().exists()
         assert agents_sql.human_decision_waiting(run_id=proposal.run_id) is human
+    assert unblocked, "the world holds rejected and shadow-accepted earlier actions"
     for execution in Execution.objects.all():
         assert _fields(agents_sql.execution_by_key(execution.idempotency_key)) == _fields(execution)
     assert agents_sql.execution_by_key("no-such-key") is None

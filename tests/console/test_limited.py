@@ -222,6 +222,33 @@ def test_an_auto_allowed_action_after_a_human_one_waits_for_it(stub_openai, refu
     assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, True)
 
 
+def test_an_auto_action_after_a_shadow_accepted_one_runs(stub_openai, refund_reviewer):
+    """The reply's tool is at shadow: its acceptance records what the human did and
+    never executes. The refund after it waited for the reply to execute, for ever."""
+    workflow = limited_workflow()
+    ToolGrant.objects.filter(workflow=workflow, tool="draft_customer_reply").update(
+        autonomy_level=AutonomyLevel.SHADOW
+    )
+    item = make_item(workflow, "reply_first")
+    run_work_item(work_item_id=item.pk)
+    reply, refund = Proposal.objects.filter(work_item=item).order_by("sequence")
+    assert refund.auto_executed
+    assert not reply.auto_executed
+    assert proposal_execute(proposal_id=refund.pk) is None, "the reply is not decided yet"
+
+    assert decide_next(refund_reviewer(workflow)).pk == reply.pk
+    execution = proposal_execute(proposal_id=refund.pk)
+
+    assert execution is not None
+    assert execution.auto
+    assert SandboxRefund.objects.count() == 1
+    reply.refresh_from_db()
+    assert reply.status == Proposal.Status.ACCEPTED, "recorded at shadow, never executed"
+    assert not reply.executions.exists()
+    item.refresh_from_db()
+    assert (item.status, item.succeeded) == (WorkItem.Status.RESOLVED, True)
+
+
 def test_rejecting_the_human_step_holds_the_automatic_one_after_it_for_a_human(
     stub_openai, refund_reviewer
 ):
