@@ -594,3 +594,21 @@ def gate_callback_send(*, call_id: int) -> bool:
         callback_sent_at=timezone.now()
     )
     return True
+
+
+def gate_callbacks_due(*, limit: int = 200) -> list[int]:
+    """Calls with a callback URL not sent yet whose proposal has settled (or that were
+    denied): what ``gate_callbacks_send`` posts."""
+    open_statuses = (Proposal.Status.PENDING, Proposal.Status.ACCEPTED, Proposal.Status.EDITED)
+    return list(
+        GateCall.objects.filter(callback_sent_at__isnull=True)
+        .exclude(callback_url="")
+        .exclude(proposal__status__in=open_statuses)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def gate_callbacks_send() -> int:
+    """Periodic (beat): post every due callback once. Returns how many were sent."""
+    return sum(1 for call_id in gate_callbacks_due() if gate_callback_send(call_id=call_id))

@@ -354,6 +354,12 @@ TENURE_PAYLOAD_MAX_BYTES = int(os.environ.get("TENURE_PAYLOAD_MAX_BYTES", str(64
 TENURE_PAYLOAD_MAX_DEPTH = int(os.environ.get("TENURE_PAYLOAD_MAX_DEPTH", "32"))
 TENURE_PAYLOAD_MAX_KEYS = int(os.environ.get("TENURE_PAYLOAD_MAX_KEYS", "1000"))
 TENURE_PAYLOAD_MAX_ITEMS = int(os.environ.get("TENURE_PAYLOAD_MAX_ITEMS", "10000"))
+# The gate for outside agents: hosts a call's callback URL may name (comma-separated),
+# and the secret its HMAC signature uses (defaults to SECRET_KEY).
+TENURE_GATE_CALLBACK_HOSTS = [
+    h.strip() for h in os.environ.get("TENURE_GATE_CALLBACK_HOSTS", "").split(",") if h.strip()
+]
+TENURE_GATE_CALLBACK_SECRET = os.environ.get("TENURE_GATE_CALLBACK_SECRET", "")
 # The readiness check fails when no worker has reported for this many seconds.
 TENURE_HEARTBEAT_MAX_AGE = int(os.environ.get("TENURE_HEARTBEAT_MAX_AGE", "120"))
 # Extra policy checks for every workflow (dotted paths), e.g. an external guardrail.

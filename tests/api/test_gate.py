@@ -301,3 +301,63 @@ def test_concurrent_retries_with_one_key_act_once(live_server, make_token):
     assert SandboxRefund.objects.count() == 1
     assert SandboxRefund.objects.get().amount == Decimal("42.00")
     assert Execution.objects.count() == 1
+
+
+def test_a_settled_call_posts_its_signed_answer_to_an_allowed_callback_once(
+    make_token, roles, settings
+):
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from agents.gateway import (
+        ERR_CALLBACK_HOST,
+        SIGNATURE_HEADER,
+        TIMESTAMP_HEADER,
+        callback_sign,
+        gate_callbacks_send,
+    )
+
+    received: list[tuple[dict, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # the http.server API
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.TENURE_GATE_CALLBACK_HOSTS = ["127.0.0.1"]
+        settings.TENURE_GATE_CALLBACK_SECRET = "callback-secret"
+        workflow = _workflow(AutonomyLevel.SUPERVISED)
+        api = _client(make_token, workflow)
+        refused = _call(api, "k-0", callback_url="https://evil.example/hook")
+        assert refused.status_code == 422
+        assert refused.json()["error"]["message"] == ERR_CALLBACK_HOST.format(host="evil.example")
+        url = f"http://127.0.0.1:{server.server_port}/hook"
+        body = _call(api, "k-1", callback_url=url).json()
+        assert gate_callbacks_send() == 0  # still pending: nothing to say yet
+        reviewer = _reviewer(roles, workflow)
+        proposal = Proposal.objects.get(pk=body["proposal_id"])
+        claim = claims.claim_proposal(reviewer=reviewer, proposal=proposal)
+        services.proposal_decide(
+            proposal_id=proposal.pk,
+            reviewer=reviewer,
+            claim_token=claim.token,
+            verdict="reject",
+            reason="wrong_action",
+        )
+        assert gate_callbacks_send() == 1
+        assert gate_callbacks_send() == 0  # once
+        headers, raw = received[0]
+        assert json.loads(raw)["status"] == "rejected"
+        assert headers[SIGNATURE_HEADER] == callback_sign(
+            "callback-secret", headers[TIMESTAMP_HEADER], raw
+        )
+    finally:
+        server.shutdown()
