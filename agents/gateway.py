@@ -55,6 +55,7 @@ from agents.services.plans import _decision
 from agents.services.work_items import payload_check
 from agents.tools import ToolError, arguments_hash, canonical_json, registry_for
 from governance import sql as governance_sql
+from governance import sqlkit
 from governance.audit import audit_append
 from governance.models import AutonomyLevel, Workflow
 
@@ -159,8 +160,9 @@ class GateRequest:
 # --- answers ----------------------------------------------------------------------
 
 
-def gate_answer(call: GateCall) -> dict[str, Any]:
-    """The call's answer as it stands now (the same for every retry of its key)."""
+def gate_answer(call: GateCall, *, fresh: bool = False) -> dict[str, Any]:
+    """The call's answer as it stands now (the same for every retry of its key).
+    ``fresh``: just recorded in this request, so nobody decided it yet."""
     base: dict[str, Any] = {
         "id": call.pk,
         "workflow": call.workflow.slug,
@@ -182,7 +184,7 @@ def gate_answer(call: GateCall) -> dict[str, Any]:
         arguments=proposal.arguments,
         arguments_hash=proposal.arguments_hash,
     )
-    decision = _decision(proposal)
+    decision = None if fresh else _decision(proposal)
     if decision is not None:
         base["decision"] = {
             "verdict": decision.verdict,
@@ -316,9 +318,11 @@ def gate_submit(
     if level == AutonomyLevel.OFF:
         raise GateRefused(ERR_OFF.format(slug=workflow.slug))
     grants = governance_sql.grants_of(workflow.pk)
-    registry = registry_for(workflow, granted={n for n, g in grants.items() if g.enabled})
-    tool = registry.get(request.tool)
+    enabled = {n for n, g in grants.items() if g.enabled}
+    # Only the tool asked for is loaded (a schema-registered one is built from its row).
+    tool = registry_for(workflow, granted=enabled & {request.tool}).get(request.tool)
     if tool is None:
+        registry = registry_for(workflow, granted=enabled)
         raise GateInvalid(
             ERR_UNKNOWN_TOOL.format(tool=request.tool, slug=workflow.slug),
             {"tools": sorted(registry)},
@@ -386,9 +390,10 @@ def gate_submit(
             raise
         gate_settle(existing)
         return gate_answer(existing), False
-    call = gate_call_get(workflow=workflow, call_id=call.pk) or call
-    gate_settle(call)
-    return gate_answer(call), True
+    if call.proposal is not None and call.proposal.auto_executed:
+        gate_settle(call)
+        return gate_answer(call), True
+    return gate_answer(call, fresh=True), True
 
 
 def _record(
@@ -407,17 +412,6 @@ def _record(
     escalation), and the audit event. The call's row goes in first: a concurrent
     request with the same key waits on its unique index, then fails and reads it."""
     now = timezone.now()
-    call = GateCall.objects.create(
-        workflow=workflow,
-        idempotency_key=request.idempotency_key,
-        channel=request.channel,
-        agent_run_id=request.agent_run_id[:200],
-        step_id=request.step_id[:200],
-        tool=tool.name,
-        request_hash=request.request_hash(),
-        callback_url=request.callback_url,
-        principal=principal[:150],
-    )
     denied = verdict.verdict == Proposal.Verdict.DENY
     auto = (
         not denied
@@ -431,7 +425,11 @@ def _record(
     else:
         item_status = WorkItem.Status.AWAITING_REVIEW
     sla = now + timedelta(minutes=workflow.review_sla_minutes)
-    item = WorkItem.objects.create(
+    # The work item goes in first: its (workflow, external id) is unique, so a
+    # concurrent request with the same key waits on that index, then fails and reads
+    # what this one committed. Hand-written inserts (governance.sqlkit): this runs on
+    # every call an outside agent makes.
+    item = WorkItem(
         workflow=workflow,
         external_id=f"gate:{request.idempotency_key}",
         title=f"{tool.name} · agent run {request.agent_run_id}"[:300],
@@ -441,7 +439,8 @@ def _record(
         status=item_status,
         sla_due_at=None if denied else sla,
     )
-    run = Run.objects.create(
+    sqlkit.insert([item])
+    run = Run(
         work_item=item,
         attempt=1,
         status=Run.Status.ESCALATED if denied else Run.Status.PROPOSED,
@@ -462,7 +461,8 @@ def _record(
             "injection_flags": flags,
         },
     )
-    Step.objects.bulk_create(
+    sqlkit.insert([run])
+    sqlkit.insert(
         [
             Step(
                 run=run,
@@ -483,7 +483,18 @@ def _record(
             ),
         ]
     )
-    call.work_item = item
+    call = GateCall(
+        workflow=workflow,
+        idempotency_key=request.idempotency_key,
+        channel=request.channel,
+        agent_run_id=request.agent_run_id[:200],
+        step_id=request.step_id[:200],
+        tool=tool.name,
+        request_hash=request.request_hash(),
+        callback_url=request.callback_url,
+        principal=principal[:150],
+        work_item=item,
+    )
     if denied:
         call.denied_rule = verdict.rule
         escalation = Escalation.objects.create(
@@ -505,7 +516,7 @@ def _record(
             },
         )
         notify_escalation(escalation)
-        call.save(update_fields=["work_item", "denied_rule"])
+        sqlkit.insert([call])
         audit_append(
             action="agent.gate.denied",
             actor=principal,
@@ -514,7 +525,7 @@ def _record(
             data={"tool": tool.name, "rule": verdict.rule[:500], "run": request.agent_run_id},
         )
         return call
-    proposal = Proposal.objects.create(
+    proposal = Proposal(
         run=run,
         workflow=workflow,
         work_item=item,
@@ -533,8 +544,9 @@ def _record(
         priority=RISK_PRIORITY.get(tool.risk_class, 10),
         sla_due_at=sla,
     )
+    sqlkit.insert([proposal])
     call.proposal = proposal
-    call.save(update_fields=["work_item", "proposal"])
+    sqlkit.insert([call])
     audit_append(
         action="agent.gate.recorded",
         actor=principal,
