@@ -1,6 +1,7 @@
 """Outside agents under Tenure: an OpenAI Agents SDK agent and a LangGraph agent (each
 in its own process, with a stub model on loopback) call create_refund through the
-gate API with the ``tenure_client`` package.
+gate API with the ``tenure_client`` package, and an MCP client (the ``mcp`` SDK's,
+driven by the same stub model) calls it through the MCP gateway.
 
 At shadow nothing executes and every call is a proposal in the queue; after the
 workflow and the tool are promoted through the gate (real services, seeded
@@ -34,7 +35,8 @@ from governance.services import (
 )
 from reviews import claims, services
 from tests.agents.stub_openai import make_refund_workflow
-from tests.clients.stub_model import StubModel
+from tests.clients.stub_model import StubModel, completion
+from tests.clients.test_mcp_gateway import gateway, mcp  # noqa: F401 - gateway is a fixture
 from tests.console.evidence import make_evidence
 from tests.factories import UserFactory
 
@@ -80,6 +82,31 @@ class Agent:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+def mcp_agent(url: str, token: str, run: str, calls: list[dict]) -> list[dict[str, Any]]:
+    """An MCP agent: the stub model picks each tool call, the MCP client makes it
+    through Tenure's gateway, and its structured answer goes back to the model."""
+
+    async def steps(client):
+        messages: list[dict[str, Any]] = [{"role": "user", "content": "CALLS " + json.dumps(calls)}]
+        seen = []
+        for _ in range(10):
+            reply = completion({"messages": messages})["choices"][0]["message"]
+            if not reply.get("tool_calls"):
+                return seen
+            messages.append(reply)
+            for tc in reply["tool_calls"]:
+                result = await client.call_tool(
+                    tc["function"]["name"], json.loads(tc["function"]["arguments"])
+                )
+                seen.append(result.structured_content)
+                messages.append(
+                    {"role": "tool", "tool_call_id": tc["id"], "content": result.content[0].text}
+                )
+        return seen
+
+    return mcp(url, token, run, steps)
+
+
 def answers(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e["answer"] for e in events if "answer" in e]
 
@@ -116,7 +143,11 @@ def _promote(workflow: Workflow, managers: list[Any], to: str) -> None:
 
 
 def test_outside_agents_are_recorded_then_gated_then_stopped(
-    live_server, stub_model, suite_green, eager_tasks
+    live_server,
+    stub_model,
+    suite_green,
+    eager_tasks,
+    gateway,  # noqa: F811 - the fixture
 ):
     roles = roles_ensure()
     workflow = make_refund_workflow(slug="shop", level=AutonomyLevel.SHADOW, cap="50")
@@ -150,11 +181,16 @@ def test_outside_agents_are_recorded_then_gated_then_stopped(
     for mode in ("openai", "langgraph"):
         events = Agent(env, mode, f"{mode}-shadow", [call(IN_CAP)]).finish()
         assert [a["status"] for a in answers(events)] == ["recorded"], events
+    mcp_url = f"{gateway}/mcp/shop/"
+    assert [a["status"] for a in mcp_agent(mcp_url, token, "mcp-shadow", [call(IN_CAP)])] == [
+        "recorded"
+    ]
     queued = Proposal.objects.awaiting_review().filter(workflow=workflow)
-    assert queued.count() == 2
+    assert queued.count() == 3
     assert set(GateCall.objects.values_list("agent_run_id", flat=True)) == {
         "openai-shadow",
         "langgraph-shadow",
+        "mcp-shadow",
     }
     assert SandboxRefund.objects.count() == 0
 
@@ -191,6 +227,12 @@ def test_outside_agents_are_recorded_then_gated_then_stopped(
         "20.00",
         "60.00",
     ]
+    small = {**IN_CAP, "amount": "5.00"}
+    seen = mcp_agent(mcp_url, token, "mcp-limited", [call(small), call(ABOVE_CAP)])
+    assert [a["status"] for a in seen] == ["executed", "pending"]
+    assert seen[0]["result"]["amount"] == "5.00"
+    assert SandboxRefund.objects.count() == 4
+    assert Proposal.objects.awaiting_review().filter(pk=seen[1]["proposal_id"]).exists()
 
     # --- the kill switch stops both ---------------------------------------------------------
     calls_before = GateCall.objects.count()
@@ -199,5 +241,8 @@ def test_outside_agents_are_recorded_then_gated_then_stopped(
     assert [a["status"] for a in answers(events)] == ["refused"], events
     events = Agent(env, "langgraph", "graph-paused", [call(IN_CAP)]).finish()
     assert events[0]["refused"] == "workflow_paused", events
+    seen = mcp_agent(mcp_url, token, "mcp-paused", [call(IN_CAP)])
+    assert [a["status"] for a in seen] == ["refused"]
+    assert seen[0]["code"] == "workflow_paused"
     assert GateCall.objects.count() == calls_before
-    assert SandboxRefund.objects.count() == 3
+    assert SandboxRefund.objects.count() == 4
