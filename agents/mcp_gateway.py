@@ -222,7 +222,17 @@ async def _on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.
         # Refused before anything was recorded: the kill switch, a conflict, bad input.
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=f"Refused by Tenure: {exc.message}")],
-            structured_content={"status": "refused", "code": exc.code, "message": exc.message},
+            structured_content=json.loads(
+                json.dumps(
+                    {
+                        "status": "refused",
+                        "code": exc.code,
+                        "message": exc.message,
+                        "details": exc.details,
+                    },
+                    default=str,
+                )
+            ),
             is_error=True,
         )
     return _result(answer)
