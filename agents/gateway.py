@@ -299,30 +299,26 @@ def _budget_rule(workflow: Workflow, request: GateRequest, clean: dict[str, Any]
     return ""
 
 
-def gate_submit(
-    *, workflow: Workflow, request: GateRequest, principal: str
-) -> tuple[dict[str, Any], bool]:
-    """Record (or find) one call and answer it. Returns (answer, created)."""
-    key = request.idempotency_key.strip()
-    if not key:
-        raise GateInvalid(ERR_KEY_MISSING)
-    if len(key) > MAX_KEY_LENGTH:
-        raise GateInvalid(ERR_KEY_TOO_LONG)
-    existing = _existing(workflow, request)
-    if existing is not None:
-        gate_settle(existing)
-        return gate_answer(existing), False
-    paused, level = governance_sql.workflow_state(workflow.pk)
+def _prepare(
+    *, workflow: Workflow, request: GateRequest
+) -> tuple[Any, dict[str, Any], dict[str, Any], list[dict[str, str]], PolicyVerdict, str]:
+    """Check one call before it is recorded: the kill switch, the tool, its arguments,
+    the callback, the payload limits, then the run budget and the policy verdict.
+    Raises a ``GateError`` for a call the gate refuses outright."""
+    # The grant and the pause flag in one statement (FOR SHARE: a pause that is
+    # committing is waited for, never read around). The workflow's level was read
+    # with the token's scope, in this request.
+    grant, paused = governance_sql.grant_and_pause(workflow.pk, request.tool)
     if paused:
         raise GateRefused(ERR_PAUSED.format(slug=workflow.slug))
-    if level == AutonomyLevel.OFF:
+    if workflow.autonomy_level == AutonomyLevel.OFF:
         raise GateRefused(ERR_OFF.format(slug=workflow.slug))
-    grants = governance_sql.grants_of(workflow.pk)
-    enabled = {n for n, g in grants.items() if g.enabled}
+    enabled = {request.tool} if grant is not None and grant.enabled else set()
     # Only the tool asked for is loaded (a schema-registered one is built from its row).
-    tool = registry_for(workflow, granted=enabled & {request.tool}).get(request.tool)
+    tool = registry_for(workflow, granted=enabled).get(request.tool)
     if tool is None:
-        registry = registry_for(workflow, granted=enabled)
+        grants = governance_sql.grants_of(workflow.pk)
+        registry = registry_for(workflow, granted={n for n, g in grants.items() if g.enabled})
         raise GateInvalid(
             ERR_UNKNOWN_TOOL.format(tool=request.tool, slug=workflow.slug),
             {"tools": sorted(registry)},
@@ -358,7 +354,6 @@ def gate_submit(
         payload_check(payload)
     except DjangoValidationError as exc:
         raise GateInvalid(exc.messages[0], dict(getattr(exc, "params", None) or {})) from exc
-    grant = grants.get(tool.name)
     tool_level = grant_level(workflow, grant)
     rule = _budget_rule(workflow, request, clean)
     verdict = (
@@ -370,6 +365,30 @@ def gate_submit(
         kinds = ", ".join(sorted({f.get("kind", "?") for f in flags}))
         why = RULE_FLAGGED_CONTEXT.format(kinds=kinds)
         verdict = PolicyVerdict(Proposal.Verdict.NEEDS_APPROVAL, why, verdict.rules)
+    return tool, clean, payload, flags, verdict, tool_level
+
+
+def gate_submit(
+    *, workflow: Workflow, request: GateRequest, principal: str
+) -> tuple[dict[str, Any], bool]:
+    """Record (or find) one call and answer it. Returns (answer, created)."""
+    key = request.idempotency_key.strip()
+    if not key:
+        raise GateInvalid(ERR_KEY_MISSING)
+    if len(key) > MAX_KEY_LENGTH:
+        raise GateInvalid(ERR_KEY_TOO_LONG)
+    try:
+        prepared = _prepare(workflow=workflow, request=request)
+    except GateError:
+        # A retry answers as the first call did, even when it would be refused now
+        # (paused since, the tool's grant changed): the lookup costs a query only here,
+        # and when the insert below finds the key taken.
+        existing = _existing(workflow, request)
+        if existing is None:
+            raise
+        gate_settle(existing)
+        return gate_answer(existing), False
+    tool, clean, payload, flags, verdict, tool_level = prepared
     try:
         with transaction.atomic():
             call = _record(
