@@ -109,7 +109,7 @@ def gate_call_post(
 
 
 @router.get(
-    "/workflows/{slug}/actions/{call_id}",
+    "/workflows/{slug}/actions/{int:call_id}",
     response={200: GateAnswerOut, **ERROR_RESPONSES},
     summary="A gate call's answer now, or after a bounded wait",
     description=(
