@@ -616,3 +616,51 @@ class EvalCaseResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case_name}: {'pass' if self.passed else 'fail'}"
+
+
+# --- Outside agents ----------------------------------------------------------------
+
+
+class GateCall(models.Model):
+    """One tool call an outside agent sent to the gate (API or MCP), idempotent on
+    (workflow, Idempotency-Key). The call is recorded as a work item with a run and
+    its proposal (or, when policy denies it, an escalation), so it joins the same
+    queues, metrics, gate and audit as Tenure's own agent; this row keeps what the
+    outside agent sent and ties its retries to that record."""
+
+    class Channel(models.TextChoices):
+        API = "api", "Gate API"
+        MCP = "mcp", "MCP gateway"
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="gate_calls")
+    idempotency_key = models.CharField(max_length=200)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.API)
+    agent_run_id = models.CharField(max_length=200)
+    step_id = models.CharField(max_length=200, blank=True)
+    tool = models.CharField(max_length=100)
+    request_hash = models.CharField(
+        max_length=64, help_text="sha256 of the call as sent: a retry must send the same."
+    )
+    work_item = models.OneToOneField(
+        WorkItem, on_delete=models.CASCADE, related_name="gate_call", null=True, blank=True
+    )
+    proposal = models.OneToOneField(
+        Proposal, on_delete=models.CASCADE, related_name="gate_call", null=True, blank=True
+    )
+    denied_rule = models.TextField(blank=True)
+    callback_url = models.URLField(max_length=500, blank=True)
+    callback_sent_at = models.DateTimeField(null=True, blank=True)
+    principal = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "idempotency_key"], name="gatecall_unique_key"
+            ),
+        ]
+        indexes = [models.Index(fields=["workflow", "agent_run_id"], name="gatecall_agent_run")]
+
+    def __str__(self) -> str:
+        return f"gate call {self.idempotency_key} ({self.tool})"

@@ -549,16 +549,28 @@ def tool_from_definition(definition: ToolDefinition) -> Tool:
         description=definition.description,
         args_model=args_model,
         risk_class=definition.risk_class,
-        handler=http_handler(
-            workflow_id=definition.workflow_id,
-            tool_name=definition.name,
-            url=definition.endpoint_url,
-            credential_name=definition.credential_name,
-        ),
+        handler=_handler_for(definition),
         # A remote endpoint's answers are not ours to call stable.
         cacheable=False,
         untrusted_output=definition.untrusted_output,
         tags=("http", "schema"),
+    )
+
+
+def _handler_for(definition: ToolDefinition) -> Any:
+    """An upstream MCP server's tool (``mcp+http(s)://`` endpoint, imported by the MCP
+    gateway) is called over MCP; any other definition over the signed HTTP connector."""
+    if definition.endpoint_url.startswith(("mcp+http://", "mcp+https://")):
+        from agents.mcp_upstream import mcp_handler
+
+        return mcp_handler(
+            tool_name=definition.name, url=definition.endpoint_url.removeprefix("mcp+")
+        )
+    return http_handler(
+        workflow_id=definition.workflow_id,
+        tool_name=definition.name,
+        url=definition.endpoint_url,
+        credential_name=definition.credential_name,
     )
 
 

@@ -97,3 +97,11 @@ def run_agents(work_item_ids: list[int]) -> int:
 def resume_held_work(workflow_id: int) -> int:
     """After a resume: restart what the pause held back (see services.held_work_restart)."""
     return held_work_restart(workflow_id=workflow_id)
+
+
+@shared_task(name="agents.gate_callbacks", ignore_result=True)
+def gate_callbacks() -> int:
+    """Periodic: post the signed answers of settled gate calls to their callback URLs."""
+    from agents.gateway import gate_callbacks_send
+
+    return gate_callbacks_send()

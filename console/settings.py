@@ -357,6 +357,12 @@ TENURE_PAYLOAD_MAX_ITEMS = int(os.environ.get("TENURE_PAYLOAD_MAX_ITEMS", "10000
 # How many times a run is started (its first start, then each retry after a crash or
 # a lost worker) before it ends as an escalation with the error ("dead letter").
 TENURE_RUN_MAX_ATTEMPTS = max(1, int(os.environ.get("TENURE_RUN_MAX_ATTEMPTS", "3")))
+# The gate for outside agents: hosts a call's callback URL may name (comma-separated),
+# and the secret its HMAC signature uses (defaults to SECRET_KEY).
+TENURE_GATE_CALLBACK_HOSTS = [
+    h.strip() for h in os.environ.get("TENURE_GATE_CALLBACK_HOSTS", "").split(",") if h.strip()
+]
+TENURE_GATE_CALLBACK_SECRET = os.environ.get("TENURE_GATE_CALLBACK_SECRET", "")
 # The readiness check fails when no worker has reported for this many seconds.
 TENURE_HEARTBEAT_MAX_AGE = int(os.environ.get("TENURE_HEARTBEAT_MAX_AGE", "120"))
 # Extra policy checks for every workflow (dotted paths), e.g. an external guardrail.

@@ -399,6 +399,7 @@ class ApiToken(models.Model):
         HISTORY_IMPORT = "history:import", "Import past proposals and what humans did"
         METRICS_READ = "metrics:read", "Read workflow metrics"
         EXPORT_READ = "export:read", "Export decisions and eval cases"
+        ACTIONS_GATE = "actions:gate", "Send an outside agent's tool calls through the gate"
 
     name = models.SlugField(max_length=100, help_text="The integration's name.")
     prefix = models.CharField(max_length=16, unique=True)

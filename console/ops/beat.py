@@ -15,6 +15,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 BEAT_SCHEDULE = {
+    # Outside agents that gave a callback URL hear when their held call settles.
+    "gate-callbacks": {
+        "task": "agents.gate_callbacks",
+        "schedule": timedelta(seconds=10),
+        "options": {"expires": 9},
+    },
     # The readiness check and /metrics read this heartbeat.
     "worker-heartbeat": {
         "task": "agents.worker_heartbeat",

@@ -134,6 +134,8 @@ def world_build(roles, monkeypatch) -> World:
         "history_post": slug,
         "workflow_metrics_get": slug,
         "export_get": {**slug, "kind": "decisions"},
+        "gate_call_post": slug,
+        "gate_call_read": {**slug, "call_id": 1},
     }
     return World(kwargs=kwargs, users=users)
 

@@ -23,9 +23,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--bind", default=os.environ.get("TENURE_BIND", "127.0.0.1:8000"))
+        parser.add_argument(
+            "--mcp-port", type=int, default=int(os.environ.get("TENURE_MCP_PORT", "8010"))
+        )
         parser.add_argument("--no-seed", action="store_true")
 
-    def handle(self, *args, bind: str, no_seed: bool, **options) -> None:
+    def handle(self, *args, bind: str, no_seed: bool, mcp_port: int, **options) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database migrated.")
         if not no_seed:
@@ -44,6 +47,11 @@ class Command(BaseCommand):
                  "--workers", "2", "--threads", "4", "--keep-alive", "75",
                  *(["--access-logfile", "-"] if verbose else [])]
             ),
+            # The MCP gateway for outside agents (/mcp/<slug>/), its own ASGI process.
+            self._spawn(
+                [sys.executable, "manage.py", "mcp_gateway", "--host", bind.rsplit(":", 1)[0],
+                 "--port", str(mcp_port)]
+            ),
         ]  # fmt: skip
         engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
         broker = "redis" if settings.REDIS_URL else "filesystem"
@@ -52,6 +60,8 @@ class Command(BaseCommand):
                 f"\nTenure is running at http://{bind}/  (database: {engine}, broker: {broker})"
             )
         )
+        host = bind.rsplit(":", 1)[0]
+        self.stdout.write(f"MCP gateway for outside agents: http://{host}:{mcp_port}/mcp/<slug>/")
         self.stdout.write(
             "Press Ctrl-C to stop web and worker. TENURE_VERBOSE=1 shows request and task logs.\n"
         )
