@@ -53,8 +53,8 @@ from agents.principals import principal_for
 from agents.redaction import redact
 from agents.services.plans import proposals_auto_execute
 from agents.tools import Tool, ToolContext, ToolError, arguments_hash, canonical_json, registry_for
+from governance import privacy, sqlkit
 from governance import sql as governance_sql
-from governance import sqlkit
 from governance.audit import audit_append
 from governance.models import AutonomyLevel
 
@@ -150,6 +150,13 @@ class Runner:
         self.run = run
         self.item = run.work_item
         self.workflow = self.item.workflow
+        # The agent and its tools work on the values; what the run writes (steps,
+        # proposals, packets, its state) carries the subject's tokens instead.
+        self.vault = privacy.vault_for(self.item.payload)
+        self.data_policy = privacy.policy_of(self.workflow)
+        if self.vault.tokens:
+            self.item.payload = self.vault.reveal(self.item.payload)
+            self.item.title = self.vault.reveal(self.item.title)
         self.client = client
         self.small, self.large_model = models_for(self.workflow)
         self.budget = RunBudget.for_workflow(self.workflow)
@@ -179,7 +186,9 @@ class Runner:
         self.step_index += 1
         for key in ("input", "output"):
             if key in fields:
-                fields[key] = redact(json.loads(canonical_json(fields[key])))
+                fields[key] = self.vault.protect(redact(json.loads(canonical_json(fields[key]))))
+        if fields.get("error"):
+            fields["error"] = self.vault.protect(fields["error"])
         step = Step(run=self.run, index=self.step_index, kind=kind, name=name, **fields)
         self.trace.append(step)
         self.unsaved.append(step)
@@ -430,7 +439,7 @@ class Runner:
         cached = tool.cacheable and (hit := cache.get(key)) is not None
         error = ""
         if cached:
-            output = hit
+            output = privacy.reveal(hit)
             self.run.cache_hits += 1
         else:
             if tool.cacheable:
@@ -444,7 +453,8 @@ class Runner:
                 error = ERR_READ_TOOL_FAILED.format(tool=tool.name, error=exc)
                 output = {"error": str(exc)}
             if tool.cacheable and not error:
-                cache.set(key, output, tool.cache_seconds)
+                # Cached with the subject's tokens: an erasure makes them unreadable.
+                cache.set(key, self.vault.protect(output), tool.cache_seconds)
         self.step(
             Step.Kind.RETRIEVAL if tool.name == "search_knowledge" else Step.Kind.TOOL_CALL,
             tool.name, input=clean, output=output, error=error, cached=bool(cached),
@@ -476,7 +486,7 @@ class Runner:
         self.run.state = {
             **self.run.state,
             "budget": self.budget.snapshot(),
-            "final": self.state.final,
+            "final": self.vault.protect(self.state.final),
             "injection_flags": self.flags,
             "models": sorted(set(self.models_used)),
         }
@@ -523,6 +533,9 @@ class Runner:
             run_trace_dispatch(run=self.run)
             proposals = []
             for sequence, cand in enumerate(self.state.candidates, start=1):
+                stored = self.vault.protect_arguments(
+                    cand.tool.name, cand.arguments, self.data_policy
+                )
                 proposals.append(
                     Proposal(
                         run=self.run,
@@ -530,9 +543,9 @@ class Runner:
                         work_item=self.item,
                         sequence=sequence,
                         tool=cand.tool.name,
-                        arguments=cand.arguments,
-                        arguments_hash=arguments_hash(cand.arguments),
-                        rationale=final.get("rationale", "")[:2000],
+                        arguments=stored,
+                        arguments_hash=arguments_hash(stored),
+                        rationale=self.vault.protect(final.get("rationale", "")[:2000]),
                         confidence=Decimal(str(round(confidence, 3)))
                         if confidence is not None
                         else None,
@@ -637,8 +650,8 @@ class Runner:
                 work_item=self.item,
                 run=self.run,
                 reason=stop.reason,
-                detail=stop.detail[:5000],
-                packet=redact(json.loads(canonical_json(packet))),
+                detail=self.vault.protect(stop.detail[:5000]),
+                packet=self.vault.protect(redact(json.loads(canonical_json(packet)))),
             )
             notify_escalation(escalation)
             self.item.status = WorkItem.Status.ESCALATED

@@ -136,6 +136,10 @@ class Workflow(models.Model):
     # sensitive arguments. Every other field is untrusted text.
     trusted_fields = models.JSONField(default=list, blank=True)
     trace_retention_days = models.PositiveIntegerField(default=90)
+    # What is personal data, whom it names, and how long each kind of record keeps it
+    # (governance.privacy: subject_fields, personal_fields, personal_arguments,
+    # retention_days). Changed under change control like every setting.
+    data_policy = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -534,3 +538,44 @@ class ModelPrice(models.Model):
     def __str__(self) -> str:
         prices = (self.input_per_mtok, self.cached_input_per_mtok, self.output_per_mtok)
         return f"{self.model}: " + "/".join(str(p) for p in prices)
+
+
+class DataSubject(models.Model):
+    """A person whose personal values a workflow stores, encrypted under this subject's
+    own data key (``governance.privacy``). The key is stored wrapped by the privacy
+    master key, which lives outside the database. Erasing the subject destroys the
+    wrapped key: every ciphertext of theirs, wherever it was copied, becomes unreadable
+    ("crypto-shredding"), and rows that the database keeps append-only stay as they are."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="data_subjects")
+    wrapped_key = models.BinaryField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(wrapped_key__isnull=True) | Q(erased_at__isnull=True),
+                name="datasubject_erased_has_no_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"subject {self.pk}" + (" (erased)" if self.erased_at else "")
+
+
+class SubjectIdentifier(models.Model):
+    """How a subject is found from an identifier (customer id, e-mail, phone): a keyed
+    hash of the normalised value, never the value. Deleted when the subject is erased."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+")
+    subject = models.ForeignKey(DataSubject, on_delete=models.CASCADE, related_name="identifiers")
+    lookup = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "lookup"], name="subjectidentifier_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"identifier of subject {self.subject_id}"

@@ -22,7 +22,7 @@ from agents import queue, states
 from agents.models import Escalation, Execution, Proposal, WorkItem
 from agents.services import PlanDispatch, plan_dispatch, work_item_retry
 from agents.tools.base import arguments_hash
-from governance import sqlkit
+from governance import privacy, sqlkit
 from governance.audit import audit_append
 from governance.breaker import critical_reason
 from governance.models import AutonomyLevel, Workflow
@@ -343,10 +343,17 @@ def _proposal_decide(
         final, errors = review_tools.validate_arguments(tool, dict(final_arguments or {}))
         if errors or final is None:
             raise ArgumentsInvalid(errors)
+        # The reviewer edits values; the decision stores the subject's tokens.
+        vault = privacy.vault_for(proposal.work_item.payload)
+        if vault.tokens:
+            proposed = review_tools.normalised(tool, vault.reveal(proposal.arguments))
         diff = review_tools.arguments_diff(proposed, final, tool)
         if not diff:
             raise ArgumentsInvalid({"__all__": [ERR_NOTHING_EDITED]})
         reason, reason_text = "", reason_text.strip()
+        if vault.tokens:
+            final = vault.protect_arguments(proposal.tool, final, privacy.policy_of(workflow))
+            diff, reason_text = vault.protect(diff), vault.protect(reason_text)
     else:
         final, reason, reason_text = proposed, "", ""
 

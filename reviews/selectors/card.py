@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from agents.models import Proposal, Run, Step, WorkItem
 from agents.policy import grant_level
-from governance import sqlkit
+from governance import privacy, sqlkit
 from governance.models import AutonomyLevel, ToolGrant, Workflow
 from reviews import sql as reviews_sql
 from reviews import tools as review_tools
@@ -127,6 +127,7 @@ class PlanRow:
     @classmethod
     def of(cls, proposal: Proposal, *, current: Proposal) -> PlanRow:
         arguments = proposal.arguments if isinstance(proposal.arguments, dict) else {}
+        arguments = privacy.mask(arguments)
         return cls(
             pk=proposal.pk,
             tool=proposal.tool,
@@ -408,6 +409,7 @@ def card_for(
         workflow=proposal.workflow, name=proposal.tool, grant=grants[proposal.pk]
     )
     needed = 1 if is_sample(proposal) else approvers_required(proposal, level=level)
+    shown_arguments = privacy.reveal(proposal.arguments)
     approvals = (
         list(Approval.objects.filter(proposal=proposal).select_related("reviewer").order_by("pk"))
         if needed > 1
@@ -421,8 +423,10 @@ def card_for(
         plan=plan,
         steps=steps,
         tool=tool,
-        arg_rows=_arg_rows(tool, proposal.arguments),
-        fields=review_tools.edit_fields(tool, proposal.arguments),
+        # A reviewer judges the values: the subject's tokens are decrypted for the card
+        # (an erased subject's read "[erased]"); the API and exports keep the tokens.
+        arg_rows=_arg_rows(tool, shown_arguments),
+        fields=review_tools.edit_fields(tool, shown_arguments),
         budget=_budget(proposal),
         level=level,
     )
