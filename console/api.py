@@ -129,10 +129,18 @@ errors.install_exception_handlers(api)
 from agents.api import router as work_items_router  # noqa: E402
 from evidence.api.export import router as export_router  # noqa: E402
 from evidence.api.metrics import router as metrics_router  # noqa: E402
+from evidence.api.privacy import router as privacy_router  # noqa: E402
 from evidence.api.reads import router as reads_router  # noqa: E402
 from reviews.api import router as report_router  # noqa: E402
 
-for _router in (work_items_router, reads_router, report_router, metrics_router, export_router):
+for _router in (
+    work_items_router,
+    reads_router,
+    report_router,
+    metrics_router,
+    export_router,
+    privacy_router,
+):
     api.add_router("", _router)
 
 __all__ = ["api"]

@@ -403,6 +403,7 @@ class ApiToken(models.Model):
         HISTORY_IMPORT = "history:import", "Import past proposals and what humans did"
         METRICS_READ = "metrics:read", "Read workflow metrics"
         EXPORT_READ = "export:read", "Export decisions and eval cases"
+        SUBJECTS_ERASE = "subjects:erase", "Erase a data subject's personal values"
 
     name = models.SlugField(max_length=100, help_text="The integration's name.")
     prefix = models.CharField(max_length=16, unique=True)

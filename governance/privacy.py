@@ -159,13 +159,13 @@ def _walk_strings(value: Any, visit: Any) -> None:
             _walk_strings(item, visit)
 
 
-def _map_strings(value: Any, change: Any) -> Any:
+def map_strings(value: Any, change: Any) -> Any:
     if isinstance(value, str):
         return change(value)
     if isinstance(value, dict):
-        return {key: _map_strings(item, change) for key, item in value.items()}
+        return {key: map_strings(item, change) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_map_strings(item, change) for item in value]
+        return [map_strings(item, change) for item in value]
     return value
 
 
@@ -193,12 +193,12 @@ def reveal(value: Any, *, erased: str = ERASED) -> Any:
         plain = _decrypt(subject_id, key, match.group(2))
         return erased if plain is None else plain
 
-    return _map_strings(value, lambda s: TOKEN_RE.sub(one, s) if "[pii:" in s else s)
+    return map_strings(value, lambda s: TOKEN_RE.sub(one, s) if "[pii:" in s else s)
 
 
 def mask(value: Any, *, replacement: str = MASKED) -> Any:
     """``value`` with every token shown as ``[personal]``: for readers who need no values."""
-    return _map_strings(value, lambda s: TOKEN_RE.sub(replacement, s) if "[pii:" in s else s)
+    return map_strings(value, lambda s: TOKEN_RE.sub(replacement, s) if "[pii:" in s else s)
 
 
 def expire(value: Any, subject_ids: Iterable[int] | None = None) -> Any:
@@ -210,7 +210,7 @@ def expire(value: Any, subject_ids: Iterable[int] | None = None) -> Any:
             return EXPIRED
         return match.group(0)
 
-    return _map_strings(value, lambda s: TOKEN_RE.sub(one, s) if "[pii:" in s else s)
+    return map_strings(value, lambda s: TOKEN_RE.sub(one, s) if "[pii:" in s else s)
 
 
 # --- the workflow's declaration ------------------------------------------------------
@@ -342,7 +342,7 @@ class Vault:
         """``value`` with this subject's known personal values replaced by their tokens."""
         if not self.tokens:
             return value
-        return _map_strings(value, self._protect_str)
+        return map_strings(value, self._protect_str)
 
     def protect_arguments(self, tool: str, arguments: dict[str, Any], policy: DataPolicy) -> Any:
         """Tool arguments protected: known values anywhere, and the arguments the
