@@ -288,6 +288,23 @@ def retention_rules(workflow: Workflow) -> list[dict[str, Any]]:
     return rules
 
 
+def _subjects_expire(workflow: Workflow, rules: dict[str, int], now: dt.datetime) -> int:
+    """When every kind of record has a retention, a subject last seen longer ago than
+    the longest of them has nothing left to keep: their key is destroyed, which also
+    reaches the copies the database keeps append-only (decisions)."""
+    if any(not rules.get(kind) for kind in privacy.KINDS):
+        return 0
+    horizon = now - dt.timedelta(days=max(rules.values()))
+    subjects = DataSubject.objects.select_for_update().filter(
+        workflow=workflow, erased_at__isnull=True, last_seen_at__lt=horizon
+    )
+    count = 0
+    for subject in subjects:
+        privacy.subject_shred(subject)
+        count += 1
+    return count
+
+
 def retention_apply(*, now: dt.datetime | None = None) -> dict[str, Any]:
     """Replace personal values past each workflow's retention with ``[expired]``; one
     audit event per workflow that had rules (counts, never values). Rows stay. Kinds
@@ -307,11 +324,17 @@ def retention_apply(*, now: dt.datetime | None = None) -> dict[str, Any]:
                 continue
             counts[record.name] = _expire_rows(record, workflow, now - dt.timedelta(days=days))
         with transaction.atomic():
+            shredded = _subjects_expire(workflow, rules, now)
             audit_append(
                 action="privacy.retention.applied",
                 actor="system:retention",
                 workflow=workflow,
-                data={"rules": rules, "expired": counts, "at": now.isoformat()},
+                data={
+                    "rules": rules,
+                    "expired": counts,
+                    "subjects_shredded": shredded,
+                    "at": now.isoformat(),
+                },
             )
         totals["workflows"] += 1
         for name, count in counts.items():

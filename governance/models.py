@@ -13,6 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class AutonomyLevel(models.TextChoices):
@@ -551,6 +552,9 @@ class DataSubject(models.Model):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="data_subjects")
     wrapped_key = models.BinaryField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The last work item that named them: once every kind of record is past its
+    # retention since then, retention destroys the key as an erasure would.
+    last_seen_at = models.DateTimeField(default=timezone.now)
     erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -408,6 +408,7 @@ def subject_for(workflow: Workflow, identifiers: list[str]) -> tuple[int, bytes]
                 if known:
                     subject = DataSubject.objects.get(pk=next(iter(known.values())))
                     data_key = _unwrap(subject.wrapped_key)
+                    DataSubject.objects.filter(pk=subject.pk).update(last_seen_at=timezone.now())
                 else:
                     data_key = AESGCM.generate_key(bit_length=256)
                     subject = DataSubject.objects.create(

@@ -91,8 +91,8 @@ def _decide(proposal: Proposal, reviewer, verdict: str = "accept", **extra: Any)
     )
 
 
-def _seed(stub_openai) -> dict[str, Any]:
-    workflow = make_refund_workflow(level="supervised", data_policy=POLICY)
+def _seed(stub_openai, policy: dict[str, Any] = POLICY, **fields: Any) -> dict[str, Any]:
+    workflow = make_refund_workflow(level="supervised", data_policy=policy, **fields)
     reviewer = UserFactory(username="rita")
     reviewer.groups.add(roles_ensure()[Role.REVIEWER])
     workflow_grant_role(user=reviewer, workflow=workflow, role=Role.REVIEWER)
