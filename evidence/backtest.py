@@ -23,6 +23,7 @@ from agents.models import Proposal
 from agents.policy import policy_evaluate
 from agents.tools import builtin_tool, registry_for
 from evidence.metrics import VERDICT_COUNT, Agreement, is_critical
+from governance import privacy
 from governance.models import AutonomyLevel, ToolGrant, Workflow
 from reviews.models import Decision
 
@@ -151,7 +152,7 @@ def backtest_run(
         result.decided += 1
         decision: Decision = proposal.decision
         try:
-            args = tool_obj.validate(proposal.arguments)
+            args = tool_obj.validate(privacy.reveal(proposal.arguments))
         except ValidationError:
             result.invalid += 1
             continue

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from agents.maintenance import purge_old_traces, traces_purge
 from agents.models import Run, Step
+from governance.models import AuditEvent
 from tests.agents.stub_openai import stub_openai_fixture  # noqa: F401 - a fixture
 from tests.factories import RunFactory, WorkflowFactory, WorkItemFactory
 
@@ -64,6 +65,11 @@ def test_each_workflow_keeps_its_own_retention(refunds):
     counts = traces_purge(now=NOW)
 
     assert counts == {"workflows": 2, "steps_deleted": 1, "runs_cleared": 1}
+    events = AuditEvent.objects.filter(action="agents.traces.purged").order_by("workflow__slug")
+    assert [(e.workflow.slug, e.data["steps_deleted"]) for e in events] == [
+        ("access", 0),
+        ("refunds", 1),
+    ]
     assert not Step.objects.filter(pk__in=refunds_steps).exists()
     assert Step.objects.filter(pk__in=access_steps).exists()
     assert Step.objects.filter(pk__in=crm_steps).exists()
