@@ -130,6 +130,7 @@ def world_build(roles, monkeypatch) -> World:
         "history_post": slug,
         "workflow_metrics_get": slug,
         "export_get": {**slug, "kind": "decisions"},
+        "subject_erase_post": slug,
     }
     return World(kwargs=kwargs, users=users)
 
