@@ -631,6 +631,26 @@ def decision_undo(
     return claim
 
 
+def card_reveal_record(*, card: Any, reviewer: AbstractBaseUser) -> None:
+    """A card showed a person's values decrypted to a reviewer: one audit event naming
+    the proposal, the subjects and the arguments shown (never the values)."""
+    with transaction.atomic():
+        audit_append(
+            action="privacy.revealed",
+            actor=reviewer,
+            workflow=card.proposal.workflow,
+            obj=card.proposal,
+            data={
+                "subjects": list(card.revealed_subjects),
+                "arguments": sorted(
+                    name
+                    for name, value in (card.proposal.arguments or {}).items()
+                    if privacy.subject_ids_in(value)
+                ),
+            },
+        )
+
+
 def undo_offer(decision: Decision | Approval | None) -> int | None:
     """The decision a success notice may offer to undo: a review decision (not a first
     approval, nor a sample)."""

@@ -205,6 +205,8 @@ def _render_queue(
     from the list out of band. The counts and the list refresh on their own: the
     response's HX-Trigger tells the counts (and the navigation) to poll now, and
     (``restored``, after an undo) the list too."""
+    if card is not None and card.revealed_subjects:
+        services.card_reveal_record(card=card, reviewer=request.user)
     if not wants_partial(request):
         context = _queue_context(
             workflows=_scope_workflows(request, scope),

@@ -161,6 +161,8 @@ class Card:
     # Opened from a link without working the queue: shown, not claimed, no decision.
     read_only: bool = False
     holder: str = ""  # who holds a live claim on it, for a read-only card
+    # The data subjects whose values the card shows decrypted (audited when rendered).
+    revealed_subjects: tuple[int, ...] = ()
 
     @property
     def decidable(self) -> bool:
@@ -429,6 +431,7 @@ def card_for(
         fields=review_tools.edit_fields(tool, shown_arguments),
         budget=_budget(proposal),
         level=level,
+        revealed_subjects=tuple(sorted(privacy.subject_ids_in(proposal.arguments))),
     )
 
 

@@ -238,3 +238,28 @@ def test_the_evidence_pack_shows_the_rules_in_force(declared, client_for, manage
     assert pack["data"]["subject_fields"] == ["customer_id", "email"]
     page = client_for(manager).get(url)
     assert b"Personal data: what is declared" in page.content
+
+
+def test_a_card_that_shows_a_persons_values_is_an_audit_event(declared, client_for, reviewer):
+    item = _item(declared)
+    vault = privacy.vault_for(item.payload)
+    arguments = vault.protect_arguments(
+        "draft_customer_reply",
+        {"to": "dana@example.com", "subject": "Refund", "body": "Done."},
+        privacy.policy_of(declared),
+    )
+    proposal = ProposalFactory(
+        run=RunFactory(work_item=item), tool="draft_customer_reply", arguments=arguments
+    )
+    url = reverse("review-card", args=[declared.slug, proposal.pk])
+
+    response = client_for(reviewer).get(url)
+
+    assert response.status_code == 200
+    assert b"dana@example.com" in response.content
+    event = AuditEvent.objects.get(action="privacy.revealed")
+    assert event.actor_label == f"user:{reviewer.username}"
+    assert event.data == {
+        "subjects": [privacy.subject_ids_in(item.payload).pop()],
+        "arguments": ["to"],
+    }
