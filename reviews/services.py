@@ -634,20 +634,38 @@ def decision_undo(
 def card_reveal_record(*, card: Any, reviewer: AbstractBaseUser) -> None:
     """A card showed a person's values decrypted to a reviewer: one audit event naming
     the proposal, the subjects and the arguments shown (never the values)."""
+    personal_reveal_record(
+        obj=card.proposal,
+        workflow=card.proposal.workflow,
+        subjects=card.revealed_subjects,
+        shown=sorted(
+            name
+            for name, value in (card.proposal.arguments or {}).items()
+            if privacy.subject_ids_in(value)
+        ),
+        reviewer=reviewer,
+        key="arguments",
+    )
+
+
+def personal_reveal_record(
+    *,
+    obj: Any,
+    workflow: Workflow,
+    subjects: Any,
+    shown: list[str],
+    reviewer: AbstractBaseUser,
+    key: str = "shown",
+) -> None:
+    """One audit event for a screen that showed people's values: what, whose (subject
+    ids), to whom; never the values."""
     with transaction.atomic():
         audit_append(
             action="privacy.revealed",
             actor=reviewer,
-            workflow=card.proposal.workflow,
-            obj=card.proposal,
-            data={
-                "subjects": list(card.revealed_subjects),
-                "arguments": sorted(
-                    name
-                    for name, value in (card.proposal.arguments or {}).items()
-                    if privacy.subject_ids_in(value)
-                ),
-            },
+            workflow=workflow,
+            obj=obj,
+            data={"subjects": list(subjects), key: shown},
         )
 
 

@@ -609,6 +609,14 @@ def escalation(request: HttpRequest, slug: str, escalation_id: int) -> HttpRespo
         view = selectors.escalation_for(escalation_id=escalation_id, workflow=workflow)
     except Escalation.DoesNotExist:
         raise Http404(ERR_NO_SUCH_ESCALATION) from None
+    if view.revealed_subjects:
+        services.personal_reveal_record(
+            obj=view.escalation,
+            workflow=workflow,
+            subjects=view.revealed_subjects,
+            shown=["work_item"],
+            reviewer=request.user,
+        )
     status = 200
     tools = selectors.tool_names([workflow.pk])
     if request.method == "POST":

@@ -19,6 +19,7 @@ from governance.models import AutonomyLevel, ToolGrant, Workflow
 from reviews import sql as reviews_sql
 from reviews import tools as review_tools
 from reviews.models import Approval, Claim
+from reviews.selectors.escalations import mask_steps
 from reviews.selectors.queue import cut_text, is_sample
 from reviews.templatetags.review_tags import pretty, scalar
 from reviews.tools import number
@@ -407,6 +408,7 @@ def card_for(
     if proposal is None:
         raise Proposal.DoesNotExist(f"Proposal {proposal_id} does not exist.")
     steps = reviews_sql.steps_of(proposal.run_id)
+    mask_steps(steps)
     tool, level = tool_and_level_read(
         workflow=proposal.workflow, name=proposal.tool, grant=grants[proposal.pk]
     )

@@ -263,3 +263,29 @@ def test_a_card_that_shows_a_persons_values_is_an_audit_event(declared, client_f
         "subjects": [privacy.subject_ids_in(item.payload).pop()],
         "arguments": ["to"],
     }
+
+
+def test_an_escalation_masks_the_packet_and_shows_the_work_item_audited(
+    declared, client_for, reviewer
+):
+    from tests.factories import EscalationFactory
+
+    item = _item(declared)
+    escalation = EscalationFactory(
+        work_item=item, workflow=declared, packet={"work_item": {"payload": item.payload}}
+    )
+    url = reverse("review-escalation", args=[declared.slug, escalation.pk])
+
+    response = client_for(reviewer).get(url)
+
+    assert response.status_code == 200
+    # The packet shows "[personal]"; the work item the reviewer handles shows the values,
+    # and that is an audit event.
+    assert b"[personal]" in response.content
+    assert b"[pii:" not in response.content
+    assert b"Dana Reyes (dana@example.com) wants a refund." in response.content
+    event = AuditEvent.objects.get(action="privacy.revealed")
+    assert event.data == {
+        "subjects": list(privacy.subject_ids_in(item.payload)),
+        "shown": ["work_item"],
+    }
