@@ -38,7 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from governance.models import DataSubject, SubjectIdentifier, Workflow
@@ -393,10 +393,22 @@ def _declared_values(payload: Any, names: Iterable[str]) -> list[str]:
     return found
 
 
+def _lock_lookups(lookups: list[str]) -> None:
+    """Two first sights of one person at once must not make two subjects (the second
+    would have no identifier to be found, and erased, by): each identifier's look-up is
+    locked until the intake's transaction ends, in a fixed order (PostgreSQL)."""
+    if connection.vendor != "postgresql":
+        return  # SQLite runs one writing transaction at a time
+    with connection.cursor() as cursor:
+        for lookup in sorted(lookups):
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [lookup])
+
+
 def subject_for(workflow: Workflow, identifiers: list[str]) -> tuple[int, bytes] | None:
     """The subject the identifiers name (created on first sight), and its data key.
     None for an erased subject's key: new data for them starts a new subject."""
     lookups = list(dict.fromkeys(identifier_lookup(workflow.pk, v) for v in identifiers))
+    _lock_lookups(lookups)
     for _attempt in range(3):
         known = dict(
             SubjectIdentifier.objects.filter(workflow=workflow, lookup__in=lookups)

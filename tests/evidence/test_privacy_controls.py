@@ -289,3 +289,37 @@ def test_an_escalation_masks_the_packet_and_shows_the_work_item_audited(
         "subjects": list(privacy.subject_ids_in(item.payload)),
         "shown": ["work_item"],
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_sights_of_one_person_at_once_make_one_subject():
+    import threading
+
+    from django.db import connection as default_connection
+
+    from tests.factories import WorkflowFactory
+
+    workflow = WorkflowFactory(slug="race", data_policy=POLICY)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def intake(n: int) -> None:
+        try:
+            barrier.wait()
+            _item(workflow, external_id=f"race-{n}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            default_connection.close()
+
+    threads = [threading.Thread(target=intake, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert DataSubject.objects.filter(workflow=workflow).count() == 1
+    assert len(privacy.subjects_find("dana@example.com", workflow)) == 1
+    tokens = {WorkItem.objects.get(external_id=f"race-{n}").payload["email"] for n in range(4)}
+    assert len(tokens) == 1
