@@ -5,7 +5,8 @@ workflow keeps them for ``trace_retention_days``. ``traces_purge`` deletes the
 older Step rows in batches (short transactions, no long lock on the table) and
 empties the ``state`` of runs that finished before the cutoff. Runs, proposals,
 decisions and executions stay: they are the evidence the promotion gate and
-the audit log refer to. A retention of 0 days means "keep forever".
+the audit log refer to. A retention of 0 days means "keep forever". Each run writes
+one audit event per workflow (counts only).
 
 Schedule ``purge_old_traces`` with beat, with an ``expires`` so a backlog never
 runs it twice.
@@ -21,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Run, Step
+from governance.audit import audit_append
 from governance.models import Workflow
 
 PURGE_BATCH_SIZE = 2000
@@ -71,8 +73,17 @@ def traces_purge(
     for workflow_id, days in retention:
         cutoff = now - dt.timedelta(days=days)
         totals["workflows"] += 1
-        totals["steps_deleted"] += _purge_steps(workflow_id, cutoff, batch_size)
-        totals["runs_cleared"] += _clear_run_state(workflow_id, cutoff, batch_size)
+        steps = _purge_steps(workflow_id, cutoff, batch_size)
+        runs = _clear_run_state(workflow_id, cutoff, batch_size)
+        totals["steps_deleted"] += steps
+        totals["runs_cleared"] += runs
+        with transaction.atomic():  # one event per workflow and run: counts, never values
+            audit_append(
+                action="agents.traces.purged",
+                actor="system:retention",
+                workflow=Workflow.objects.get(pk=workflow_id),
+                data={"days": days, "steps_deleted": steps, "runs_cleared": runs},
+            )
     return totals
 
 

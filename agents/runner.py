@@ -57,8 +57,8 @@ from agents.roles import NO_ROLES, ArgRoles, roles_for
 from agents.services.plans import proposals_auto_execute
 from agents.tools import Tool, ToolContext, ToolError, arguments_hash, registry_for
 from agents.tracing import run_root_dispatch, step_emit
+from governance import privacy, sqlkit
 from governance import sql as governance_sql
-from governance import sqlkit
 from governance.audit import audit_append
 from governance.models import AutonomyLevel
 
@@ -170,6 +170,13 @@ class Runner:
         self.run = run
         self.item = run.work_item
         self.workflow = self.item.workflow
+        # The agent and its tools work on the values; what the run writes (steps,
+        # proposals, packets, its state) carries the subject's tokens instead.
+        self.vault = privacy.vault_for(self.item.payload)
+        self.data_policy = privacy.policy_of(self.workflow)
+        if self.vault.tokens:
+            self.item.payload = self.vault.reveal(self.item.payload)
+            self.item.title = self.vault.reveal(self.item.title)
         self.client = client
         self.small, self.large_model = models_for(self.workflow)
         self.budget = RunBudget.for_workflow(self.workflow)
@@ -202,7 +209,9 @@ class Runner:
             if key in fields:
                 # What PostgreSQL refuses (NaN, NUL) or a walk cannot survive (deep
                 # nesting) never reaches the trace: a run never fails on its own record.
-                fields[key] = redact(json_safe(fields[key]))
+                fields[key] = self.vault.protect(redact(json_safe(fields[key])))
+        if fields.get("error"):
+            fields["error"] = self.vault.protect(fields["error"])
         step = Step(run=self.run, index=self.step_index, kind=kind, name=name, **fields)
         self.trace.append(step)
         self.unsaved.append(step)
@@ -517,7 +526,7 @@ class Runner:
         cached = tool.cacheable and (hit := cache.get(key)) is not None
         error = ""
         if cached:
-            output = hit
+            output = privacy.reveal(hit)
             self.run.cache_hits += 1
         else:
             if tool.cacheable:
@@ -531,7 +540,8 @@ class Runner:
                 error = ERR_READ_TOOL_FAILED.format(tool=tool.name, error=exc)
                 output = {"error": str(exc)}
             if tool.cacheable and not error:
-                cache.set(key, output, tool.cache_seconds)
+                # Cached with the subject's tokens: an erasure makes them unreadable.
+                cache.set(key, self.vault.protect(output), tool.cache_seconds)
         self.step(
             Step.Kind.RETRIEVAL if tool.name == "search_knowledge" else Step.Kind.TOOL_CALL,
             tool.name, input=clean, output=output, error=error, cached=bool(cached),
@@ -573,7 +583,7 @@ class Runner:
             {
                 **self.run.state,
                 "budget": self.budget.snapshot(),
-                "final": self.state.final,
+                "final": self.vault.protect(self.state.final),
                 "injection_flags": self.flags,
                 "models": sorted(set(self.models_used)),
             }
@@ -628,6 +638,9 @@ class Runner:
                 verdict, rule = cand.verdict.verdict, cand.verdict.rule
                 if verdict == Proposal.Verdict.ALLOW and not decision.auto:
                     verdict, rule = Proposal.Verdict.NEEDS_APPROVAL, decision.rule or rule
+                stored = self.vault.protect_arguments(
+                    cand.tool.name, cand.arguments, self.data_policy
+                )
                 proposals.append(
                     Proposal(
                         run=self.run,
@@ -635,9 +648,9 @@ class Runner:
                         work_item=self.item,
                         sequence=sequence,
                         tool=cand.tool.name,
-                        arguments=cand.arguments,
-                        arguments_hash=arguments_hash(cand.arguments),
-                        rationale=final.get("rationale", "")[:2000],
+                        arguments=stored,
+                        arguments_hash=arguments_hash(stored),
+                        rationale=self.vault.protect(final.get("rationale", "")[:2000]),
                         confidence=Decimal(str(round(confidence, 3)))
                         if confidence is not None
                         else None,
@@ -645,7 +658,7 @@ class Runner:
                         risk_class=cand.tool.risk_class,
                         verdict=verdict,
                         verdict_rule=rule,
-                        provenance=cand.provenance,
+                        provenance=self.vault.protect(cand.provenance),
                         injection_flags=self.flags,
                         flagged_injection=bool(self.flags),
                         autonomy_level=cand.level,
@@ -748,8 +761,8 @@ class Runner:
                 work_item=self.item,
                 run=self.run,
                 reason=stop.reason,
-                detail=json_safe(stop.detail[:5000]),
-                packet=redact(json_safe(packet)),
+                detail=self.vault.protect(json_safe(stop.detail[:5000])),
+                packet=self.vault.protect(redact(json_safe(packet))),
             )
             notify_escalation(escalation)
             self.item.status = WorkItem.Status.ESCALATED

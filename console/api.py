@@ -130,6 +130,7 @@ from agents.api import router as work_items_router  # noqa: E402
 from agents.gate_api import router as gate_router  # noqa: E402
 from evidence.api.export import router as export_router  # noqa: E402
 from evidence.api.metrics import router as metrics_router  # noqa: E402
+from evidence.api.privacy import router as privacy_router  # noqa: E402
 from evidence.api.reads import router as reads_router  # noqa: E402
 from reviews.api import router as report_router  # noqa: E402
 
@@ -140,6 +141,7 @@ for _router in (
     report_router,
     metrics_router,
     export_router,
+    privacy_router,
 ):
     api.add_router("", _router)
 

@@ -313,6 +313,9 @@ TENURE_AUDIT_SEAL = os.environ.get("TENURE_AUDIT_SEAL", "background")
 # one new events are sealed with; empty: one key generated into data/audit_keys.
 TENURE_AUDIT_KEYS = os.environ.get("TENURE_AUDIT_KEYS", "")
 TENURE_AUDIT_KEY_ID = os.environ.get("TENURE_AUDIT_KEY_ID", "")
+# The master key that wraps each data subject's key (governance.privacy), base64 of 32
+# bytes, held outside the database; empty: one key generated into data/privacy_key.
+TENURE_PRIVACY_KEY = os.environ.get("TENURE_PRIVACY_KEY", "")
 # Where the chains' heads are checkpointed, outside the database: "dir:/path" (an
 # append-only directory; default data/audit-checkpoints) or "s3://bucket/prefix" (a
 # bucket with object lock; TENURE_AUDIT_S3_ENDPOINT for a non-AWS one).

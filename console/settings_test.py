@@ -31,6 +31,7 @@ TENURE_AUDIT_SEAL = "commit"
 # writes checkpoints points them at its tmp_path).
 TENURE_AUDIT_KEYS = "test-1:" + "dGVzdHMtb25seS1hdWRpdC1rZXktbm90LWEtc2VjcmV0LXh4eHg="
 TENURE_AUDIT_KEY_ID = "test-1"
+TENURE_PRIVACY_KEY = "dGVzdHMtb25seS1wcml2YWN5LWtleS1ub3QtYS1zZWNyZXQteHg="
 TENURE_AUDIT_CHECKPOINTS = "dir:" + tempfile.mkdtemp(prefix="tenure-test-checkpoints-")
 
 # Test-only hooks (tests/hooks): inert unless a test sets their environment variable.

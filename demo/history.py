@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from agents.models import Escalation, Proposal, Run, Step, WorkItem
 from demo.workflows import demo_expected, demo_grade, demo_history_items
+from governance import privacy
 from reviews.claims import claim_proposal
 from reviews.models import (
     Decision,
@@ -42,11 +43,12 @@ def _edit_target(proposal: Proposal, expected: list[dict[str, Any]] | None) -> d
     for action in expected or []:
         if action.get("tool") != proposal.tool:
             continue
-        fixed = dict(proposal.arguments)
+        shown = privacy.reveal(dict(proposal.arguments))  # the reviewer edits values
+        fixed = dict(shown)
         for key, value in action.items():
             if key != "tool":
                 fixed[key] = str(value) if isinstance(value, Decimal) else value
-        return fixed if fixed != proposal.arguments else None
+        return fixed if fixed != shown else None
     return None
 
 

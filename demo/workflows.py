@@ -19,6 +19,7 @@ from django.utils import timezone
 from agents.models import KnowledgeDocument, Proposal, WorkItem
 from agents.services import work_item_create
 from demo.models import CrmContact, DirectoryGroup, DirectoryUser, SandboxOrder
+from governance import privacy
 from governance.models import AutonomyLevel, ToolGrant, Workflow
 
 REFUNDS, ACCESS, CRM = "refunds", "access-requests", "crm-dedupe"
@@ -77,6 +78,12 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
         # The support inbox sets these; the subject (the title) and the body are typed
         # by the customer and stay untrusted.
         "trusted_fields": ["from", "channel"],
+        # The customer's address names the data subject; replies carry it too. Stored
+        # encrypted per customer, erasable (docs/DATA.md).
+        "data_policy": {
+            "subject_fields": ["from"],
+            "personal_arguments": {"draft_customer_reply": ["to"]},
+        },
         # The refunds team accepts a lower bound of 80% before a tool moves up, and a
         # tool decides ten refunds at supervised before it may run on its own.
         "gate_min_agreement": Decimal("0.800"),
@@ -452,6 +459,7 @@ def _seed_workflow(slug: str) -> Workflow:
             # feed (an item a minute) shows samples within minutes of a promotion.
             "sample_rate": spec.get("sample_rate", Decimal("0.200")),
             "trusted_fields": spec.get("trusted_fields", []),
+            "data_policy": spec.get("data_policy", {}),
         },
     )
     for tool, caps in spec["grants"].items():
@@ -524,7 +532,8 @@ def demo_expected(work_item: WorkItem) -> list[dict[str, Any]] | None:
 
 
 def _matches(proposal: Proposal, expected: dict[str, Any]) -> bool:
-    args = proposal.arguments
+    # Graded as a reviewer sees it: the values, not the stored tokens.
+    args = privacy.reveal(proposal.arguments)
     for key, value in expected.items():
         if key == "tool":
             if proposal.tool != value:

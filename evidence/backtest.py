@@ -25,6 +25,7 @@ from agents.provenance import auto_execute_decision
 from agents.roles import roles_for
 from agents.tools import builtin_tool, registry_for
 from evidence.metrics import VERDICT_COUNT, Agreement, is_critical
+from governance import privacy
 from governance.models import AutonomyLevel, ToolGrant, Workflow
 from reviews.models import Decision
 
@@ -153,7 +154,7 @@ def backtest_run(
         result.decided += 1
         decision: Decision = proposal.decision
         try:
-            args = tool_obj.validate(proposal.arguments)
+            args = tool_obj.validate(privacy.reveal(proposal.arguments))
         except ValidationError:
             result.invalid += 1
             continue

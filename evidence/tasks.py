@@ -1,6 +1,8 @@
-"""Evidence's jobs: the dashboards' rollups."""
+"""Evidence's jobs: the dashboards' rollups and the retention of personal values."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from celery import shared_task
 
@@ -14,3 +16,12 @@ def metric_rollup_task() -> int:
     rolled = metric_days_roll()
     open_hours_roll()
     return rolled
+
+
+@shared_task(name="evidence.apply_retention")
+def apply_retention_task() -> dict[str, Any]:
+    """Destroy personal values past each workflow's retention (rows stay); one audit
+    event per workflow with rules, counts only."""
+    from evidence.privacy import retention_apply
+
+    return retention_apply()

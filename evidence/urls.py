@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from evidence.views import dashboards, evals, exports, promotion, tools, workflow
+from evidence.views import dashboards, evals, exports, privacy, promotion, tools, workflow
 
 urlpatterns = [
     path("", workflow.home, name="home"),
@@ -19,6 +19,7 @@ urlpatterns = [
     path("w/<slug:slug>/evidence/rows/", dashboards.evidence_rows, name="evidence-rows"),
     path("w/<slug:slug>/evidence-pack/", dashboards.evidence_pack, name="evidence-pack"),
     path("audit/", dashboards.audit_log, name="audit-log"),
+    path("privacy/erase/", privacy.erase_subject, name="privacy-erase"),
     path("audit/verify/", dashboards.audit_check, name="audit-verify"),
     path(
         "explain/proposal/<int:proposal_id>/",

@@ -26,7 +26,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from governance import hooks, hygiene
+from governance import hooks, hygiene, privacy
 from governance import sql as governance_sql
 from governance.audit import audit_append
 from governance.models import (
@@ -98,6 +98,9 @@ SETTINGS = (
     "trusted_fields",
     "gate_counts_imported",
     *NEUTRAL,
+    # What is personal and how long it is kept (governance.privacy): keeping more, or
+    # longer, is a widening.
+    "data_policy",
 )
 
 ERR_PRICE_NOT_ADMIN = "Only an admin can set a model's price."
@@ -231,6 +234,8 @@ def settings_clean(workflow: Workflow, settings: dict[str, Any]) -> dict[str, An
                     code="bad_setting",
                 )
             python = sorted({v.strip() for v in python if v.strip()})
+        if name == "data_policy":
+            python = privacy.policy_clean(python)
         cleaned[name] = str(python) if isinstance(python, Decimal) else python
     return cleaned
 
@@ -252,6 +257,8 @@ def _riskier(name: str, old: Any, new: Any) -> bool:
         return bool(set(new) - set(old))
     if name == "gate_counts_imported":
         return bool(new) and not bool(old)
+    if name == "data_policy":
+        return privacy.policy_widens(old, new)
     if name in BEHAVIOUR:
         return new != old
     return False

@@ -13,6 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class AutonomyLevel(models.TextChoices):
@@ -136,6 +137,10 @@ class Workflow(models.Model):
     # sensitive arguments. Every other field is untrusted text.
     trusted_fields = models.JSONField(default=list, blank=True)
     trace_retention_days = models.PositiveIntegerField(default=90)
+    # What is personal data, whom it names, and how long each kind of record keeps it
+    # (governance.privacy: subject_fields, personal_fields, personal_arguments,
+    # retention_days). Changed under change control like every setting.
+    data_policy = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -400,6 +405,7 @@ class ApiToken(models.Model):
         METRICS_READ = "metrics:read", "Read workflow metrics"
         EXPORT_READ = "export:read", "Export decisions and eval cases"
         ACTIONS_GATE = "actions:gate", "Send an outside agent's tool calls through the gate"
+        SUBJECTS_ERASE = "subjects:erase", "Erase a data subject's personal values"
 
     name = models.SlugField(max_length=100, help_text="The integration's name.")
     prefix = models.CharField(max_length=16, unique=True)
@@ -576,3 +582,47 @@ class ChatChannel(models.Model):
 
     def __str__(self) -> str:
         return f"chat channel of workflow {self.workflow_id}"
+
+
+class DataSubject(models.Model):
+    """A person whose personal values a workflow stores, encrypted under this subject's
+    own data key (``governance.privacy``). The key is stored wrapped by the privacy
+    master key, which lives outside the database. Erasing the subject destroys the
+    wrapped key: every ciphertext of theirs, wherever it was copied, becomes unreadable
+    ("crypto-shredding"), and rows that the database keeps append-only stay as they are."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="data_subjects")
+    wrapped_key = models.BinaryField(null=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The last work item that named them: once every kind of record is past its
+    # retention since then, retention destroys the key as an erasure would.
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    erased_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(wrapped_key__isnull=True) | Q(erased_at__isnull=True),
+                name="datasubject_erased_has_no_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"subject {self.pk}" + (" (erased)" if self.erased_at else "")
+
+
+class SubjectIdentifier(models.Model):
+    """How a subject is found from an identifier (customer id, e-mail, phone): a keyed
+    hash of the normalised value, never the value. Deleted when the subject is erased."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="+")
+    subject = models.ForeignKey(DataSubject, on_delete=models.CASCADE, related_name="identifiers")
+    lookup = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "lookup"], name="subjectidentifier_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"identifier of subject {self.subject_id}"

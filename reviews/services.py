@@ -23,7 +23,7 @@ from agents.models import Escalation, Execution, Proposal, WorkItem
 from agents.services import PlanDispatch, plan_dispatch, work_item_retry
 from agents.tools.base import arguments_hash
 from agents.tracing import decision_dispatch
-from governance import sqlkit
+from governance import privacy, sqlkit
 from governance.audit import audit_append
 from governance.breaker import critical_reason
 from governance.models import AutonomyLevel, Workflow
@@ -357,10 +357,17 @@ def _proposal_decide(
         final, errors = review_tools.validate_arguments(tool, dict(final_arguments or {}))
         if errors or final is None:
             raise ArgumentsInvalid(errors)
+        # The reviewer edits values; the decision stores the subject's tokens.
+        vault = privacy.vault_for(proposal.work_item.payload)
+        if vault.tokens:
+            proposed = review_tools.normalised(tool, vault.reveal(proposal.arguments))
         diff = review_tools.arguments_diff(proposed, final, tool)
         if not diff:
             raise ArgumentsInvalid({"__all__": [ERR_NOTHING_EDITED]})
         reason, reason_text = "", reason_text.strip()
+        if vault.tokens:
+            final = vault.protect_arguments(proposal.tool, final, privacy.policy_of(workflow))
+            diff, reason_text = vault.protect(diff), vault.protect(reason_text)
     else:
         final, reason, reason_text = proposed, "", ""
 
@@ -641,6 +648,44 @@ def decision_undo(
         },
     )
     return claim
+
+
+def card_reveal_record(*, card: Any, reviewer: AbstractBaseUser) -> None:
+    """A card showed a person's values decrypted to a reviewer: one audit event naming
+    the proposal, the subjects and the arguments shown (never the values)."""
+    personal_reveal_record(
+        obj=card.proposal,
+        workflow=card.proposal.workflow,
+        subjects=card.revealed_subjects,
+        shown=sorted(
+            name
+            for name, value in (card.proposal.arguments or {}).items()
+            if privacy.subject_ids_in(value)
+        ),
+        reviewer=reviewer,
+        key="arguments",
+    )
+
+
+def personal_reveal_record(
+    *,
+    obj: Any,
+    workflow: Workflow,
+    subjects: Any,
+    shown: list[str],
+    reviewer: AbstractBaseUser,
+    key: str = "shown",
+) -> None:
+    """One audit event for a screen that showed people's values: what, whose (subject
+    ids), to whom; never the values."""
+    with transaction.atomic():
+        audit_append(
+            action="privacy.revealed",
+            actor=reviewer,
+            workflow=workflow,
+            obj=obj,
+            data={"subjects": list(subjects), key: shown},
+        )
 
 
 def undo_offer(decision: Decision | Approval | None) -> int | None:

@@ -205,6 +205,8 @@ def _render_queue(
     from the list out of band. The counts and the list refresh on their own: the
     response's HX-Trigger tells the counts (and the navigation) to poll now, and
     (``restored``, after an undo) the list too."""
+    if card is not None and card.revealed_subjects:
+        services.card_reveal_record(card=card, reviewer=request.user)
     if not wants_partial(request):
         context = _queue_context(
             workflows=_scope_workflows(request, scope),
@@ -607,6 +609,14 @@ def escalation(request: HttpRequest, slug: str, escalation_id: int) -> HttpRespo
         view = selectors.escalation_for(escalation_id=escalation_id, workflow=workflow)
     except Escalation.DoesNotExist:
         raise Http404(ERR_NO_SUCH_ESCALATION) from None
+    if view.revealed_subjects:
+        services.personal_reveal_record(
+            obj=view.escalation,
+            workflow=workflow,
+            subjects=view.revealed_subjects,
+            shown=["work_item"],
+            reviewer=request.user,
+        )
     status = 200
     tools = selectors.tool_names([workflow.pk])
     if request.method == "POST":

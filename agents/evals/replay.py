@@ -31,6 +31,7 @@ from agents.redaction import KINDS as PII_KINDS
 from agents.redaction import redact
 from agents.runner import Runner
 from agents.tools import BUILTIN_TOOLS, Tool, ToolContext, ToolError, canonical_json, registry_for
+from governance import privacy
 from governance.models import Workflow
 
 logger = logging.getLogger(__name__)
@@ -283,7 +284,8 @@ def agent_replay(
             replay.reads, replay.model = runner.reads, runner.run.model
             proposals = Proposal.objects.filter(run=run).order_by("sequence")
             replay.actions = [
-                {"tool": p.tool, "arguments": p.arguments, "verdict": p.verdict} for p in proposals
+                {"tool": p.tool, "arguments": privacy.reveal(p.arguments), "verdict": p.verdict}
+                for p in proposals
             ]
             escalation = Escalation.objects.filter(run=run).first()
             if escalation is not None:

@@ -3,6 +3,7 @@ control runs against a new configuration."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from agents.models import (
     EvalSuite,
 )
 from agents.tools import canonical_json, registry_for
+from governance import privacy
 from governance.audit import audit_append
 from governance.models import Workflow
 
@@ -121,17 +123,26 @@ def _suite_run_cases(
     results: list[EvalCaseResult] = []
     models: set[str] = set()
     for case in cases:
+        # A case from a declared workflow holds its subject's tokens: it is replayed and
+        # scored on the values, and its result stored with the tokens again.
+        vault = privacy.vault_for(case.payload)
+        expected_view = _expected_view(case)
+        scored = case
+        if vault.tokens:
+            scored = copy.copy(case)
+            scored.expected_actions = privacy.reveal(case.expected_actions)
+            scored.forbidden_actions = privacy.reveal(case.forbidden_actions)
         replay = agent_replay(
             workflow=workflow,
             external_id=case.external_id,
             title=case.title,
             payload=case.payload,
             variant=variant,
-            recording=Recording(case.recorded_outputs),
+            recording=Recording(privacy.reveal(case.recorded_outputs)),
         )
         if replay.model:
             models.add(replay.model)
-        passed, diff = case_score(case, replay, registry=registry)
+        passed, diff = case_score(scored, replay, registry=registry)
         results.append(
             EvalCaseResult(
                 run=eval_run,
@@ -139,10 +150,10 @@ def _suite_run_cases(
                 case_name=case.name,
                 passed=passed,
                 regressed=not passed and previous.get(case.pk) is True,
-                expected=_expected_view(case),
-                actual=replay.as_dict(),
-                diff=diff,
-                error=replay.error,
+                expected=expected_view,
+                actual=vault.protect(replay.as_dict()),
+                diff=vault.protect(diff),
+                error=vault.protect(replay.error),
             )
         )
     n_passed = sum(r.passed for r in results)

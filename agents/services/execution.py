@@ -32,6 +32,7 @@ from agents.services.plans import (
 )
 from agents.tools import ToolContext, ToolError, TransientToolError, arguments_hash, registry_for
 from agents.tracing import execution_dispatch
+from governance import privacy
 from governance import sql as governance_sql
 from governance.audit import audit_append
 from governance.models import ToolGrant, Workflow
@@ -102,6 +103,8 @@ def _fail(proposal: Proposal, execution: Execution | None, error: str) -> None:
         proposal = (
             Proposal.objects.select_for_update().select_related("work_item").get(pk=proposal.pk)
         )
+        # A tool's message may quote the values it was given: stored with tokens.
+        error = privacy.vault_for(proposal.work_item.payload).protect(error)
         if execution is not None:
             execution.status = Execution.Status.FAILED
             execution.error = error[:5000]
@@ -303,7 +306,8 @@ def proposal_execute(*, proposal_id: int) -> Execution | None:
             return None
         if not refusal:
             try:
-                args = tool.validate(arguments)
+                # Stored with the subject's tokens; the tool acts on the values.
+                args = tool.validate(privacy.reveal(arguments))
             except PydanticValidationError as exc:
                 refusal = ERR_INVALID_FINAL.format(tool=proposal.tool, error=exc.errors()[:3])
         if not refusal:
@@ -396,6 +400,9 @@ def _run_and_record(
     reservation's transaction (an in-database tool); otherwise the side effect has
     committed on its own and the record gets a transaction of its own."""
     workflow = proposal.workflow
+    vault = privacy.vault_for(proposal.work_item.payload)
+    if vault.tokens:  # the tool reads the item's values, not its tokens
+        proposal.work_item.payload = vault.reveal(proposal.work_item.payload)
     ctx = ToolContext(
         workflow=workflow,
         principal=principal_for(workflow),
@@ -404,10 +411,10 @@ def _run_and_record(
         executing=True,
     )
     try:
-        result = tool.run(ctx, args)
+        result = vault.protect(tool.run(ctx, args))
     except TransientToolError as exc:
         if not in_transaction:  # in one, everything rolls back and the retry starts over
-            Execution.objects.filter(pk=execution.pk).update(error=str(exc)[:5000])
+            Execution.objects.filter(pk=execution.pk).update(error=vault.protect(str(exc)[:5000]))
         raise
     except ToolError as exc:
         _fail(proposal, execution, str(exc))

@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from agents import queue, states
 from agents import sql as agents_sql
 from agents.models import Run, WorkItem
-from governance import hygiene
+from governance import hygiene, privacy
 from governance.audit import audit_append
 from governance.models import AutonomyLevel, Workflow
 
@@ -329,13 +329,27 @@ def _insert_new(
 ) -> dict[str, WorkItem]:
     """Insert the rows (external id, title, payload) whose external id the workflow
     does not hold yet; returns the new items by external id. One statement on
-    PostgreSQL (``agents.sql.work_items_insert_new``), the ORM elsewhere."""
+    PostgreSQL (``agents.sql.work_items_insert_new``), the ORM elsewhere. Personal
+    values the workflow declares are stored as tokens (``governance.privacy``)."""
+    rows = _rows_protected(workflow, rows)
     inserted = agents_sql.work_items_insert_new(
         workflow=workflow, rows=rows, source=source, principal=principal
     )
     if inserted is None:
         return _insert_new_orm(workflow=workflow, rows=rows, source=source, principal=principal)
     return inserted
+
+
+def _rows_protected(
+    workflow: Workflow, rows: list[tuple[str, str, Any]]
+) -> list[tuple[str, str, Any]]:
+    if not privacy.policy_of(workflow).declared:
+        return rows
+    out = []
+    for external_id, title, payload in rows:
+        stored, vault = privacy.payload_protect(workflow, payload)
+        out.append((external_id, vault.protect(title), stored))
+    return out
 
 
 def _insert_new_orm(

@@ -33,6 +33,12 @@ BEAT_SCHEDULE = {
         "schedule": timedelta(hours=1),
         "options": {"expires": 60 * 55},
     },
+    # Personal values past each workflow's retention, kind by kind (evidence.privacy).
+    "privacy-retention": {
+        "task": "evidence.apply_retention",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 60 * 55},
+    },
     # The circuit breaker: demote a workflow whose sampled agreement or tool error
     # budget crossed its floor, even when no new decision arrives to trigger it.
     "breaker-sweep": {

@@ -23,8 +23,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from agents.models import Escalation, Execution, Proposal
-from evidence import charts, metrics, selectors
+from evidence import charts, metrics, privacy, selectors
 from evidence.metrics import Scope
+from governance import privacy as governance_privacy
 from governance.audit import GLOBAL_CHAIN, audit_chain_keys, audit_verify, chain_key
 from governance.htmx import page_or_partial, vary_on_htmx
 from governance.models import AuditEvent, AutonomyChange, ToolGrant, Workflow
@@ -661,6 +662,18 @@ def evidence_pack_data(
             .only("pk", "tool", "created_at", "status", "provenance")
             .order_by("-created_at")[:PACK_SAMPLE_LIMIT]
         ],
+        "data": _data_rules(workflow),
+    }
+
+
+def _data_rules(workflow: Workflow) -> dict[str, Any]:
+    """What the workflow declares personal and how long each kind of record keeps it."""
+    declared = governance_privacy.policy_of(workflow)
+    return {
+        "subject_fields": list(declared.subject_fields),
+        "personal_fields": list(declared.personal_fields),
+        "personal_arguments": {k: list(v) for k, v in declared.personal_arguments.items()},
+        "retention": privacy.retention_rules(workflow),
     }
 
 

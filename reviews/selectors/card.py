@@ -14,11 +14,12 @@ from django.utils import timezone
 
 from agents.models import Proposal, Run, Step, WorkItem
 from agents.policy import grant_level
-from governance import sqlkit
+from governance import privacy, sqlkit
 from governance.models import AutonomyLevel, ToolGrant, Workflow
 from reviews import sql as reviews_sql
 from reviews import tools as review_tools
 from reviews.models import Approval, Claim
+from reviews.selectors.escalations import mask_steps
 from reviews.selectors.queue import cut_text, is_sample
 from reviews.templatetags.review_tags import pretty, scalar
 from reviews.tools import number
@@ -127,6 +128,7 @@ class PlanRow:
     @classmethod
     def of(cls, proposal: Proposal, *, current: Proposal) -> PlanRow:
         arguments = proposal.arguments if isinstance(proposal.arguments, dict) else {}
+        arguments = privacy.mask(arguments)
         return cls(
             pk=proposal.pk,
             tool=proposal.tool,
@@ -160,6 +162,8 @@ class Card:
     # Opened from a link without working the queue: shown, not claimed, no decision.
     read_only: bool = False
     holder: str = ""  # who holds a live claim on it, for a read-only card
+    # The data subjects whose values the card shows decrypted (audited when rendered).
+    revealed_subjects: tuple[int, ...] = ()
 
     @property
     def decidable(self) -> bool:
@@ -404,10 +408,12 @@ def card_for(
     if proposal is None:
         raise Proposal.DoesNotExist(f"Proposal {proposal_id} does not exist.")
     steps = reviews_sql.steps_of(proposal.run_id)
+    mask_steps(steps)
     tool, level = tool_and_level_read(
         workflow=proposal.workflow, name=proposal.tool, grant=grants[proposal.pk]
     )
     needed = 1 if is_sample(proposal) else approvers_required(proposal, level=level)
+    shown_arguments = privacy.reveal(proposal.arguments)
     approvals = (
         list(Approval.objects.filter(proposal=proposal).select_related("reviewer").order_by("pk"))
         if needed > 1
@@ -421,10 +427,13 @@ def card_for(
         plan=plan,
         steps=steps,
         tool=tool,
-        arg_rows=_arg_rows(tool, proposal.arguments),
-        fields=review_tools.edit_fields(tool, proposal.arguments),
+        # A reviewer judges the values: the subject's tokens are decrypted for the card
+        # (an erased subject's read "[erased]"); the API and exports keep the tokens.
+        arg_rows=_arg_rows(tool, shown_arguments),
+        fields=review_tools.edit_fields(tool, shown_arguments),
         budget=_budget(proposal),
         level=level,
+        revealed_subjects=tuple(sorted(privacy.subject_ids_in(proposal.arguments))),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.models import Escalation, Step
+from governance import privacy
 from governance.models import Workflow
 from reviews.selectors.queue import QUEUE_PAGE_SIZE
 
@@ -18,11 +19,19 @@ def escalation_rows(*, workflow_ids: list[int], limit: int = QUEUE_PAGE_SIZE) ->
     )
 
 
+def mask_steps(steps: list[Step]) -> None:
+    """Steps shown with "[personal]" for a person's tokens (in memory, never saved)."""
+    for step in steps:
+        step.input, step.output = privacy.mask(step.input), privacy.mask(step.output)
+        step.error = privacy.mask(step.error)
+
+
 @dataclass
 class EscalationView:
     escalation: Escalation
     steps: list[Step]
     packet_items: list[tuple[str, Any]]
+    revealed_subjects: tuple[int, ...] = ()
 
 
 def escalation_for(*, escalation_id: int, workflow: Workflow) -> EscalationView:
@@ -37,4 +46,18 @@ def escalation_for(*, escalation_id: int, workflow: Workflow) -> EscalationView:
     packet = (
         escalation.packet if isinstance(escalation.packet, dict) else {"packet": escalation.packet}
     )
-    return EscalationView(escalation=escalation, steps=steps, packet_items=list(packet.items()))
+    # The packet and the trace show a person's tokens as "[personal]"; the work item,
+    # which the reviewer handles, shows the values (the view audits it).
+    packet = privacy.mask(packet)
+    escalation.detail = privacy.mask(escalation.detail)
+    mask_steps(steps)
+    item = escalation.work_item
+    revealed = tuple(sorted(privacy.subject_ids_in(item.payload)))
+    if revealed:
+        item.payload, item.title = privacy.reveal(item.payload), privacy.reveal(item.title)
+    return EscalationView(
+        escalation=escalation,
+        steps=steps,
+        packet_items=list(packet.items()),
+        revealed_subjects=revealed,
+    )

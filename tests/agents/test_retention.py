@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.utils import timezone
 
 from agents.maintenance import purge_old_traces, traces_purge
 from agents.models import Run, Step
+from governance.models import AuditEvent
+from tests.agents.stub_openai import stub_openai_fixture  # noqa: F401 - a fixture
 from tests.factories import RunFactory, WorkflowFactory, WorkItemFactory
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -62,6 +65,11 @@ def test_each_workflow_keeps_its_own_retention(refunds):
     counts = traces_purge(now=NOW)
 
     assert counts == {"workflows": 2, "steps_deleted": 1, "runs_cleared": 1}
+    events = AuditEvent.objects.filter(action="agents.traces.purged").order_by("workflow__slug")
+    assert [(e.workflow.slug, e.data["steps_deleted"]) for e in events] == [
+        ("access", 0),
+        ("refunds", 1),
+    ]
     assert not Step.objects.filter(pk__in=refunds_steps).exists()
     assert Step.objects.filter(pk__in=access_steps).exists()
     assert Step.objects.filter(pk__in=crm_steps).exists()
@@ -105,3 +113,82 @@ def test_the_celery_task_purges_with_the_current_time(refunds):
 
     assert result["steps_deleted"] == 1
     assert list(run.steps.values_list("pk", flat=True)) == [kept.pk]
+
+
+# --- personal values: retention per workflow and kind of record (evidence.privacy) ----
+
+
+def test_after_their_retention_personal_values_are_gone_and_the_evidence_counts_stay(
+    stub_openai,
+):
+    from evidence.privacy import retention_apply
+    from governance import privacy
+    from governance.models import AuditEvent, DataSubject
+    from reviews.models import Decision
+    from tests.evidence import test_privacy_erasure as erasure
+
+    days = 30
+    policy = {
+        **erasure.POLICY,
+        "retention_days": dict.fromkeys(privacy.KINDS, days),
+    }
+    seeded = erasure._seed(stub_openai, policy=policy, trace_retention_days=days)
+    workflow = seeded["workflow"]
+    values = [*erasure.CORA.values(), *erasure.BOB.values()]
+    before = erasure._numbers(workflow)
+    # The clock, frozen a day short of the retention: nothing goes.
+    start = timezone.now()
+    early = retention_apply(now=start + dt.timedelta(days=days - 1))
+    assert sum(early["expired"].values()) == 0
+    assert (
+        privacy.reveal(WorkItemFactory._meta.model.objects.get(external_id="t-200").payload)[
+            "email"
+        ]
+        == erasure.BOB["email"]
+    )
+
+    # A day past it: every personal value goes, rows stay.
+    later = start + dt.timedelta(days=days + 1)
+    result = retention_apply(now=later)
+    traces_purge(now=later)
+
+    expired = result["expired"]
+    assert expired["work_items"] == 3
+    assert expired["proposals"] >= 1
+    assert expired["packets"] == 1
+    assert expired["eval_cases"] == 2
+    # No readable token left anywhere: the updatable records hold "[expired]", and the
+    # subjects (last seen past every kind's retention) have lost their keys, which
+    # reaches the decisions the database keeps append-only.
+    assert not DataSubject.objects.filter(wrapped_key__isnull=False).exists()
+    edited = Decision.objects.get(verdict="edit")
+    assert "[pii:" in json.dumps(edited.final_arguments)
+    assert privacy.reveal(edited.final_arguments)["to"] == privacy.ERASED
+    assert erasure._found_in_database(values) == []
+    # Tokens are left only where the database refuses an update (decisions, the audit
+    # log: a decision's event carries its diff): their keys are gone.
+    with_tokens = {table for table, _, _ in erasure._found_in_database(["[pii:"])}
+    assert with_tokens <= {"reviews_decision", "reviews_undonedecision", "console_auditevent"}
+    # The evidence is the same: counts, verdicts, costs, the gate.
+    assert erasure._numbers(workflow)["rows"] == {**before["rows"], "Step": 0}
+    assert erasure._numbers(workflow)["gate"] == before["gate"]
+    # One audit event per run, counts only.
+    event = AuditEvent.objects.filter(action="privacy.retention.applied").latest("pk")
+    assert event.data["expired"]["work_items"] == 3
+    assert event.data["subjects_shredded"] == 2
+    assert not any(v.lower() in json.dumps(event.data).lower() for v in values)
+
+
+def test_retention_keeps_values_of_kinds_without_a_rule(stub_openai):
+    from evidence.privacy import retention_apply
+    from governance import privacy
+    from tests.evidence import test_privacy_erasure as erasure
+
+    policy = {**erasure.POLICY, "retention_days": {"packets": 7}}
+    seeded = erasure._seed(stub_openai, policy=policy)
+    result = retention_apply(now=timezone.now() + dt.timedelta(days=8))
+
+    assert result["expired"]["packets"] == 1
+    assert "work_items" not in result["expired"]
+    item = WorkItemFactory._meta.model.objects.get(pk=seeded["cora"].pk)
+    assert privacy.reveal(item.payload)["email"] == erasure.CORA["email"]

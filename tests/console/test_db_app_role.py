@@ -79,3 +79,35 @@ def test_the_app_role_cannot_backdate_or_rewrite_a_decision():
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(backdate)
         assert cursor.rowcount == 1
+
+
+def test_the_app_role_erases_a_subject_but_cannot_edit_the_data_policy():
+    from evidence.privacy import subject_erase
+    from governance import privacy
+    from governance.models import AuditEvent
+
+    call_command("db_app_role", role=ROLE, password="", stdout=io.StringIO())
+    workflow = WorkflowFactory(
+        slug="role-privacy", data_policy={"subject_fields": ["email"], "personal_fields": []}
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL ROLE {ROLE}")
+        item, _ = work_item_create(
+            workflow=workflow,
+            external_id="P-1",
+            payload={"text": "hi", "email": "erin@example.com"},
+            source="api",
+        )
+    # Erasure needs no update the database refuses (decisions, the audit log).
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL ROLE {ROLE}")
+        erasure = subject_erase(identifier="erin@example.com", actor="test", workflow=workflow)
+    assert erasure.records["work_items"] == 1
+    item.refresh_from_db()
+    assert privacy.reveal(item.payload)["email"] == privacy.ERASED
+    audit_seal()
+    assert AuditEvent.objects.filter(action="privacy.subject.erased").exists()
+    with pytest.raises(DatabaseError, match="data policy changes only through change control"):
+        _as_app(
+            "UPDATE console_workflow SET data_policy = '{}'::jsonb WHERE id = %s", [workflow.pk]
+        )

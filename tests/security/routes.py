@@ -136,6 +136,7 @@ def world_build(roles, monkeypatch) -> World:
         "export_get": {**slug, "kind": "decisions"},
         "gate_call_post": slug,
         "gate_call_read": {**slug, "call_id": 1},
+        "subject_erase_post": slug,
     }
     return World(kwargs=kwargs, users=users)
 
