@@ -95,8 +95,8 @@ def main() -> None:
                 page.goto(f"{options.base}/login/")
                 page.fill("#id_username", user)
                 page.fill("#id_password", PASSWORD)
-                page.keyboard.press("Enter")
-                page.wait_for_load_state("networkidle")
+                with page.expect_navigation():
+                    page.keyboard.press("Enter")
                 contexts[key] = page
             page = contexts[key]
             page.goto(f"{options.base}{path}")
