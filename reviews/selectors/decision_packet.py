@@ -160,10 +160,19 @@ def _summary(step: Step) -> tuple[str, Any, str]:
     return step.name, None, ""
 
 
-def _budget_lines(budget: dict[str, Any]) -> list[tuple[str, str]]:
+def _budget_lines(budget: Any) -> list[tuple[str, str]]:
     from reviews.templatetags.structured import money
 
+    if not isinstance(budget, dict):
+        return [("Budget", str(budget))] if budget else []
     lines: list[tuple[str, str]] = []
+    try:
+        return _budget_numbers(budget, lines, money)
+    except (TypeError, ValueError):  # a hand-made packet: show it as it is
+        return [("Budget", json.dumps(budget, default=str))]
+
+
+def _budget_numbers(budget: dict[str, Any], lines: list[tuple[str, str]], money: Any) -> Any:
     if "tool_calls" in budget:
         lines.append(
             ("Tool calls", f"{budget['tool_calls']} of {budget.get('max_tool_calls', '?')}")
@@ -185,6 +194,10 @@ def _budget_lines(budget: dict[str, Any]) -> list[tuple[str, str]]:
             )
         )
     return lines
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
 
 
 def decision_packet(
@@ -257,10 +270,10 @@ def decision_packet(
     return DecisionPacket(
         headline=escalation.detail or escalation.get_reason_display(),
         blocked=blocked,
-        flags=[f for f in packet.get("injection_flags") or [] if isinstance(f, dict)],
+        flags=[f for f in _as_list(packet.get("injection_flags")) if isinstance(f, dict)],
         timeline=timeline,
         budget=_budget_lines(packet.get("budget") or {}),
-        proposed_before_stop=list(packet.get("proposed_before_stop") or []),
+        proposed_before_stop=_as_list(packet.get("proposed_before_stop")),
         payload_fields=fields,
         unredacted=unredacted,
         raw_packet=packet,
