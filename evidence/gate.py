@@ -7,7 +7,6 @@ governance holds the thresholds and decides, this module counts.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from django.utils import timezone
 
@@ -15,6 +14,7 @@ from agents.evals import SuiteStatus, suite_status
 from evidence import metrics
 from governance.gate import Criterion, GateEvidence
 from governance.models import Workflow
+from governance.money import money
 
 
 def regression_status(workflow: Workflow) -> SuiteStatus:
@@ -71,8 +71,8 @@ def gate_evaluate(
             key="cost",
             label="Cost per successful outcome",
             passed=per_outcome is not None and per_outcome <= workflow.cost_target_usd,
-            value="—" if per_outcome is None else f"${per_outcome.quantize(Decimal('0.0001'))}",
-            threshold=f"≤ ${workflow.cost_target_usd}",
+            value="—" if per_outcome is None else money(per_outcome),
+            threshold=f"≤ {money(workflow.cost_target_usd)}",
             detail=f"{cost.outcomes} successful outcomes"
             if per_outcome is not None
             else "No successful outcome in the window yet.",

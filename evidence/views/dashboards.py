@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from agents.levels import attach_level_summaries
 from agents.models import Escalation, Execution, Proposal
 from evidence import charts, metrics, selectors
 from evidence.metrics import Scope
@@ -303,6 +304,7 @@ def ops_overview(request: HttpRequest) -> HttpResponse:
     since = _since(days, now)
     workflows = workflows_for(request.user).order_by("name")
     rows, daily = metrics.ops_overview_rolled(workflows, since=since, now=now)
+    attach_level_summaries([row.workflow for row in rows])
     total_today = sum((r.today_usd for r in rows), metrics.ZERO)
     total_week = sum((r.week_usd for r in rows), metrics.ZERO)
     context = {

@@ -11,7 +11,7 @@ floats). The raw JSON stays one click away wherever this is used.
 from __future__ import annotations
 
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -19,13 +19,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.html import conditional_escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from governance.money import money
+
 register = template.Library()
 
 MAX_DEPTH = 6
 MAX_ROWS = 200
-# Currencies and how they are written. Anything else: the code after the number.
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CHF": "CHF "}
-ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW", "ISK"}
 _MONEY_KEYS = {
     "amount",
     "amount_usd",
@@ -41,25 +40,6 @@ _MONEY_KEYS = {
 def label_for(key: Any) -> str:
     """``customer_email`` -> ``Customer email``."""
     return str(key).replace("_", " ").strip().capitalize() or "—"
-
-
-def money(value: Any, currency: str = "USD") -> str:
-    """``363.2500`` -> ``$363.25``; ``1200`` JPY -> ``¥1,200``; the value as given
-    when it is not a number."""
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return str(value)
-    if not amount.is_finite():
-        return str(value)
-    code = (currency or "USD").upper()
-    places = 0 if code in ZERO_DECIMAL_CURRENCIES else 2
-    if places and amount and abs(amount) < Decimal("0.01"):
-        places = 4  # a model call's cost: a fraction of a cent, still not 0.00
-    text = f"{abs(amount):,.{places}f}"
-    sign = "−" if amount < 0 else ""
-    symbol = CURRENCY_SYMBOLS.get(code)
-    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {code}"
 
 
 def _is_scalar(value: Any) -> bool:
@@ -177,3 +157,17 @@ def money_filter(value: Any, currency: str = "USD") -> str:
 def as_json(value: Any) -> str:
     """Indented JSON (escaped by the template)."""
     return json.dumps(value, indent=2, sort_keys=True, cls=DjangoJSONEncoder, ensure_ascii=False)
+
+
+@register.filter(name="gates_and_rest")
+def gates_and_rest(evidence: Any) -> tuple[list[tuple[str, dict]], dict[str, Any]]:
+    """Frozen evidence split into gate results (shown as criteria tables) and the rest."""
+    if not isinstance(evidence, dict):
+        return [], {"evidence": evidence}
+    gates = [
+        (key, value)
+        for key, value in evidence.items()
+        if isinstance(value, dict) and isinstance(value.get("criteria"), list)
+    ]
+    names = {key for key, _ in gates}
+    return gates, {k: v for k, v in evidence.items() if k not in names}
