@@ -114,6 +114,10 @@ class Tool:
     # the runner scans it for injections. A system of record's structured answer (an
     # order, a directory entry) is trusted and never scanned.
     untrusted_output: bool = False
+    # The facts a reviewer needs beside the arguments, as ``(label, source)`` pairs:
+    # ``"get_order.refundable"`` reads a read tool's output in the same run (dots
+    # walk into it), ``"item.customer_id"`` one of the work item's trusted fields.
+    review_facts: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def is_read(self) -> bool:

@@ -163,6 +163,13 @@ TOOLS = [
         risk_class=RiskClass.MONEY,
         handler=create_refund,
         in_database=True,
+        review_facts=(
+            ("Order total", "get_order.total"),
+            ("Refundable", "get_order.refundable"),
+            ("Already refunded", "get_order.refunded"),
+            ("Order status", "get_order.status"),
+            ("Customer", "get_order.customer_name"),
+        ),
     ),
     Tool(
         name="draft_customer_reply",
@@ -171,5 +178,11 @@ TOOLS = [
         risk_class=RiskClass.EXTERNAL_MESSAGE,
         handler=draft_customer_reply,
         in_database=True,
+        review_facts=(
+            ("Customer on the order", "get_order.customer_name"),
+            ("Customer's address", "get_order.customer_email"),
+            ("Refundable", "get_order.refundable"),
+            ("Already refunded", "get_order.refunded"),
+        ),
     ),
 ]

@@ -171,3 +171,9 @@ def gates_and_rest(evidence: Any) -> tuple[list[tuple[str, dict]], dict[str, Any
     ]
     names = {key for key, _ in gates}
     return gates, {k: v for k, v in evidence.items() if k not in names}
+
+
+@register.filter(name="fact")
+def fact(value: Any, key: str = "") -> SafeString:
+    """One fact's value: amounts as money (by their name), structures as fields."""
+    return render(value, key=key)
