@@ -69,6 +69,8 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
             "caps": {"create_refund": {"amount": REFUND_CAP}},
             "always_approve": ["money_above_cap", "access", "external_message", "delete"],
             "checks": ["demo.tools.refunds.reply_goes_to_order_customer"],
+            # From supervised up, a refund above $150 needs two different approvers.
+            "two_approvers": {"money_above": "150"},
         },
         "cost_target_usd": Decimal("1.50"),
         # The support inbox sets these; the subject (the title) and the body are typed

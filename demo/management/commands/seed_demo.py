@@ -36,6 +36,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"Regression suite: {status}")
             for line in demo_promotions_seed():
                 self.stdout.write(f"Promotion: {line}")
+            from demo.showcase import demo_showcase_seed
+
+            for line in demo_showcase_seed():
+                self.stdout.write(f"Showcase: {line}")
         self.stdout.write(
             self.style.SUCCESS(f"Demo workflows: {', '.join(w.slug for w in workflows)}")
         )
