@@ -17,8 +17,11 @@ import random
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 
 from agents.models import Proposal
+from agents.runner import run_work_item
+from agents.services import proposal_execute
 from demo.history import _decide
 from demo.workflows import REFUNDS, demo_feed_one
 from governance.breaker import breaker_check
@@ -48,14 +51,30 @@ def _promote(workflow: Workflow, to_level: str, users: dict, reason: str) -> str
     return f"{TOOL} → {to_level}"
 
 
+def _feed(workflow: Workflow) -> list:
+    """New demo work, run by the agent here and now (no worker is needed yet), with
+    whatever may execute executed (the worker would do the same, idempotently)."""
+    items = [item for item in demo_feed_one() if item.workflow_id == workflow.pk]
+    for item in items:
+        run_work_item(work_item_id=item.pk)
+        _execute_ready(item)
+    return items
+
+
+def _execute_ready(item) -> None:
+    ready = Proposal.objects.filter(work_item=item).filter(
+        Q(auto_executed=True) | Q(status__in=[Proposal.Status.ACCEPTED, Proposal.Status.EDITED])
+    )
+    for proposal in ready:
+        proposal_execute(proposal_id=proposal.pk)
+
+
 def _feed_and_decide(workflow: Workflow, reviewer, rng: random.Random, n: int) -> None:
     for _ in range(n):
-        for item in demo_feed_one():
-            if item.workflow_id != workflow.pk:
-                continue
-            item.refresh_from_db()
+        for item in _feed(workflow):
             with transaction.atomic():
                 _decide(item, reviewer, rng)
+            _execute_ready(item)
 
 
 def _samples(workflow: Workflow):
@@ -115,11 +134,11 @@ def demo_showcase_seed(*, seed: int = 11) -> list[str]:
         # In-cap refunds now execute on their own; a share of them is sampled (two are
         # wanted: one for the breaker, one left for a reviewer).
         for _ in range(30):
-            demo_feed_one()
+            _feed(workflow)
             if _samples(workflow).count() >= 2:
                 break
         lines.append(_reject_a_sample(workflow, users["rita"]))
     # Fresh work left waiting: one of them above the two-approver threshold.
     for _ in range(3):
-        demo_feed_one()
+        _feed(workflow)
     return lines
