@@ -39,6 +39,7 @@ def _targets() -> list[tuple[str, str, str, int]]:
 
     escalation = (
         Escalation.objects.filter(workflow__slug="refunds", reason="policy_denied", status="open")
+        .exclude(packet__injection_flags=[])  # the one that tried a refund after injected text
         .order_by("-id")
         .first()
         or Escalation.objects.filter(workflow__slug="refunds").order_by("-id").first()
@@ -48,9 +49,8 @@ def _targets() -> list[tuple[str, str, str, int]]:
     execution = Execution.objects.order_by("-id").first()
     decided = Proposal.objects.filter(workflow__slug="refunds", tool="create_refund")
     decided = decided.exclude(status="pending").order_by("-id").first()
-    explain = (
-        f"/explain/execution/{execution.pk}/" if execution else f"/explain/proposal/{decided.pk}/"
-    )
+    # The story of an executed action when there is one (its proposal's page, from the top).
+    explain = f"/explain/proposal/{execution.proposal_id if execution else decided.pk}/"
     targets = [
         ("escalation", "rita", f"/w/refunds/escalations/{escalation.pk}/", 1280),
         ("evidence-pack", "mona", "/w/refunds/evidence-pack/", 1280),

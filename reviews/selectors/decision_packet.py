@@ -140,6 +140,12 @@ def _summary(step: Step) -> tuple[str, Any, str]:
                 rows.append({"tool": call.get("name", ""), "arguments": arguments})
             return f"The model asked for {names}.", rows, "Calls asked for"
         content = output.get("content") or output.get("refusal") or ""
+        try:
+            final = json.loads(content) if isinstance(content, str) and content else None
+        except ValueError:
+            final = None
+        if isinstance(final, dict) and final.get("rationale"):
+            return f"The model concluded: {final['rationale']}", None, ""
         return (
             (f"The model answered: {str(content)[:200]}" if content else "The model answered."),
             None,
