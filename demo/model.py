@@ -150,8 +150,14 @@ def _play_refunds(turn: _Turn) -> dict[str, Any]:
     if not order.get("found"):
         return _final(0.4, f"Order {number} does not exist.", escalate=True)
     if turn.proposed():
+        reason = (turn.item.get("title") or "a refund request").lower()
         return _final(
-            0.86, f"Refund on {number} per the refund policy.", citations=_citations(turn)
+            0.86,
+            f"{number}: {reason}. The order totals ${order.get('total')}, "
+            f"${order.get('refundable')} is still refundable "
+            f"(${order.get('refunded')} refunded before); refund to the original payment "
+            "method per the refund policy, and tell the customer on the order.",
+            citations=_citations(turn),
         )
     refundable = Decimal(order["refundable"])
     amounts = [Decimal(a) for a in MONEY_RE.findall(turn.text)]

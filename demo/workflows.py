@@ -73,6 +73,8 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
             # The item's subject is its sender (a trusted field): a refund's order
             # must be one of theirs (agents.provenance subject binding).
             "subject": {"field": "from"},
+            # From supervised up, a refund above $150 needs two different approvers.
+            "two_approvers": {"money_above": "150"},
         },
         "cost_target_usd": Decimal("1.50"),
         # The support inbox sets these; the subject (the title) and the body are typed

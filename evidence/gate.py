@@ -7,7 +7,6 @@ governance holds the thresholds and decides, this module counts.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from django.utils import timezone
 
@@ -18,6 +17,7 @@ from agents.tools import registry_for
 from evidence import metrics
 from governance.gate import Criterion, GateEvidence
 from governance.models import AutonomyLevel, Workflow
+from governance.money import money
 from reviews.models import Decision
 
 ERR_MONEY_UNDECLARED = (
@@ -115,8 +115,8 @@ def gate_evaluate(
             key="cost",
             label="Cost per successful outcome",
             passed=per_outcome is not None and per_outcome <= workflow.cost_target_usd,
-            value="—" if per_outcome is None else f"${per_outcome.quantize(Decimal('0.0001'))}",
-            threshold=f"≤ ${workflow.cost_target_usd}",
+            value="—" if per_outcome is None else money(per_outcome),
+            threshold=f"≤ {money(workflow.cost_target_usd)}",
             detail=f"{cost.outcomes} successful outcomes"
             if per_outcome is not None
             else "No successful outcome in the window yet.",
@@ -142,9 +142,9 @@ def gate_evaluate(
     # until its own promotion, which meets this criterion.)
     if tool and AutonomyLevel.rank(to_level) >= AutonomyLevel.rank(AutonomyLevel.LIMITED):
         criteria = (*criteria, _dwell(workflow, tool))
-    money = money_declared(workflow, tool=tool, to_level=to_level)
-    if money is not None:
-        criteria = (*criteria, money)
+    undeclared = money_declared(workflow, tool=tool, to_level=to_level)
+    if undeclared is not None:
+        criteria = (*criteria, undeclared)
     return GateEvidence(
         workflow=workflow.slug,
         tool=tool,

@@ -28,13 +28,21 @@ MSG_PRICE_SET = (
 PRICE_HISTORY = 50
 
 
+def _back(request: HttpRequest, name: str, **kwargs: str) -> HttpResponse:
+    """Back where the control was used: the ops overview when it says so (a fixed
+    name, never a URL from the request), else the given page."""
+    if request.POST.get("return_to") == "ops":
+        return redirect("ops-overview")
+    return redirect(name, **kwargs)
+
+
 @require_POST
 def workflow_pause(request: HttpRequest, slug: str) -> HttpResponse:
     workflow = access_workflow(user=request.user, slug=slug, perm=OPERATE, what="pause")
     form = PauseForm(request.POST)
     if not form.is_valid():
         messages.error(request, form.errors["reason"][0])
-        return redirect("workflow-detail", slug=slug)
+        return _back(request, "workflow-detail", slug=slug)
     try:
         services.workflow_pause(
             workflow=workflow, actor=request.user, reason=form.cleaned_data["reason"]
@@ -43,7 +51,7 @@ def workflow_pause(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, exc.messages[0])
     else:
         messages.success(request, f"{workflow.name} is paused. No new model call or tool runs.")
-    return redirect("workflow-detail", slug=slug)
+    return _back(request, "workflow-detail", slug=slug)
 
 
 @require_POST
@@ -53,13 +61,13 @@ def workflow_pause_all(request: HttpRequest) -> HttpResponse:
     form = PauseForm(request.POST)
     if not form.is_valid():
         messages.error(request, form.errors["reason"][0])
-        return redirect("home")
+        return _back(request, "home")
     paused = services.workflow_pause_all(actor=request.user, reason=form.cleaned_data["reason"])
     messages.success(
         request,
         f"Paused {len(paused)} workflow(s). No new model call or tool execution starts.",
     )
-    return redirect("home")
+    return _back(request, "home")
 
 
 @require_POST
@@ -75,7 +83,7 @@ def workflow_resume(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, exc.messages[0])
     else:
         messages.success(request, f"{workflow.name} is running again.")
-    return redirect("workflow-detail", slug=slug)
+    return _back(request, "workflow-detail", slug=slug)
 
 
 @require_POST

@@ -886,3 +886,17 @@ def _escalation_outcome_record(
         )
         for action in actions
     )
+
+
+def escalation_unredacted_view(
+    *, escalation: Escalation, viewer: AbstractBaseUser, workflow: Workflow
+) -> None:
+    """Record that someone saw an escalation's work item unredacted (who, which, when)."""
+    with transaction.atomic():
+        audit_append(
+            action="escalation.unredacted_view",
+            actor=viewer,
+            workflow=workflow,
+            obj=escalation,
+            data={"work_item": escalation.work_item_id, "reason": escalation.reason},
+        )

@@ -19,7 +19,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from agents.models import Escalation, Proposal, RiskClass
 from governance.htmx import vary_on_htmx, wants_partial
 from governance.models import Workflow
-from governance.permissions import REVIEW, access_workflow, workflows_for
+from governance.permissions import (
+    MANAGE,
+    OPERATE,
+    REVIEW,
+    access_workflow,
+    workflows_for,
+)
 from reviews import claims, selectors, services
 from reviews.forms import (
     EscalationResolveForm,
@@ -30,6 +36,7 @@ from reviews.forms import (
 )
 from reviews.models import Approval, Claim, Decision, RejectReason
 from reviews.selectors import QueueFilters
+from reviews.selectors.decision_packet import decision_packet
 
 ERR_NO_SUCH_PROPOSAL = "That proposal is not in this workflow."
 ERR_NO_SUCH_ESCALATION = "That escalation is not in this workflow."
@@ -650,5 +657,26 @@ def escalation(request: HttpRequest, slug: str, escalation_id: int) -> HttpRespo
             status = 422
     else:
         form = EscalationResolveForm(initial={"served": served_stamp(escalation_id)}, tools=tools)
-    context = {"workflow": workflow, "view": view, "escalation": view.escalation, "form": form}
+    may_unredact = may_see_unredacted(request.user, workflow)
+    unredacted = may_unredact and request.method == "GET" and request.GET.get("unredacted") == "1"
+    if unredacted:
+        services.escalation_unredacted_view(
+            escalation=view.escalation, viewer=request.user, workflow=workflow
+        )
+    context = {
+        "workflow": workflow,
+        "view": view,
+        "escalation": view.escalation,
+        "form": form,
+        "packet": decision_packet(
+            escalation=view.escalation, steps=view.steps, unredacted=unredacted
+        ),
+        "may_unredact": may_unredact,
+    }
     return vary_on_htmx(render(request, ESCALATION_TEMPLATE, context, status=status))
+
+
+def may_see_unredacted(user: Any, workflow: Workflow) -> bool:
+    """Managers, ops and admins of the workflow may open an item unredacted (audited);
+    reviewers see it redacted, apart from the text the item arrived with."""
+    return any(user.has_perm(perm) or user.has_perm(perm, workflow) for perm in (MANAGE, OPERATE))

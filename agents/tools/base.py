@@ -128,6 +128,10 @@ class Tool:
     # record and free text (agents.roles). A money tool without a declared amount
     # never runs without a human.
     roles: ArgRoles | None = None
+    # The facts a reviewer needs beside the arguments, as ``(label, source)`` pairs:
+    # ``"get_order.refundable"`` reads a read tool's output in the same run (dots
+    # walk into it), ``"item.customer_id"`` one of the work item's trusted fields.
+    review_facts: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def is_read(self) -> bool:

@@ -114,6 +114,15 @@ TOOLS = [
         args_model=GrantMembershipArgs,
         risk_class=RiskClass.ACCESS,
         handler=grant_group_membership,
+        review_facts=(
+            ("User", "get_user.full_name"),
+            ("Active", "get_user.active"),
+            ("Department", "get_user.department"),
+            ("Manager", "get_user.manager"),
+            ("Groups now", "get_user.groups"),
+            ("Group privileged", "get_group.privileged"),
+            ("Group members", "get_group.members"),
+        ),
         in_database=True,
     ),
 ]

@@ -104,6 +104,7 @@ TOOLS = [
         args_model=MergeContactsArgs,
         risk_class=RiskClass.WRITE,
         handler=merge_contacts,
+        review_facts=(("Contacts found", "find_duplicate_contacts.contacts"),),
         in_database=True,
         facts=lambda args: {"records": len(args.duplicate_ids)},
     ),

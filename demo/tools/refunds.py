@@ -176,6 +176,13 @@ TOOLS = [
             free_text=("$.reason",),
             subject_owner=order_customer,
         ),
+        review_facts=(
+            ("Order total", "get_order.total"),
+            ("Refundable", "get_order.refundable"),
+            ("Already refunded", "get_order.refunded"),
+            ("Order status", "get_order.status"),
+            ("Customer", "get_order.customer_name"),
+        ),
     ),
     Tool(
         name="draft_customer_reply",
@@ -189,6 +196,12 @@ TOOLS = [
             subject=("$.order_number",),
             free_text=("$.subject", "$.body"),
             subject_owner=order_customer,
+        ),
+        review_facts=(
+            ("Customer on the order", "get_order.customer_name"),
+            ("Customer's address", "get_order.customer_email"),
+            ("Refundable", "get_order.refundable"),
+            ("Already refunded", "get_order.refunded"),
         ),
     ),
 ]

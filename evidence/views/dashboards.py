@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from agents.levels import attach_level_summaries
 from agents.models import Escalation, Execution, Proposal
 from evidence import charts, metrics, privacy, selectors
 from evidence.metrics import Scope
@@ -29,7 +30,7 @@ from governance import privacy as governance_privacy
 from governance.audit import GLOBAL_CHAIN, audit_chain_keys, audit_verify, chain_key
 from governance.htmx import page_or_partial, vary_on_htmx
 from governance.models import AuditEvent, AutonomyChange, ToolGrant, Workflow
-from governance.permissions import MANAGE, VIEW, access_workflow, workflows_for
+from governance.permissions import MANAGE, OPERATE, VIEW, access_workflow, workflows_for
 from reviews.models import CRITICAL_REJECT_REASONS, Decision
 
 DEFAULT_DAYS = 30
@@ -305,6 +306,8 @@ def ops_overview(request: HttpRequest) -> HttpResponse:
     since = _since(days, now)
     workflows = workflows_for(request.user).order_by("name")
     rows, daily = metrics.ops_overview_rolled(workflows, since=since, now=now)
+    attach_level_summaries([row.workflow for row in rows])
+    operable = set(workflows_for(request.user, OPERATE).values_list("pk", flat=True))
     total_today = sum((r.today_usd for r in rows), metrics.ZERO)
     total_week = sum((r.week_usd for r in rows), metrics.ZERO)
     context = {
@@ -325,6 +328,8 @@ def ops_overview(request: HttpRequest) -> HttpResponse:
             }
             for row in rows
         ],
+        "operable": operable,
+        "can_pause_all": request.user.has_perm(OPERATE),
         "paused": [row.workflow for row in rows if row.workflow.paused],
         "total_today": total_today,
         "total_week": total_week,

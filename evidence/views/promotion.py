@@ -77,13 +77,16 @@ def promotion_page(request: HttpRequest, slug: str) -> HttpResponse:
             else:
                 if change.evidence.get("moot"):
                     messages.warning(request, change.evidence["moot"])
+                subject = tool or workflow.name
                 if change.status == AutonomyChange.Status.APPLIED:
-                    messages.success(request, f"Promoted to {change.get_to_level_display()}.")
+                    messages.success(
+                        request, f"{subject} promoted to {change.get_to_level_display()}."
+                    )
                 else:
                     messages.info(
                         request,
-                        "Promotion requested with its evidence frozen. "
-                        "A second manager must approve it.",
+                        f"Promotion of {subject} to {change.get_to_level_display()} requested "
+                        "with its evidence frozen. A second manager must approve it.",
                     )
                 return redirect("workflow-detail", slug=slug)
 

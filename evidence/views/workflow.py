@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
+from agents.levels import attach_level_summaries
 from agents.models import Escalation, Execution, Run, Step
 from agents.tools import BUILTIN_TOOLS, tools_refused
 from evidence import metrics, selectors
@@ -72,8 +73,9 @@ def _in_flight(workflow: Workflow) -> dict[str, Any]:
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    workflows = workflows_for(request.user)
+    workflows = list(workflows_for(request.user))
     counts = selectors.queue_counts_for(workflows)
+    attach_level_summaries(workflows)
     rows = [(workflow, counts[workflow.pk]) for workflow in workflows]
     template = page_or_partial(request, "console/home.html", "workflow-table")
     context = {"rows": rows, "can_pause_all": request.user.has_perm(OPERATE)}

@@ -20,6 +20,7 @@ from reviews import sql as reviews_sql
 from reviews import tools as review_tools
 from reviews.models import Approval, Claim
 from reviews.selectors.escalations import mask_steps
+from reviews.selectors.facts import Fact, review_facts
 from reviews.selectors.queue import cut_text, is_sample
 from reviews.templatetags.review_tags import pretty, scalar
 from reviews.tools import number
@@ -173,6 +174,17 @@ class Card:
     @property
     def status_label(self) -> str:
         return status_label(self.proposal.status)
+
+    @cached_property
+    def facts(self) -> list[Fact]:
+        """What the tool says a reviewer needs to see, read from this run's tool outputs."""
+        arguments = self.proposal.arguments if isinstance(self.proposal.arguments, dict) else {}
+        return review_facts(
+            tool=self.tool,
+            steps=self.steps,
+            payload=self.proposal.work_item.payload,
+            arguments=arguments,
+        )
 
     @property
     def awaiting(self) -> bool:

@@ -131,7 +131,80 @@
     }, seconds * 1000);
   }
 
+  const DECISION_FORMS = "form[data-edit-form], form[data-reject-form], form[data-reject-rest-form]";
+
+  // Enter saves from any field of a decision form but a textarea (where it starts a
+  // new line; text inputs submit natively); Ctrl+Enter (Cmd+Enter) saves from anywhere
+  // in the form, a textarea included.
+  function saveKey(event) {
+    if (event.key !== "Enter" || event.altKey || event.shiftKey) return false;
+    const target = event.target;
+    const form = target && target.closest && target.closest(DECISION_FORMS);
+    if (!form) return false;
+    const modified = event.ctrlKey || event.metaKey;
+    if (!modified) {
+      if (target.tagName === "TEXTAREA" || target.tagName === "BUTTON") return false;
+      if (target.tagName === "INPUT" && !["checkbox", "radio"].includes(target.type)) return false;
+    }
+    event.preventDefault();
+    submit(form);
+    return true;
+  }
+
+  // The edit form shows what will change, field by field, before it is saved.
+  function originalArguments(root) {
+    const values = {};
+    root.querySelectorAll("[data-arg]").forEach((cell) => {
+      values[cell.dataset.arg] = cell.textContent.trim();
+    });
+    return values;
+  }
+
+  function fieldValue(input) {
+    if (input.type === "checkbox") return input.checked ? "true" : "false";
+    return input.value.trim();
+  }
+
+  function showDiff(form) {
+    const box = form.querySelector("[data-edit-diff]");
+    const root = card();
+    if (!box || !root) return;
+    const original = originalArguments(root);
+    const changes = [];
+    form.querySelectorAll("[name^='arg-']").forEach((input) => {
+      const name = input.name.slice(4);
+      const before = name in original ? original[name] : "";
+      const after = fieldValue(input);
+      if (before !== after) changes.push([name, before, after]);
+    });
+    const list = box.querySelector("ul");
+    list.replaceChildren();
+    changes.forEach(([name, before, after]) => {
+      const item = document.createElement("li");
+      const code = document.createElement("code");
+      code.textContent = name;
+      const old = document.createElement("del");
+      old.textContent = before || "(empty)";
+      const now = document.createElement("ins");
+      now.textContent = after || "(empty)";
+      item.append(code, ": ", old, " → ", now);
+      list.append(item);
+    });
+    box.hidden = changes.length === 0;
+    box.dataset.changes = String(changes.length);
+  }
+
+  document.addEventListener("input", (event) => {
+    const form = event.target.closest && event.target.closest("form[data-edit-form]");
+    if (form) showDiff(form);
+  });
+  document.addEventListener("change", (event) => {
+    const form = event.target.closest && event.target.closest("form[data-edit-form]");
+    if (form) showDiff(form);
+  });
+
   document.addEventListener("keydown", (event) => {
+    if (saveKey(event)) return;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;
     const typing = target && (TYPING.has(target.tagName) || target.isContentEditable);

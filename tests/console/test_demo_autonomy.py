@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import random
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_a_promoted_refund_tool_auto_executes_demo_work_and_samples_it(settings):
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    call_command("seed_demo", items=0, history=100, stdout=io.StringIO())
+    call_command("seed_demo", items=0, history=100, showcase=False, stdout=io.StringIO())
     users = get_user_model().objects.in_bulk(["mona", "max"], field_name="username")
     refunds = Workflow.objects.get(slug="refunds")
     assert refunds.autonomy_level == AutonomyLevel.LIMITED, "the seed raised the ceiling"
@@ -118,3 +119,27 @@ def test_a_promoted_refund_tool_auto_executes_demo_work_and_samples_it(settings)
     grant.refresh_from_db()
     assert grant.autonomy_level == AutonomyLevel.SUPERVISED
     assert AuditEvent.objects.filter(action="circuit_breaker.tripped", workflow=refunds).exists()
+
+
+def test_the_showcase_seed_leaves_something_on_every_screen(settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # as under `make run`: no worker during the seed
+    out = io.StringIO()
+    call_command("seed_demo", items=0, history=100, stdout=out)
+    refunds = Workflow.objects.get(slug="refunds")
+    executions = Execution.objects.filter(
+        proposal__workflow=refunds, status=Execution.Status.SUCCEEDED
+    )
+    assert executions.filter(auto=False).exists(), "refunds executed after approval"
+    assert executions.filter(auto=True).exists(), "refunds executed on their own"
+    assert Proposal.objects.filter(workflow=refunds).filter(awaiting_sample_q()).exists()
+    waiting = Proposal.objects.filter(workflow=refunds, tool="create_refund").filter(
+        awaiting_review_q()
+    )
+    assert any(Decimal(str(p.arguments.get("amount", 0))) > 150 for p in waiting), (
+        "a refund above the two-approver threshold waits"
+    )
+    grant = ToolGrant.objects.get(workflow=refunds, tool="create_refund")
+    assert grant.autonomy_level == AutonomyLevel.SUPERVISED, out.getvalue()
+    demotion = AutonomyChange.objects.get(grant=grant, kind=AutonomyChange.Kind.DEMOTION)
+    assert demotion.reason.startswith("Circuit breaker")
+    assert "circuit breaker: create_refund demoted" in out.getvalue()

@@ -104,7 +104,9 @@ def test_pack_html_is_printable(client_for, manager, history):
     assert response.status_code == 200
     assert "Evidence pack: Refunds" in html
     assert "css/evidence.css" in html
-    assert "<code>wilson_low</code>: 0.93" in html
+    # Frozen evidence reads as labelled fields, not a Python dict.
+    assert '<dt>Wilson low</dt><dd><span class="num">0.93</span></dd>' in html
+    assert "{&#x27;" not in html
     assert "amount ≤ 100" in html
     assert "Caps history is not versioned yet" in html
     assert "2 sampled: 1 accepted, 0 edited, 1 rejected" in html

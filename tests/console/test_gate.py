@@ -62,7 +62,7 @@ def test_cost_per_outcome_above_target_fails(workflow, suite_green):
     make_evidence(workflow, accepted=60)
     criterion = by_key(evaluate(workflow))["cost"]
     assert not criterion.passed
-    assert criterion.value == "$0.2600"
+    assert criterion.value == "$0.26"
 
 
 def test_a_critical_rejection_in_the_last_k_blocks_promotion(workflow, suite_green):

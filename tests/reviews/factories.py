@@ -30,6 +30,7 @@ class FakeTool:
     risk_class: str
     handler: Any = None
     cacheable: bool = False
+    review_facts: tuple[tuple[str, str], ...] = ()
 
 
 REFUND_TOOL = FakeTool(

@@ -19,8 +19,14 @@ class Command(BaseCommand):
             help="Past refund items (40% of that for the others), run and decided "
             "over the last four weeks.",
         )
+        parser.add_argument(
+            "--no-showcase",
+            dest="showcase",
+            action="store_false",
+            help="Leave every tool in shadow (no executed actions, sample or demotion).",
+        )
 
-    def handle(self, *args, items: int, history: int, **options) -> None:
+    def handle(self, *args, items: int, history: int, showcase: bool = True, **options) -> None:
         from demo.history import (
             demo_evals_seed,
             demo_history_seed,
@@ -38,6 +44,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"Regression suite: {status}")
             for line in demo_promotions_seed():
                 self.stdout.write(f"Promotion: {line}")
+            if showcase:
+                from demo.showcase import demo_showcase_seed
+
+                for line in demo_showcase_seed():
+                    self.stdout.write(f"Showcase: {line}")
         self.stdout.write(
             self.style.SUCCESS(f"Demo workflows: {', '.join(w.slug for w in workflows)}")
         )
