@@ -17,6 +17,7 @@ from typing import Any
 
 from agents.models import Escalation, Step
 from agents.redaction import redact
+from governance import privacy
 
 # Step kinds whose output is data a reviewer reads (a read from a system, a search).
 _READ_KINDS = {Step.Kind.TOOL_CALL, Step.Kind.RETRIEVAL}
@@ -209,7 +210,9 @@ def _as_list(value: Any) -> list[Any]:
 def decision_packet(
     *, escalation: Escalation, steps: list[Step], unredacted: bool = False
 ) -> DecisionPacket:
-    packet = escalation.packet if isinstance(escalation.packet, dict) else {}
+    # A person's tokens read "[personal]" in the packet, as in the trace (the work item,
+    # which the reviewer handles, shows its values: the view audits that).
+    packet = privacy.mask(escalation.packet) if isinstance(escalation.packet, dict) else {}
     item = escalation.work_item
     payload = item.payload if isinstance(item.payload, dict) else {"payload": item.payload}
     item_text = " ".join([item.title or "", *_leaves(payload)])
