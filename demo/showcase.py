@@ -70,11 +70,20 @@ def _execute_ready(item) -> None:
 
 
 def _feed_and_decide(workflow: Workflow, reviewer, rng: random.Random, n: int) -> None:
+    """Feed and decide items until the refund tool has its dwell at supervised (the
+    decisions the gate asks for before limited), at most ``n`` rounds."""
+    supervised = Decision.objects.filter(
+        proposal__workflow=workflow,
+        proposal__tool=TOOL,
+        autonomy_level=AutonomyLevel.SUPERVISED,
+    )
     for _ in range(n):
         for item in _feed(workflow):
             with transaction.atomic():
                 demo_item_review(item, reviewer, rng)
             _execute_ready(item)
+        if supervised.count() >= workflow.gate_min_supervised_decisions:
+            return
 
 
 def _samples(workflow: Workflow):
@@ -125,7 +134,7 @@ def demo_showcase_seed(*, seed: int = 11) -> list[str]:
     rng = random.Random(seed)  # noqa: S311 - simulated reviewers, not security
     lines = [_promote(workflow, AutonomyLevel.SUPERVISED, users, "Shadow evidence cleared.")]
     # At supervised each approved refund executes after its approval.
-    _feed_and_decide(workflow, users["rita"], rng, n=12)
+    _feed_and_decide(workflow, users["rita"], rng, n=40)
     lines.append(
         _promote(workflow, AutonomyLevel.LIMITED, users, "Supervised refunds agree; cap $200.")
     )

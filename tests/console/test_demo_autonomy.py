@@ -81,18 +81,23 @@ def test_a_promoted_refund_tool_auto_executes_demo_work_and_samples_it(settings)
     assert grant.autonomy_level == AutonomyLevel.LIMITED
 
     before = SandboxRefund.objects.count()
-    for _ in range(10):
-        for item in demo_feed_one():
-            if item.workflow_id != refunds.pk:
-                continue
-            run_work_item(work_item_id=item.pk)
-            for proposal in Proposal.objects.filter(work_item=item, auto_executed=True):
-                proposal_execute(proposal_id=proposal.pk)
-
     auto = Execution.objects.filter(
         proposal__workflow=refunds, auto=True, status=Execution.Status.SUCCEEDED
     )
-    assert auto.count() >= 5, "most demo refunds sit inside the caps"
+    fed = 0
+    # The feed mixes in-cap refunds with ones above the cap, above the two-approver
+    # threshold, and injected ones (those wait): feed until five ran on their own.
+    for _ in range(30):
+        for item in demo_feed_one():
+            if item.workflow_id != refunds.pk:
+                continue
+            fed += 1
+            run_work_item(work_item_id=item.pk)
+            for proposal in Proposal.objects.filter(work_item=item, auto_executed=True):
+                proposal_execute(proposal_id=proposal.pk)
+        if auto.count() >= 5:
+            break
+    assert auto.count() >= 5, f"in-cap demo refunds run on their own ({auto.count()} of {fed})"
     assert SandboxRefund.objects.count() - before >= auto.count()
     fresh = Proposal.objects.filter(
         workflow=refunds, work_item__external_id__startswith="demo-refunds-2"
