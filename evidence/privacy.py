@@ -73,7 +73,13 @@ RECORDS = (
     Record("work_items", WorkItem, ("payload", "title"), "workflow_id", "payloads"),
     Record("runs", Run, ("state",), "work_item__workflow_id", "traces"),
     Record("traces", Step, ("input", "output", "error"), "run__work_item__workflow_id", "traces"),
-    Record("proposals", Proposal, ("arguments", "rationale"), "workflow_id", "arguments"),
+    Record(
+        "proposals",
+        Proposal,
+        ("arguments", "rationale", "provenance"),
+        "workflow_id",
+        "arguments",
+    ),
     Record(
         "executions",
         Execution,

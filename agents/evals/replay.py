@@ -160,7 +160,10 @@ def recording_from_run(run: Run | None) -> list[dict[str, Any]]:
             continue
         entry = {"tool": step.name, "arguments": step.input or {}, "output": step.output}
         entries.setdefault(canonical_json([step.name, entry["arguments"]]), entry)
-    return [_rehydrate(workflow, e, registry) for e in entries.values()]
+    # A rehydrated output holds live values again: a person's known values go back to
+    # their tokens before the recording is stored (governance.privacy).
+    vault = privacy.vault_for(run.work_item.payload)
+    return [vault.protect(_rehydrate(workflow, e, registry)) for e in entries.values()]
 
 
 # --- The replay ------------------------------------------------------------------------

@@ -33,6 +33,7 @@ counts imported evidence) leaves it out.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -59,6 +60,8 @@ from evidence.metrics.rows import decisions_rows
 from evidence.metrics.scope import Scope
 from evidence.metrics.stats import pct, ratio, wilson_interval
 from reviews.models import Decision, HumanAction, ItemOutcome
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -491,9 +494,16 @@ def item_comparison_for_screen(scope: Scope) -> ItemComparison:
             _fingerprint(scope),
         )
     )
-    found = cache.get(key)
+    try:
+        found = cache.get(key)
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: count afresh
+        logger.warning("item comparison counted afresh: cache unavailable")
+        return item_comparison_for(scope)
     if isinstance(found, ItemComparison):
         return found
     comparison = item_comparison_for(scope)
-    cache.set(key, comparison, SCREEN_TTL_SECONDS)
+    try:
+        cache.set(key, comparison, SCREEN_TTL_SECONDS)
+    except Exception:  # noqa: BLE001 - kept next time, when the cache is back
+        logger.warning("item comparison not kept: cache unavailable")
     return comparison

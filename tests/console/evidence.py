@@ -32,9 +32,12 @@ def make_evidence(
     reviewer=None,
     amounts: list[str] | None = None,
     kind: str = Decision.Kind.REVIEW,
+    level: str | None = None,
 ) -> list[Decision]:
     """One work item -> one run -> one proposal -> one decision per verdict asked for.
-    Accepted and edited items resolve successfully; rejected ones do not."""
+    Accepted and edited items resolve successfully; rejected ones do not. Decided at
+    ``level`` (the tool's level then; the workflow's by default)."""
+    level = level or workflow.autonomy_level
     reviewer = reviewer or get_user_model().objects.get_or_create(username="evidence-rev")[0]
     verdicts = (
         [Decision.Verdict.ACCEPT] * accepted
@@ -60,7 +63,7 @@ def make_evidence(
             work_item=item,
             status=Run.Status.PROPOSED,
             stop_reason=Run.StopReason.COMPLETED,
-            autonomy_level=workflow.autonomy_level,
+            autonomy_level=level,
             cost_usd=model_cost,
             started_at=now,
             finished_at=now,
@@ -75,7 +78,7 @@ def make_evidence(
             risk_class=RiskClass.MONEY,
             verdict=Proposal.Verdict.NEEDS_APPROVAL,
             verdict_rule="Shadow mode.",
-            autonomy_level=workflow.autonomy_level,
+            autonomy_level=level,
             status=VERDICT_STATUS[verdict],
             decided_at=now,
         )
@@ -88,7 +91,7 @@ def make_evidence(
                 final_arguments=arguments,
                 diff={"amount": [amount, "10.00"]} if verdict == Decision.Verdict.EDIT else {},
                 reason=reject_reason if verdict == Decision.Verdict.REJECT else "",
-                autonomy_level=workflow.autonomy_level,
+                autonomy_level=level,
                 seconds_spent=seconds,
             )
         )

@@ -78,7 +78,7 @@ def test_the_request_carries_the_same_warning_and_the_workflow_page_shows_it(
     grant = ToolGrantFactory(
         workflow=limited, tool="draft_customer_reply", autonomy_level=AutonomyLevel.SUPERVISED
     )
-    make_evidence(limited, accepted=60, tool="draft_customer_reply")
+    make_evidence(limited, accepted=60, tool="draft_customer_reply", level=AutonomyLevel.SUPERVISED)
     client = client_for(manager)
 
     response = client.post(
@@ -96,7 +96,7 @@ def test_the_service_returns_the_warning_on_the_change(manager, limited, suite_g
     grant = ToolGrantFactory(
         workflow=limited, tool="draft_customer_reply", autonomy_level=AutonomyLevel.SUPERVISED
     )
-    make_evidence(limited, accepted=60, tool="draft_customer_reply")
+    make_evidence(limited, accepted=60, tool="draft_customer_reply", level=AutonomyLevel.SUPERVISED)
     change = autonomy_change_request(
         workflow=limited, grant=grant, to_level=AutonomyLevel.LIMITED, actor=manager
     )

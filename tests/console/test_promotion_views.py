@@ -37,7 +37,7 @@ def test_request_freezes_evidence_and_waits_for_four_eyes(
     workflow.autonomy_level = AutonomyLevel.LIMITED
     workflow.save()
     grant = ToolGrantFactory(workflow=workflow, autonomy_level=AutonomyLevel.SUPERVISED)
-    make_evidence(workflow, accepted=60)
+    make_evidence(workflow, accepted=60, level=AutonomyLevel.SUPERVISED)
     response = client_for(manager).post(
         url(workflow, tool=grant.tool), {"reason": "90 days clean"}, follow=True
     )
