@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from agents import throttle
 from agents.runner import RunBusy, run_work_item
 from agents.services import (
     held_work_restart,
@@ -35,9 +36,13 @@ def run_agent(self, work_item_id: int) -> int | None:
     has a finished run is left alone; one that a worker is running is looked at
     again once that run would be stale (its worker may have died)."""
     try:
-        run = run_work_item(work_item_id=work_item_id)
+        with throttle.db_slot():
+            run = run_work_item(work_item_id=work_item_id)
     except RunBusy as busy:
         raise self.retry(countdown=busy.retry_in) from busy
+    except throttle.RunDeferred as deferred:
+        # A limit, not a failure: as often as it takes (the run has not started).
+        raise self.retry(countdown=deferred.retry_in, max_retries=None) from deferred
     return run.pk if run is not None else None
 
 
