@@ -30,6 +30,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -119,6 +120,15 @@ def _rss_mb(pid: int) -> float:
     return round(total / 1024, 1)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=300)
@@ -171,6 +181,7 @@ def main() -> None:
     stub_url = f"http://127.0.0.1:{port_q.get(timeout=30)}/v1"
 
     from django.db import connection
+    from django.db.models import Count
     from django.utils import timezone
 
     from agents import queue
@@ -221,13 +232,13 @@ def main() -> None:
         "OPENAI_API_KEY": "bench-key",
         "TENURE_RUN_DB_CONNECTIONS": str(opts.db_connections),
     }
-    logs = Path(os.environ.get("TMPDIR", "/tmp")) / f"runs-bench-{os.getpid()}"
+    logs = Path(tempfile.mkdtemp(prefix="runs-bench-"))
     logs.mkdir(parents=True, exist_ok=True)
     workers = []
     for n in range(opts.workers):
         log = open(logs / f"worker-{n}.log", "wb")  # noqa: SIM115 - closed with the process
         workers.append(
-            subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            subprocess.Popen(
                 [
                     sys.executable, "-m", "celery", "-A", "console", "worker",
                     "--loglevel=INFO", "--pool=threads", f"--concurrency={opts.concurrency}",
@@ -247,7 +258,9 @@ def main() -> None:
             if any(w.poll() is not None for w in workers):
                 raise SystemExit(f"a worker exited; see {logs}")
             time.sleep(0.2)
-        done_states = [s for s in Run.Status.values if s not in (Run.Status.RUNNING, Run.Status.QUEUED)]
+        live = (Run.Status.RUNNING, Run.Status.QUEUED)
+        done_states = [s for s in Run.Status.values if s not in live]
+        cpu_before = [_cpu_seconds(w.pid) for w in workers]
         t0 = time.monotonic()
         for pk in item_ids:
             queue.send(queue.RUN_AGENT, pk)
@@ -269,14 +282,13 @@ def main() -> None:
             if finished >= opts.runs:
                 break
             time.sleep(0.25)
+        cpu_used = sum(_cpu_seconds(w.pid) for w in workers) - sum(cpu_before)
         elapsed = samples[-1][0]
         finished = samples[-1][2]
         # The steady middle: between 10% and 90% of the runs finished.
         middle = [s for s in samples if opts.runs * 0.1 <= s[2] <= opts.runs * 0.9] or samples
         first_done = next((s[0] for s in samples if s[2] > 0), elapsed)
-        statuses = dict(
-            Run.objects.values_list("status").annotate(n=__import__("django").db.models.Count("id"))
-        )
+        statuses = dict(Run.objects.values_list("status").annotate(n=Count("id")))
         result = {
             "runs": opts.runs,
             "finished": finished,
@@ -295,6 +307,8 @@ def main() -> None:
             "in_flight_mean_steady": round(statistics.fmean(s[1] for s in middle), 1),
             "in_flight_per_worker_host_peak": max(s[1] for s in samples),
             "worker_rss_mb_peak": peak_rss,
+            # Load-independent: the workers' own CPU per run (PostgreSQL's not included).
+            "worker_cpu_ms_per_run": round(cpu_used * 1000 / finished, 1) if finished else None,
             "run_statuses": statuses,
             "target_runs_per_second": 50,
             "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
