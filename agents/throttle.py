@@ -220,14 +220,18 @@ def db_slot_take() -> None:
         _held.slot = True
 
 
-def db_slot_give_back() -> None:
-    """Close this thread's connection (outside a transaction) and free its slot."""
+def db_slot_give_back(*, at_end: bool = False) -> None:
+    """Close this thread's connection (outside a transaction) and free its slot. A
+    transaction keeps both while waiting; at the end of the task the slot is freed
+    whatever happens (the caller's transaction, if any, keeps its connection)."""
     sem = _semaphore()
     if sem is None or not getattr(_held, "slot", False):
         return
     if connection.in_atomic_block:
-        return  # a transaction keeps its connection (and its slot) until it ends
-    connection.close()
+        if not at_end:
+            return
+    else:
+        connection.close()
     _held.slot = False
     sem.release()
 
@@ -239,7 +243,7 @@ def db_slot() -> Iterator[None]:
     try:
         yield
     finally:
-        db_slot_give_back()
+        db_slot_give_back(at_end=True)
 
 
 @contextlib.contextmanager

@@ -160,3 +160,32 @@ def test_a_transaction_keeps_its_connection_while_the_model_is_awaited(settings)
                 assert throttle._held.slot is True
     finally:
         throttle._db_slots = None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_connection_and_its_slot_are_given_back_while_waiting(
+    settings,
+):
+    settings.TENURE_RUN_DB_CONNECTIONS = 1
+    throttle._db_slots = None
+    try:
+        with throttle.db_slot():
+            WorkItem.objects.count()
+            assert connection.connection is not None
+            other_took_it = threading.Event()
+
+            def other() -> None:
+                with throttle.db_slot():
+                    other_took_it.set()
+
+            with throttle.db_released():
+                assert connection.connection is None  # closed while the model thinks
+                t = threading.Thread(target=other)
+                t.start()
+                t.join(timeout=10)
+                assert other_took_it.is_set()  # its slot served another thread
+            assert throttle._held.slot is True
+            WorkItem.objects.count()  # reconnects
+        assert connection.connection is None  # the task's end gives it back
+    finally:
+        throttle._db_slots = None
