@@ -1,7 +1,8 @@
 """Runs bench with a slow model (not a timed test). Prints and writes a JSON summary.
 
     .venv/bin/python bench/runs_bench.py [--runs 300] [--latency 1.0] [--concurrency 300]
-        [--workers 1] [--db-connections 16] [--pgbouncer] [--max-seconds 240] [--out FILE]
+        [--workers 1] [--db-connections 16] [--pgbouncer] [--pool threads|prefork]
+        [--max-seconds 240] [--out FILE]
 
 An OpenAI-compatible stub on loopback (asyncio, so it holds hundreds of requests at
 once) answers every request after ``--latency`` seconds; each run makes three model
@@ -129,6 +130,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a worker and its pool's processes (prefork)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return _cpu_seconds(pid) + sum(_cpu_seconds(int(c)) for c in children)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=300)
@@ -137,6 +147,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this host")
     parser.add_argument("--db-connections", type=int, default=16, help="per worker process")
     parser.add_argument("--pgbouncer", action="store_true")
+    parser.add_argument(
+        "--pool", choices=("threads", "prefork"), default="threads",
+        help="prefork: the default worker's pool, for the same-machine baseline",
+    )  # fmt: skip
     parser.add_argument("--max-seconds", type=float, default=240)
     parser.add_argument("--out", default="", help="write the JSON summary here too")
     opts = parser.parse_args()
@@ -230,7 +244,7 @@ def main() -> None:
         "DATABASE_URL": database_url,
         "OPENAI_BASE_URL": stub_url,
         "OPENAI_API_KEY": "bench-key",
-        "TENURE_RUN_DB_CONNECTIONS": str(opts.db_connections),
+        "TENURE_RUN_DB_CONNECTIONS": str(opts.db_connections if opts.pool == "threads" else 0),
     }
     logs = Path(tempfile.mkdtemp(prefix="runs-bench-"))
     logs.mkdir(parents=True, exist_ok=True)
@@ -241,7 +255,7 @@ def main() -> None:
             subprocess.Popen(
                 [
                     sys.executable, "-m", "celery", "-A", "console", "worker",
-                    "--loglevel=INFO", "--pool=threads", f"--concurrency={opts.concurrency}",
+                    "--loglevel=INFO", f"--pool={opts.pool}", f"--concurrency={opts.concurrency}",
                     "-Q", env["TENURE_RUNS_QUEUE"], "-n", f"runs-bench-{n}-{os.getpid()}@%h",
                     "--without-gossip", "--without-mingle", "--without-heartbeat",
                 ],
@@ -260,7 +274,7 @@ def main() -> None:
             time.sleep(0.2)
         live = (Run.Status.RUNNING, Run.Status.QUEUED)
         done_states = [s for s in Run.Status.values if s not in live]
-        cpu_before = [_cpu_seconds(w.pid) for w in workers]
+        cpu_before = [_tree_cpu_seconds(w.pid) for w in workers]
         t0 = time.monotonic()
         for pk in item_ids:
             queue.send(queue.RUN_AGENT, pk)
@@ -282,7 +296,7 @@ def main() -> None:
             if finished >= opts.runs:
                 break
             time.sleep(0.25)
-        cpu_used = sum(_cpu_seconds(w.pid) for w in workers) - sum(cpu_before)
+        cpu_used = sum(_tree_cpu_seconds(w.pid) for w in workers) - sum(cpu_before)
         elapsed = samples[-1][0]
         finished = samples[-1][2]
         # The steady middle: between 10% and 90% of the runs finished.
@@ -295,6 +309,7 @@ def main() -> None:
             "model_latency_s": opts.latency,
             "model_calls_per_run": 3,
             "workers": opts.workers,
+            "pool": opts.pool,
             "threads_per_worker": opts.concurrency,
             "db_connections_per_worker": opts.db_connections,
             "pgbouncer": opts.pgbouncer,
