@@ -351,7 +351,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         via = by_db.get("pgbouncer_vs_direct")
         if via:
             for kind, ratio in via.items():
-                rows.append({"target": f"{kind} p50 through PgBouncer within 15% ({int(size):,})",
+                rows.append({"target": f"{kind} p50/floor through PgBouncer within 15% of "
+                             f"direct ({int(size):,})",
                              "figure": f"{ratio}x", "met": ratio <= 1.15})  # fmt: skip
     return rows
 
@@ -433,13 +434,19 @@ def main() -> int:
                 finally:
                     web.stop()
             if "pgbouncer" in by_db:
+                direct, via = by_db["direct"]["one_client"], by_db["pgbouncer"]["one_client"]
+                # Raw p50s, and (the one to judge on a shared machine, whose load moves
+                # between the two phases) each page's ratio to its own phase's floor.
+                by_db["pgbouncer_vs_direct_raw"] = {
+                    kind: round(via[kind]["p50_ms"] / direct[kind]["p50_ms"], 2)
+                    for kind in direct
+                    if "p50_ms" in direct[kind] and "p50_ms" in via.get(kind, {})
+                }
                 by_db["pgbouncer_vs_direct"] = {
-                    kind: round(by_db["pgbouncer"]["one_client"][kind]["p50_ms"]
-                                / by_db["direct"]["one_client"][kind]["p50_ms"], 2)
-                    for kind in by_db["direct"]["one_client"]
-                    if "p50_ms" in by_db["direct"]["one_client"][kind]
-                    and "p50_ms" in by_db["pgbouncer"]["one_client"].get(kind, {})
-                }  # fmt: skip
+                    kind: round(via[kind]["x_floor_p50"] / direct[kind]["x_floor_p50"], 2)
+                    for kind in direct
+                    if "x_floor_p50" in direct[kind] and "x_floor_p50" in via.get(kind, {})
+                }
     finally:
         if bouncer is not None:
             bouncer.stop()
