@@ -1,11 +1,12 @@
 """Side-by-side bench: Tenure's pages against a bare Django page, over real HTTP, in one run.
 
     .venv/bin/python bench/compare.py [--sizes 1000 1000000] [--requests 100]
-        [--reviewers 8] [--reviewer-requests 30] [--pgbouncer] [--out NAME]
+        [--reviewers 8] [--reviewer-requests 30] [--pgbouncer] [--out NAME] [--keep-db]
 
 gunicorn (gthread, 2 workers x 4 threads, the production settings plus the floor
 view of bench/soak_settings.py) on the bench's own PostgreSQL database
-(``tenure_soak_compare``, dropped and re-created) and its own Redis. Measured, at each
+(``tenure_soak_compare``, dropped and re-created, and dropped again at the end unless
+``--keep-db``) and its own Redis. Measured, at each
 size (proposals bulk-loaded by the soak's COPY loader, half of them pending):
 
 * **1 client**: the floor view (one row by primary key, a trivial template, the same
@@ -357,6 +358,18 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _drop_database() -> None:
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with (
+        contextlib.suppress(psycopg.Error),
+        psycopg.connect(soak_config.PG_ADMIN, autocommit=True) as conn,
+    ):
+        conn.execute(f'DROP DATABASE IF EXISTS "{soak_config.DB_NAME}" WITH (FORCE)')
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 1_000_000])
@@ -366,6 +379,7 @@ def main() -> int:
     parser.add_argument("--pending-share", type=float, default=0.5)
     parser.add_argument("--pgbouncer", action="store_true")
     parser.add_argument("--out", default="")
+    parser.add_argument("--keep-db", action="store_true", help="leave the database (GBs at 1M)")
     opts = parser.parse_args()
     sizes = sorted(opts.sizes)
     need = opts.requests + 10 + opts.reviewers * (opts.reviewer_requests + 2)
@@ -451,6 +465,8 @@ def main() -> int:
         if bouncer is not None:
             bouncer.stop()
         redis.stop()
+        if not opts.keep_db:
+            _drop_database()
     report["machine"] += f"; {os.getloadavg()[0]:.2f} at the end"
     measured = any(
         "gate" in phases.get("one_client", {})
