@@ -189,3 +189,18 @@ def test_outside_a_transaction_the_connection_and_its_slot_are_given_back_while_
         assert connection.connection is None  # the task's end gives it back
     finally:
         throttle._db_slots = None
+
+
+def test_an_eager_run_that_is_deferred_is_left_for_the_sweeper(
+    settings, stub_openai, clean_buckets, eager_tasks
+):
+    from agents import queue
+
+    settings.TENURE_WORKFLOW_MAX_RUNS = 1
+    workflow = make_refund_workflow()
+    item = make_item(workflow, "good")
+    held = throttle.workflow_slot_acquire(workflow_id=workflow.pk, lease_seconds=30)
+    assert queue.send(queue.RUN_AGENT, item.pk)  # no retry loop, no error
+    item.refresh_from_db()
+    assert item.status == WorkItem.Status.RECEIVED
+    throttle.workflow_slot_release(held)
