@@ -168,7 +168,16 @@ class Run(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["work_item", "attempt"], name="run_one_per_attempt"),
         ]
-        indexes = [models.Index(fields=["status", "created_at"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            # The dashboard's unpriced-runs note: the few runs that met a model with no
+            # price, without reading every run of the last weeks.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(unpriced=True) | Q(stop_reason="unpriced_model"),
+                name="run_unpriced_created_at",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.work_item}"

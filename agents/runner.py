@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
-from agents import prompts, states
+from agents import prompts, states, throttle
 from agents import sql as agents_sql
 from agents.budgets import BudgetTripped, RunBudget, workflow_spend_today
 from agents.injection import flags_merge, injection_scan, work_item_flags
@@ -151,14 +151,23 @@ class RunState:
 
 
 class _GuardedClient:
-    """A model client that runs a check (the kill switch) right before each request."""
+    """A model client that runs a check (the kill switch) right before each request,
+    honours the endpoint's rate limits, and gives the database connection back while
+    the model thinks (agents.throttle)."""
 
-    def __init__(self, inner: ModelClient, guard: Any) -> None:
-        self.inner, self.guard = inner, guard
+    def __init__(self, inner: ModelClient, guard: Any, runner: Runner) -> None:
+        self.inner, self.guard, self.runner = inner, guard, runner
 
     def complete(self, **kwargs: Any) -> ModelResponse:
         self.guard()
-        return self.inner.complete(**kwargs)
+        if self.runner.request_prepaid:
+            self.runner.request_prepaid = False  # taken before the run was claimed
+        elif throttle.model_wait_for_request():
+            self.guard()  # a pause that committed while this waited still wins
+        with throttle.db_released():
+            response = self.inner.complete(**kwargs)
+        throttle.model_tokens_charge(response.tokens_in + response.tokens_out)
+        return response
 
 
 class Runner:
@@ -201,6 +210,8 @@ class Runner:
         self.tool_call_id = ""  # the model's id of the call being handled (for its spans)
         self.spend_read_at: float | None = None  # when the workflow's spend was last read
         self.state = RunState(messages=prompts.initial_messages(self.item))
+        # The first model request was taken from the rate limit before the claim.
+        self.request_prepaid = False
 
     # --- trace ------------------------------------------------------------
     def step(self, kind: str, name: str, **fields: Any) -> Step:
@@ -333,7 +344,7 @@ class Runner:
             )
         # And once more right before the request leaves (after the cache lookup and
         # the client's set-up): a pause that commits meanwhile still stops the call.
-        client = _GuardedClient(self.client or client_for(model), self.ensure_running)
+        client = _GuardedClient(self.client or client_for(model), self.ensure_running, self)
         response = model_complete(
             model=model,
             messages=self.state.messages,
@@ -1040,13 +1051,35 @@ def run_crashed(*, run: Run, exc: BaseException, runner: Runner | None) -> Run:
 def run_work_item(*, work_item_id: int, client: ModelClient | None = None) -> Run | None:
     """Run the agent on one work item to proposals or an escalation. A run that
     crashes is left for another attempt (``run.retry_in`` says when; the task and the
-    sweeper send it) or, on its last attempt, ends as a dead letter."""
+    sweeper send it) or, on its last attempt, ends as a dead letter.
+
+    Before the claim, a slot among the workflow's runs in flight and the first model
+    request are taken (agents.throttle); when either is not to be had the item is
+    left untouched and ``RunDeferred`` says when to try again."""
+    found = agents_sql.item_workflow_limits(work_item_id)
+    if found is None:
+        return None
+    workflow_id, max_seconds = found
+    slot = throttle.workflow_slot_acquire(
+        workflow_id=workflow_id, lease_seconds=max_seconds + STALE_GRACE_SECONDS
+    )
+    try:
+        wait = throttle.model_request_wait()
+        if wait > 0:
+            raise throttle.RunDeferred(wait, "the model endpoint's rate limit is reached")
+        return _run_claimed(work_item_id=work_item_id, client=client)
+    finally:
+        throttle.workflow_slot_release(slot)
+
+
+def _run_claimed(*, work_item_id: int, client: ModelClient | None) -> Run | None:
     run = run_claim(work_item_id=work_item_id)
     if run is None:
         return None
     runner: Runner | None = None
     try:
         runner = Runner(run, client=client)
+        runner.request_prepaid = True
         return runner.execute()
     except Exception as exc:
         logger.exception("run %s crashed", run.pk)

@@ -56,6 +56,21 @@ def item_to_claim(work_item_id: int) -> WorkItem | None:
 
 
 @cache
+def _item_workflow_limits_sql() -> str:
+    return (
+        f"SELECT w.id, w.max_seconds FROM {sqlkit.table(WorkItem)} i"  # noqa: S608 - names from the models, values bound
+        f" JOIN {sqlkit.table(Workflow)} w ON w.id = i.workflow_id WHERE i.id = %s"
+    )
+
+
+def item_workflow_limits(work_item_id: int) -> tuple[int, int] | None:
+    """(workflow id, its run time budget in seconds) of a work item, unlocked: what
+    the throttle needs before a run claims the item."""
+    rows = sqlkit.fetch(_item_workflow_limits_sql(), [work_item_id])
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+@cache
 def _plan_sql(*, with_workflow: bool, locked: bool) -> str:
     decision = _decision_model()
     return (

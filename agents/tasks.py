@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
+from agents import throttle
 from agents.runner import RunBusy, run_work_item
 from agents.services import (
     held_work_restart,
@@ -15,6 +18,8 @@ from agents.services import (
     work_items_waiting,
 )
 from agents.tools import TransientToolError
+
+logger = logging.getLogger(__name__)
 
 EXECUTE_MAX_RETRIES = 5
 HEARTBEAT_KEY = "tenure:worker-heartbeat"
@@ -47,9 +52,18 @@ def run_agent(self, work_item_id: int) -> int | None:
     again once that run would be stale (its worker may have died). A run that
     crashed is tried again after a pause, until it ends (at worst as a dead letter)."""
     try:
-        run = run_work_item(work_item_id=work_item_id)
+        with throttle.db_slot():
+            run = run_work_item(work_item_id=work_item_id)
     except RunBusy as busy:
         raise self.retry(countdown=busy.retry_in) from busy
+    except throttle.RunDeferred as deferred:
+        if self.request.is_eager:
+            # Run inline (a bench, a test): an eager retry would run again at once, in
+            # a loop. The item stays received; the stranded-work sweeper sends it again.
+            logger.warning("run of work item %s deferred: %s", work_item_id, deferred)
+            return None
+        # A limit, not a failure: as often as it takes (the run has not started).
+        raise self.retry(countdown=deferred.retry_in, max_retries=None) from deferred
     retry_in = getattr(run, "retry_in", None)
     if retry_in is not None:
         raise self.retry(countdown=retry_in)

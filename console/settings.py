@@ -174,6 +174,12 @@ else:
     }
 
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "tenure")
+# Agent runs wait on the model for seconds: with TENURE_RUNS_QUEUE set they go to
+# that queue, served by a threaded worker (`celery worker --pool=threads -Q <it>`)
+# that keeps hundreds in flight; empty, they share the default queue.
+TENURE_RUNS_QUEUE = os.environ.get("TENURE_RUNS_QUEUE", "")
+if TENURE_RUNS_QUEUE:
+    CELERY_TASK_ROUTES = {"agents.run_agent": {"queue": TENURE_RUNS_QUEUE}}
 # Task modules beyond each app's tasks.py.
 CELERY_IMPORTS = [
     "agents.maintenance",
@@ -347,6 +353,14 @@ TENURE_MODEL_PRICES = {
 # The price of a model the table does not list, "input,cached,output" USD per million
 # tokens; empty: a run on an unpriced model stops (its cost cannot be budgeted).
 TENURE_FALLBACK_PRICE = os.environ.get("TENURE_FALLBACK_PRICE", "")
+# Limits on runs in flight (agents/throttle.py): runs per workflow at once (0: none),
+# the model endpoint's requests and tokens a minute (0: none), and how many threads of
+# one worker process hold a database connection at once (0: each keeps its own; the
+# threaded runs worker sets it).
+TENURE_WORKFLOW_MAX_RUNS = int(os.environ.get("TENURE_WORKFLOW_MAX_RUNS", "200"))
+TENURE_MODEL_RPM = int(os.environ.get("TENURE_MODEL_RPM", "0"))
+TENURE_MODEL_TPM = int(os.environ.get("TENURE_MODEL_TPM", "0"))
+TENURE_RUN_DB_CONNECTIONS = int(os.environ.get("TENURE_RUN_DB_CONNECTIONS", "0"))
 # Bearer token Prometheus presents to scrape /metrics (unset: loopback only).
 TENURE_METRICS_TOKEN = os.environ.get("TENURE_METRICS_TOKEN", "")
 TENURE_API_MAX_BODY_BYTES = int(os.environ.get("TENURE_API_MAX_BODY_BYTES", str(1024 * 1024)))

@@ -140,7 +140,13 @@ def policy_allowlists(workflow: Workflow) -> dict[str, list[str]]:
 def unpriced_runs(workflow: Workflow, *, since: datetime) -> dict[str, int]:
     """Runs since ``since`` that met a model with no price: charged at the fallback
     price (``fallback``), or stopped before calling it (``stopped``). One query."""
-    counts = Run.objects.filter(work_item__workflow=workflow, created_at__gte=since).aggregate(
+    # The filter on the two conditions lets PostgreSQL read only the partial index
+    # run_unpriced_created_at (a handful of rows) instead of every run since ``since``.
+    counts = Run.objects.filter(
+        Q(unpriced=True) | Q(stop_reason=Run.StopReason.UNPRICED_MODEL),
+        work_item__workflow=workflow,
+        created_at__gte=since,
+    ).aggregate(
         fallback=Count("pk", filter=Q(unpriced=True)),
         stopped=Count("pk", filter=Q(stop_reason=Run.StopReason.UNPRICED_MODEL)),
     )

@@ -56,18 +56,41 @@ def start_redis() -> str | None:
     return None if wait_for(6379) else "Redis did not start on 127.0.0.1:6379."
 
 
+def ensure_pgbouncer() -> str | None:
+    """PgBouncer (Debian's package) for the scale-out test (tests/scale): installed when
+    absent and this runs as root with apt-get; the test starts its own instance."""
+    if shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer"):
+        return None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "PgBouncer is not installed: install the Debian package 'pgbouncer'."
+    print("Installing PgBouncer for the scale-out test (Debian package)...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=False, env=env)
+    if not os.path.exists("/usr/sbin/pgbouncer"):
+        return "PgBouncer could not be installed (apt-get install pgbouncer failed)."
+    # The package's own service is not used (the test runs one on a port of its own).
+    subprocess.run(["service", "pgbouncer", "stop"], check=False, capture_output=True)
+    return None
+
+
 def main() -> int:
     problems = []
     if not port_open(5432) and (problem := start_postgres()):
         problems.append(problem)
     if not port_open(6379) and (problem := start_redis()):
         problems.append(problem)
+    if problem := ensure_pgbouncer():
+        problems.append(problem)
     if problems:
-        print("The test suite needs PostgreSQL and Redis on 127.0.0.1:", file=sys.stderr)
+        print(
+            "The test suite needs PostgreSQL and Redis on 127.0.0.1 (and PgBouncer):",
+            file=sys.stderr,
+        )
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print("PostgreSQL (5432) and Redis (6379) are up.")
+    print("PostgreSQL (5432) and Redis (6379) are up; PgBouncer is installed.")
     return 0
 
 

@@ -23,6 +23,12 @@ PASSWORD = "tenure-demo"
 SLUG = "refunds"
 INGEST_OFF_SLUG = "soak-ingest"  # level off: ingest throughput without agent runs
 CLAIM_LEASE_SECONDS = 20
+# The sweeper re-sends work stranded this long (production: 120 s) ...
+STRANDED_AFTER_SECONDS = 20
+# ... when the beat's redispatch job next runs (console/ops/beat.py: every minute). An
+# item with no broker message is lost only once this window has passed without it
+# coming back: before that it is late.
+SWEEP_WINDOW_SECONDS = STRANDED_AFTER_SECONDS + 60 + 15
 VISIBILITY_TIMEOUT = 30
 TEST_CARDS = ("4111 1111 1111 1111", "5500-0000-0000-0004")
 

@@ -55,7 +55,7 @@ def setup_console(n_reviewers: int) -> tuple[list[str], str]:
     return users, plain
 
 
-def bulk_load(n: int, pending_share: float) -> dict[str, Any]:
+def bulk_load(n: int, pending_share: float, prefix: str = "bulk") -> dict[str, Any]:
     """COPY ``n`` refund proposals (one per work item, one run, one step each) into
     refunds: most decided (with Decision rows spread over 28 days), the rest pending.
     Each is a $0.50 refund on a seeded sandbox order, so an approval really executes."""
@@ -104,7 +104,7 @@ def bulk_load(n: int, pending_share: float) -> dict[str, Any]:
                 at = when(i)
                 done = i < decided
                 copy.write_row(
-                    (base_item + i, workflow.pk, f"bulk-{i}", "Bulk refund request",
+                    (base_item + i, workflow.pk, f"{prefix}-{i}", "Bulk refund request",
                      '{"text": "Please refund order, it arrived damaged.", "channel": "bulk"}',
                      "api", "integration:soak", "resolved" if done else "awaiting_review",
                      (i % 7 != 0) if done else None, at, at,

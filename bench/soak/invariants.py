@@ -1,7 +1,8 @@
 """What must hold after the run, checked against the database and our broker, and the
 verdict: every broken invariant in words.
 
-Nothing lost (every live item finished, or still has a broker message), nothing
+Nothing lost (every live item finished, or still has a broker message, or came back
+within the sweeper's window: late, reported apart from lost), nothing
 executed or decided twice, no claim held beyond its lease, nothing started while the
 workflow was paused, 5xx only inside a fault's window, no PII in the logs.
 """
@@ -9,9 +10,11 @@ workflow was paused, 5xx only inside a fault's window, no PII in the logs.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
-from .config import CLAIM_LEASE_SECONDS, QUEUE, REDIS_PORT, now_utc
+from .config import CLAIM_LEASE_SECONDS, QUEUE, REDIS_PORT, SWEEP_WINDOW_SECONDS, now_utc
 from .db import refunds_id, rows, scalar
 from .load import Recorder
 
@@ -42,6 +45,41 @@ def broker_work_item_ids() -> set[int]:
     return ids
 
 
+def late_or_lost(
+    candidates: list[int],
+    *,
+    window: float,
+    in_pipeline: Callable[[list[int]], set[int]],
+    queued: Callable[[], set[int]],
+    poll: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[list[int], list[int], float]:
+    """Items that were neither finished nor queued: wait up to ``window`` (the sweeper's
+    stranded-after time plus its period) for each to finish or get a broker message
+    again. Those that do are late; those still stranded when the window ends are lost.
+    Returns (late, lost, seconds waited)."""
+    remaining = set(candidates)
+    started = clock()
+    while remaining and clock() - started < window:
+        sleep(poll)
+        still = in_pipeline(sorted(remaining))
+        remaining = still - queued() if still else set()
+    late = sorted(set(candidates) - remaining)
+    return late, sorted(remaining), round(clock() - started, 1)
+
+
+def _still_in_pipeline(ids: list[int]) -> set[int]:
+    return {
+        r[0]
+        for r in rows(
+            "SELECT id FROM agents_workitem WHERE id = ANY(%s)"
+            " AND status IN ('received', 'running')",
+            [ids],
+        )
+    }
+
+
 def check_invariants(start_id: int, pause: dict[str, Any], rec: Recorder,
                      abandoned: list[int], settled: bool) -> dict[str, Any]:  # fmt: skip
     wf = refunds_id()
@@ -62,10 +100,21 @@ def check_invariants(start_id: int, pause: dict[str, Any], rec: Recorder,
         "AND r.started_at < now() - interval '150 seconds'",
         [wf],
     )
-    lost = [i for i in in_pipeline if i not in queued]
+    stranded = [i for i in in_pipeline if i not in queued]
+    late, lost, waited = late_or_lost(
+        stranded,
+        window=SWEEP_WINDOW_SECONDS,
+        in_pipeline=_still_in_pipeline,
+        queued=broker_work_item_ids,
+    )
     out["lost_items"] = {
         "in_pipeline": len(in_pipeline),
-        "with_a_broker_message": len(in_pipeline) - len(lost),
+        "with_a_broker_message": len(in_pipeline) - len(stranded),
+        # Neither finished nor queued when checked, then back (re-sent by the sweeper,
+        # or finished) within its window: late, not lost.
+        "late": len(late),
+        "late_example_ids": late[:10],
+        "waited_for_the_sweeper_s": waited,
         "without_a_broker_message": len(lost),
         "example_ids": lost[:10],
         "runs_running_over_150s": stale_running,
@@ -205,7 +254,10 @@ def violations(report: dict[str, Any]) -> list[str]:
             found.append(f"{label}: {value}")
 
     lost = inv.get("lost_items") or {}
-    nonzero("work items neither finished nor queued", lost.get("without_a_broker_message"))
+    nonzero(
+        "work items neither finished nor queued after the sweeper's window",
+        lost.get("without_a_broker_message"),
+    )
     nonzero("runs still running after 150 s", lost.get("runs_running_over_150s"))
     nonzero("executing items idle over 120 s", inv.get("executing_items_idle_over_120s"))
     for key, value in (inv.get("double_execution") or {}).items():

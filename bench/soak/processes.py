@@ -24,6 +24,7 @@ from .config import (
     REDIS_URL,
     RESULTS,
     ROOT,
+    STRANDED_AFTER_SECONDS,
     VISIBILITY_TIMEOUT,
     source,
 )
@@ -238,7 +239,7 @@ def base_env(app_name: str) -> dict[str, str]:
         TENURE_CLAIM_LEASE_SECONDS=str(CLAIM_LEASE_SECONDS),
         # The sweeper re-sends lost work after this (production: 120 s), so the
         # settle sees a task lost with Redis's restart come back.
-        TENURE_STRANDED_AFTER_SECONDS="20",
+        TENURE_STRANDED_AFTER_SECONDS=str(STRANDED_AFTER_SECONDS),
         CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
         OPENAI_API_KEY="",
         OPENAI_BASE_URL="",

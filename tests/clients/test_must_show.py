@@ -197,6 +197,10 @@ def test_outside_agents_are_recorded_then_gated_then_stopped(
     # --- promotion through the gate, on seeded evidence ----------------------------------
     make_evidence(workflow, accepted=workflow.gate_min_decisions)
     _promote(workflow, managers, AutonomyLevel.SUPERVISED)
+    # The dwell: refunds decided while the tool was supervised.
+    make_evidence(
+        workflow, accepted=workflow.gate_min_supervised_decisions, level=AutonomyLevel.SUPERVISED
+    )
     _promote(workflow, managers, AutonomyLevel.LIMITED)
 
     # --- limited: in-cap executes once, out-of-cap waits for a reviewer ---------------------

@@ -75,6 +75,13 @@ def _earn_autonomy() -> None:
         managers.append(user)
     make_evidence(workflow, tool="issue_credit", accepted=workflow.gate_min_decisions)
     _promote(workflow, managers, AutonomyLevel.SUPERVISED)
+    # The dwell: calls decided while the tool was supervised.
+    make_evidence(
+        workflow,
+        tool="issue_credit",
+        accepted=workflow.gate_min_supervised_decisions,
+        level=AutonomyLevel.SUPERVISED,
+    )
     _promote(workflow, managers, AutonomyLevel.LIMITED)
 
 

@@ -79,3 +79,24 @@ def test_audit_keys_and_checkpoints_live_outside_the_database():
     assert "volumes" not in SERVICES["db"] or not any(
         "checkpoints" in volume for volume in SERVICES["db"]["volumes"]
     )
+
+
+def test_agent_runs_have_a_threaded_worker_of_their_own():
+    queue = SERVICES["web"]["environment"]["TENURE_RUNS_QUEUE"]
+    for name in ("web", "worker", "beat", "runs"):  # every producer routes runs alike
+        assert SERVICES[name]["environment"]["TENURE_RUNS_QUEUE"] == queue, name
+    command = SERVICES["runs"]["command"]
+    assert command[:4] == ["celery", "-A", "console", "worker"]
+    assert "--pool=threads" in command
+    assert command[command.index("-Q") + 1] == queue
+    assert "-Q" not in SERVICES["worker"]["command"]  # the default queue: everything else
+    # Threads give their connection back while the model thinks: a cap per process.
+    assert SERVICES["runs"]["environment"]["TENURE_RUN_DB_CONNECTIONS"].startswith("${")
+
+
+def test_pgbouncer_is_an_optional_service_in_transaction_mode():
+    bouncer = SERVICES["pgbouncer"]
+    assert bouncer["profiles"] == ["pgbouncer"]  # not started unless asked for
+    assert bouncer["environment"]["POOL_MODE"] == "transaction"
+    assert bouncer["environment"]["DB_HOST"] == "db"
+    assert "healthcheck" in bouncer

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Start the whole Tenure console (web + Celery worker) with the demo seeded."
+    help = "Start the whole Tenure console (web + Celery workers) with the demo seeded."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--bind", default=os.environ.get("TENURE_BIND", "127.0.0.1:8000"))
@@ -35,12 +35,26 @@ class Command(BaseCommand):
             call_command("seed_demo", stdout=self.stdout)
         verbose = os.environ.get("TENURE_VERBOSE", "") not in ("", "0")
         log_level = "INFO" if verbose else "WARNING"
+        # Agent runs wait on the model: a threaded worker of their own keeps many in
+        # flight (on SQLite, a few: one file takes one writer at a time).
+        sqlite = settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
+        runs_queue = os.environ.setdefault(
+            "TENURE_RUNS_QUEUE", f"{settings.CELERY_TASK_DEFAULT_QUEUE}-runs"
+        )
+        runs_concurrency = os.environ.get("TENURE_RUNS_CONCURRENCY", "8" if sqlite else "100")
+        runs_env = {"TENURE_RUN_DB_CONNECTIONS": "4" if sqlite else "16", **os.environ}
         children = [
             self._spawn(
                 [sys.executable, "-m", "celery", "-A", "console", "worker", "--beat",
                  f"--loglevel={log_level}", "--concurrency=2",
                  "-Q", settings.CELERY_TASK_DEFAULT_QUEUE,
                  "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]
+            ),
+            self._spawn(
+                [sys.executable, "-m", "celery", "-A", "console", "worker",
+                 f"--loglevel={log_level}", "--pool=threads",
+                 f"--concurrency={runs_concurrency}", "-Q", runs_queue, "-n", "runs@%h"],
+                env=runs_env,
             ),
             self._spawn(
                 [sys.executable, "-m", "gunicorn", "console.wsgi:application", "--bind", bind,
@@ -63,7 +77,7 @@ class Command(BaseCommand):
         host = bind.rsplit(":", 1)[0]
         self.stdout.write(f"MCP gateway for outside agents: http://{host}:{mcp_port}/mcp/<slug>/")
         self.stdout.write(
-            "Press Ctrl-C to stop web and worker. TENURE_VERBOSE=1 shows request and task logs.\n"
+            "Press Ctrl-C to stop web and workers. TENURE_VERBOSE=1 shows request and task logs.\n"
         )
         stop = {"now": False}
 
@@ -88,6 +102,6 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     child.kill()
 
-    def _spawn(self, argv: list[str]) -> subprocess.Popen:
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         # The project's own commands (this interpreter, fixed arguments), no shell.
-        return subprocess.Popen(argv, cwd=settings.BASE_DIR, env=dict(os.environ))  # noqa: S603
+        return subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env or dict(os.environ))  # noqa: S603
