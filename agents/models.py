@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
 
 from governance.models import AutonomyLevel, Workflow
 
@@ -127,6 +127,7 @@ class Run(models.Model):
     attempt = models.PositiveSmallIntegerField(default=1)
     starts = models.PositiveSmallIntegerField(
         default=0,
+        db_default=0,
         help_text="Times a worker took this run up (its first start and each restart after "
         "a crash or a lost worker); at TENURE_RUN_MAX_ATTEMPTS it ends as a dead letter.",
     )
@@ -281,7 +282,13 @@ class Proposal(models.Model):
     verdict_rule = models.TextField(help_text="The rule text that produced the verdict.")
     # Where each sensitive argument came from (agents.provenance):
     # {"$.amount": {"role": "money", "value": "42.00", "source": "tool_output:get_order#step2"}}
-    provenance = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    # An empty object in the database too, so bulk loads that predate it keep working.
+    provenance = models.JSONField(
+        default=dict,
+        db_default=Value({}, output_field=models.JSONField()),
+        blank=True,
+        encoder=DjangoJSONEncoder,
+    )
     injection_flags = models.JSONField(default=list, blank=True)
     flagged_injection = models.BooleanField(default=False)
     autonomy_level = models.CharField(

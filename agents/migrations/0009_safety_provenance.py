@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='proposal',
             name='provenance',
-            field=models.JSONField(blank=True, default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder),
+            field=models.JSONField(blank=True, default=dict, db_default=models.Value({}, output_field=models.JSONField()), encoder=django.core.serializers.json.DjangoJSONEncoder),
         ),
     ]

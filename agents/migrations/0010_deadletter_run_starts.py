@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='run',
             name='starts',
-            field=models.PositiveSmallIntegerField(default=0, help_text='Times a worker took this run up (its first start and each restart after a crash or a lost worker); at TENURE_RUN_MAX_ATTEMPTS it ends as a dead letter.'),
+            field=models.PositiveSmallIntegerField(default=0, db_default=0, help_text='Times a worker took this run up (its first start and each restart after a crash or a lost worker); at TENURE_RUN_MAX_ATTEMPTS it ends as a dead letter.'),
         ),
         migrations.AlterField(
             model_name='escalation',

@@ -152,7 +152,9 @@ def reviewer_loop(base: str, username: str, rec: Recorder, stop: threading.Event
             if response is None or response.status_code != 200:
                 html = ""
                 continue
-            if "Recorded:" in response.text:
+            # A first approval of a two-approver action is recorded too, but it is not
+            # the decision: the second reviewer's is.
+            if "Recorded:" in response.text and "Recorded: first approval" not in response.text:
                 with rec.lock:
                     rec.decided[pid] += 1
             html = response.text

@@ -47,8 +47,13 @@ def evidence(workflow, monkeypatch):
     grant = ToolGrantFactory(
         workflow=workflow, tool="create_refund", autonomy_level=AutonomyLevel.SUPERVISED
     )
+    # Decided while the tool was supervised: the dwell limited asks for.
     make_evidence(
-        workflow, accepted=118, edited=2, amounts=[f"{20 + (i % 9) * 15}.00" for i in range(120)]
+        workflow,
+        accepted=118,
+        edited=2,
+        amounts=[f"{20 + (i % 9) * 15}.00" for i in range(120)],
+        level=AutonomyLevel.SUPERVISED,
     )
     return grant
 
