@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -49,7 +48,7 @@ from evidence.metrics.rows import (
     tool_steps_rows,
 )
 from evidence.metrics.scope import Scope
-from evidence.metrics.stats import pct, ratio, wilson_interval
+from evidence.metrics.stats import WilsonRate, pct, ratio
 from reviews.models import CRITICAL_REJECT_REASONS, Decision
 
 ZERO = Decimal("0")
@@ -74,7 +73,7 @@ def agreement_counts() -> dict[str, Expression]:
 
 
 @dataclass(frozen=True)
-class Agreement:
+class Agreement(WilsonRate):
     """Agreement over some decisions: an edit is a disagreement. The rate comes
     with its Wilson 95% interval (the whole [0, 1] when nothing was decided)."""
 
@@ -88,36 +87,12 @@ class Agreement:
         return cls(**{count: counts[count] or 0 for count in VERDICT_COUNT.values()})
 
     @property
-    def n(self) -> int:
+    def n(self) -> int:  # type: ignore[override]
         return self.accepted + self.edited + self.rejected
 
     @property
-    def rate(self) -> float | None:
-        return ratio(self.accepted, self.n)
-
-    @cached_property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.accepted, self.n)
-
-    @property
-    def low(self) -> float:
-        return self.interval[0]
-
-    @property
-    def high(self) -> float:
-        return self.interval[1]
-
-    @property
-    def rate_pct(self) -> float | None:
-        return pct(self.rate)
-
-    @property
-    def low_pct(self) -> float:
-        return self.low * 100
-
-    @property
-    def high_pct(self) -> float:
-        return self.high * 100
+    def successes(self) -> int:  # type: ignore[override]
+        return self.accepted
 
 
 def agreement_of(decisions: QuerySet[Decision]) -> Agreement:

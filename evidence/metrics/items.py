@@ -37,7 +37,6 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cached_property
 from typing import Any
 
 from django.core.cache import cache
@@ -58,46 +57,18 @@ from django.db.models.functions import TruncDate
 from agents.models import Proposal
 from evidence.metrics.rows import decisions_rows
 from evidence.metrics.scope import Scope
-from evidence.metrics.stats import pct, ratio, wilson_interval
+from evidence.metrics.stats import WilsonRate
 from reviews.models import Decision, HumanAction, ItemOutcome
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Proportion:
+class Proportion(WilsonRate):
     """successes / n with its Wilson 95% interval (the whole [0, 1] when n is 0)."""
 
     successes: int
     n: int
-
-    @property
-    def rate(self) -> float | None:
-        return ratio(self.successes, self.n)
-
-    @cached_property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.successes, self.n)
-
-    @property
-    def low(self) -> float:
-        return self.interval[0]
-
-    @property
-    def high(self) -> float:
-        return self.interval[1]
-
-    @property
-    def rate_pct(self) -> float | None:
-        return pct(self.rate)
-
-    @property
-    def low_pct(self) -> float:
-        return self.low * 100
-
-    @property
-    def high_pct(self) -> float:
-        return self.high * 100
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
+from functools import cached_property
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -41,3 +42,40 @@ def as_float(value: object) -> float | None:
 
 def mean(total: int | Decimal, n: int) -> float | None:
     return float(total) / n if n else None
+
+
+class WilsonRate:
+    """A proportion's reading, for any result that says its ``successes`` and ``n``:
+    the rate, its Wilson 95% interval and both as percentages (agreement, precision,
+    recall, item agreement, coverage)."""
+
+    successes: int
+    n: int
+
+    @property
+    def rate(self) -> float | None:
+        return ratio(self.successes, self.n)
+
+    @cached_property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.successes, self.n)
+
+    @property
+    def low(self) -> float:
+        return self.interval[0]
+
+    @property
+    def high(self) -> float:
+        return self.interval[1]
+
+    @property
+    def rate_pct(self) -> float | None:
+        return pct(self.rate)
+
+    @property
+    def low_pct(self) -> float:
+        return self.low * 100
+
+    @property
+    def high_pct(self) -> float:
+        return self.high * 100
