@@ -46,6 +46,7 @@ from agents.gateway import (
     gate_submit,
     gate_wait,
 )
+from agents.mcp_upstream import META_KEY
 from agents.models import GateCall, RiskClass
 from agents.tools import registry_for
 from governance import sql as governance_sql
@@ -53,7 +54,6 @@ from governance.api.tokens import api_token_lookup_cached
 from governance.models import ApiToken, Workflow
 
 POLL_TOOL = "tenure_poll"
-META_KEY = "tenure/idempotencyKey"
 META_WAIT = "tenure/wait"
 RUN_HEADER = b"x-agent-run-id"
 ERR_TOKEN = "Send an API token with the actions:gate scope: Authorization: Bearer <token>."  # noqa: S105 - a message
@@ -64,31 +64,8 @@ NOTES = {
     PENDING: "Waiting for a reviewer's approval in Tenure; not executed yet. "
     f"Poll it with the {POLL_TOOL} tool.",
 }
-# Risk classes an MCP annotation implies; a workflow's config may tighten them, never loosen.
+# Risk classes shown to MCP clients as destructive.
 DESTRUCTIVE = {RiskClass.DELETE, RiskClass.ACCESS, RiskClass.MONEY}
-RISK_RANK = [
-    RiskClass.READ,
-    RiskClass.WRITE,
-    RiskClass.EXTERNAL_MESSAGE,
-    RiskClass.MONEY,
-    RiskClass.ACCESS,
-    RiskClass.DELETE,
-]
-
-
-def risk_from_annotations(annotations: dict[str, Any] | None, configured: str = "") -> str:
-    """The risk class of an upstream MCP tool: read-only -> read, destructive -> delete,
-    otherwise write; a configured class applies only when it is stricter."""
-    annotations = annotations or {}
-    if annotations.get("destructiveHint") or annotations.get("destructive_hint"):
-        implied = RiskClass.DELETE
-    elif annotations.get("readOnlyHint") or annotations.get("read_only_hint"):
-        implied = RiskClass.READ
-    else:
-        implied = RiskClass.WRITE
-    if configured in RISK_RANK and RISK_RANK.index(configured) > RISK_RANK.index(implied):
-        return configured
-    return implied
 
 
 def _in_thread(fn: Any) -> Any:

@@ -20,11 +20,39 @@ from typing import Any
 
 from django.db import transaction
 
-from agents.mcp_gateway import META_KEY, risk_from_annotations
-from agents.models import ToolDefinition
-from agents.tools import ToolContext, ToolError, TransientToolError, arguments_hash
+from agents.models import RiskClass, ToolDefinition
+from agents.tools.base import ToolContext, ToolError, TransientToolError, arguments_hash
 from governance.audit import audit_append
 from governance.models import Workflow
+
+# The key an MCP call carries in its _meta to make a retry the same call.
+META_KEY = "tenure/idempotencyKey"
+# Risk classes from least to most sensitive: an MCP annotation implies one, and a
+# workflow's config may tighten it, never loosen it.
+RISK_RANK = [
+    RiskClass.READ,
+    RiskClass.WRITE,
+    RiskClass.EXTERNAL_MESSAGE,
+    RiskClass.MONEY,
+    RiskClass.ACCESS,
+    RiskClass.DELETE,
+]
+
+
+def risk_from_annotations(annotations: dict[str, Any] | None, configured: str = "") -> str:
+    """The risk class of an upstream MCP tool: read-only -> read, destructive -> delete,
+    otherwise write; a configured class applies only when it is stricter."""
+    annotations = annotations or {}
+    if annotations.get("destructiveHint") or annotations.get("destructive_hint"):
+        implied = RiskClass.DELETE
+    elif annotations.get("readOnlyHint") or annotations.get("read_only_hint"):
+        implied = RiskClass.READ
+    else:
+        implied = RiskClass.WRITE
+    if configured in RISK_RANK and RISK_RANK.index(configured) > RISK_RANK.index(implied):
+        return configured
+    return implied
+
 
 ERR_UPSTREAM = "The upstream MCP server {url} failed: {error}"
 ERR_TOOL_FAILED = "The upstream MCP tool {tool} answered an error: {text}"

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -29,7 +30,7 @@ from django.utils import timezone
 from governance import sql as governance_sql
 from governance import sqlkit
 from governance.audit_keys import audit_keys, key_for
-from governance.checkpoints import checkpoints_read
+from governance.checkpoints import checkpoint_write, checkpoints_read
 from governance.models import AuditChain, AuditEvent, Workflow
 
 GLOBAL_CHAIN = "global"
@@ -339,3 +340,10 @@ def _head_problem(key: str, head: AuditChain | None, last: AuditEvent | None) ->
     if last is not None and last.hash != head.head_hash:
         return BrokenLink(chain=key, seq=last_seq, problem=ERR_HEAD_MISMATCH)
     return None
+
+
+def audit_checkpoint(*, now: datetime | None = None) -> str | None:
+    """Seal what is unsealed, then write every chain's head to the checkpoint sink
+    outside the database; returns the checkpoint's name (None when the log is empty)."""
+    audit_seal()
+    return checkpoint_write(now=now)

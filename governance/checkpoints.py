@@ -138,10 +138,8 @@ def _mac(key: bytes, body: dict[str, Any]) -> str:
 
 def checkpoint_write(*, now: datetime | None = None) -> str | None:
     """Write every chain's sealed head to the sink; returns the checkpoint's name (None
-    when the log is empty). Seal first, so the heads are the whole log."""
-    from governance.audit import audit_seal
-
-    audit_seal()
+    when the log is empty). ``governance.audit.audit_checkpoint`` seals first, so the
+    heads are the whole log."""
     heads = {
         key: [seq, head]
         for key, seq, head in AuditChain.objects.filter(seq__gt=0)

@@ -37,6 +37,6 @@ def audit_seal_task() -> int:
 @shared_task(name="governance.audit_checkpoint", ignore_result=True)
 def audit_checkpoint_task() -> str:
     """Write the chains' heads to the checkpoint sink outside the database."""
-    from governance.checkpoints import checkpoint_write
+    from governance.audit import audit_checkpoint
 
-    return checkpoint_write() or ""
+    return audit_checkpoint() or ""

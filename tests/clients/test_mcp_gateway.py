@@ -17,7 +17,8 @@ import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from agents.mcp_gateway import META_KEY, POLL_TOOL, gateway_app, risk_from_annotations
+from agents.mcp_gateway import POLL_TOOL, gateway_app
+from agents.mcp_upstream import META_KEY, risk_from_annotations
 from agents.models import GateCall, Proposal, RiskClass
 from agents.services import proposal_execute
 from demo.models import SandboxRefund

@@ -14,9 +14,9 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 
 from governance import audit_keys as keys_module
-from governance.audit import audit_append, audit_seal, audit_verify
+from governance.audit import audit_append, audit_checkpoint, audit_seal, audit_verify
 from governance.audit_keys import key_for, new_key, parse
-from governance.checkpoints import checkpoint_write, checkpoints_read
+from governance.checkpoints import checkpoints_read
 from governance.models import AuditChain, AuditEvent
 from tests.console.test_audit import tamper
 from tests.factories import WorkflowFactory
@@ -89,7 +89,7 @@ def test_a_chain_recomputed_after_an_edit_without_the_key_fails(chain, checkpoin
 
 
 def test_a_chain_recomputed_with_the_key_fails_against_a_checkpoint(chain, checkpoints):
-    assert checkpoint_write() is not None
+    assert audit_checkpoint() is not None
     tamper(
         "UPDATE console_auditevent SET data = %s WHERE chain = %s AND seq = 3", '{"i": 99}', chain
     )
@@ -100,7 +100,7 @@ def test_a_chain_recomputed_with_the_key_fails_against_a_checkpoint(chain, check
 
 
 def test_a_truncated_tail_with_its_head_rolled_back_fails_against_a_checkpoint(chain, checkpoints):
-    checkpoint_write()
+    audit_checkpoint()
     tamper("DELETE FROM console_auditevent WHERE chain = %s AND seq > 4", chain)
     fourth = AuditEvent.objects.get(chain=chain, seq=4)
     tamper(
@@ -122,7 +122,7 @@ def test_without_a_checkpoint_the_same_truncation_looks_consistent(chain, checkp
 
 
 def test_a_checkpoint_is_never_overwritten_and_an_altered_one_is_reported(chain, checkpoints):
-    name = checkpoint_write()
+    name = audit_checkpoint()
     path = checkpoints / name
     assert oct(path.stat().st_mode & 0o777) == "0o444"
     document = json.loads(path.read_text())
@@ -250,7 +250,7 @@ def s3(settings, monkeypatch):
 def test_checkpoints_go_to_a_locked_bucket_and_catch_a_truncation(chain, s3):
     from botocore.exceptions import ClientError
 
-    name = checkpoint_write()
+    name = audit_checkpoint()
     key = f"tenure/{name}"
     assert s3.head_object(Bucket="audit", Key=key)["ObjectLockMode"] == "COMPLIANCE"
     with pytest.raises(ClientError, match="PreconditionFailed"):
